@@ -1,0 +1,1 @@
+"""Industrial defect detection: a CNN classifier plus a binary segmentation mask."""

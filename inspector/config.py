@@ -1,0 +1,88 @@
+"""Typed configuration, one dataclass per concern.
+
+Every dataclass here round-trips through plain dicts (``asdict`` / ``from_dict``) so the resolved
+configuration can be written next to every trained model and read back without surprises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+GOOD_CLASS = "good"
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Builds dataclass ``cls`` from ``data``, ignoring unknown keys and turning lists into tuples."""
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a decoded frame becomes the model input. Travels with the weights in every bundle.
+
+    The frame is letterboxed: scaled (aspect ratio kept) so that it fits ``height`` x ``width``, then
+    padded with ``pad_value`` (per channel, in model colour order) around the centred image.
+    """
+
+    height: int = 320  # model input height, px (multiple of 32)
+    width: int = 320  # model input width, px (multiple of 32)
+    color_order: Literal["RGB", "BGR"] = "RGB"  # channel order the encoder was trained with
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)  # subtracted, in 0..255 units
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)  # divided by, in 0..255 units
+    pad_value: int = 127  # fill of the letterbox border, 0..255 (127 normalises to ~0)
+
+    def __post_init__(self) -> None:
+        if self.height % 32 or self.width % 32 or min(self.height, self.width) < 32:
+            raise ValueError(f"input size must be a multiple of 32 and >= 32, got {self.height}x{self.width}")
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What the service and the CLI accept as a frame."""
+
+    min_side: int = 32  # px
+    max_side: int = 8192  # px
+    max_bytes: int = 64 * 1024 * 1024  # encoded or raw payload size
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds applied to the model's outputs."""
+
+    reject: float = 0.5  # defect score at or above which a part is rejected
+    review: float = 0.3  # defect score at or above which (and below ``reject``) a part goes to review
+    mask: float = 0.5  # per-pixel defect probability that marks a pixel as defect
+    min_region_area: int = 16  # px at model input scale; smaller connected components are ignored
+    per_class: dict[str, float] = field(default_factory=dict)  # optional reject threshold per defect class
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.review <= self.reject <= 1.0:
+            raise ValueError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Two-phase training: transfer learning (encoder frozen), then fine-tuning (encoder unfrozen)."""
+
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 320  # px, square letterbox input
+    epochs_frozen: int = 6  # phase 1: heads and decoder only
+    epochs_finetune: int = 18  # phase 2: whole network
+    batch_size: int = 16
+    lr_heads: float = 1e-3  # Adam, phase 1 and the heads/decoder group of phase 2
+    lr_encoder: float = 1e-4  # Adam, encoder group of phase 2 (fine-tuning, low)
+    weight_decay: float = 1e-5
+    mask_loss_weight: float = 1.0  # weight of (BCE + Dice) beside the cross-entropy
+    label_smoothing: float = 0.05
+    patience: int = 6  # phase-2 epochs without validation improvement before stopping
+    val_fraction: float = 0.2  # stratified, seeded
+    seed: int = 0
+    workers: int = 1  # DataLoader worker processes
+    device: str = "auto"  # "auto" picks CUDA when present
+    weights_path: str | None = None  # ImageNet weights file for backbones that need one

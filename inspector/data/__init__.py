@@ -1,0 +1,1 @@
+"""Data: layouts on disk, split, augmentation, the torch dataset and the synthetic demo set."""

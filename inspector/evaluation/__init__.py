@@ -1,0 +1,1 @@
+"""Evaluation of the classifier and the segmentation mask: metrics and plots."""

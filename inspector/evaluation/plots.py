@@ -1,0 +1,244 @@
+"""Evaluation figures written as PNG files (headless, "Agg" backend).
+
+Every function that writes a file creates the parent folder if needed and closes its figure, so
+long evaluation runs do not accumulate open figures.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from inspector.evaluation.metrics import auroc, average_precision, pr_curve, roc_curve  # noqa: E402
+
+TRUTH_COLOR = (0, 255, 0)  # BGR green for true-mask contours
+PHASE_SHADES = ("#e8eef7", "#f7efe6")  # alternating background of training phases
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Writes ``fig`` to ``path`` as PNG and closes it, even on failure."""
+    try:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _fmt(value: float) -> str:
+    """Formats a metric for a legend, ``n/a`` when undefined."""
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> None:
+    """Draws a confusion matrix: cells coloured by row-normalised rate, annotated with counts.
+
+    Args:
+        confusion: Square count matrix, rows = truth, in ``classes`` order.
+        classes: Class names.
+        path: PNG file to write.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    side = max(4.0, 0.7 * len(classes) + 2.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    for (i, j), n in np.ndenumerate(counts):
+        color = "white" if rates[i, j] > 0.5 else "black"
+        ax.text(j, i, str(n), ha="center", va="center", color=color, fontsize=9)
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix")
+    _save(fig, path)
+
+
+def plot_roc_pr(y: np.ndarray, score: np.ndarray, path: Path) -> None:
+    """Draws ROC (left) and precision-recall (right) curves with AUROC / AP in the legends.
+
+    Args:
+        y: Binary labels, 1 = defect.
+        score: Defect scores, higher = more likely defective.
+        path: PNG file to write.
+    """
+    y_arr = np.asarray(y).ravel().astype(bool)
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10.0, 4.5))
+    fpr, tpr, _ = roc_curve(y_arr, score)
+    ax_roc.plot(fpr, tpr, lw=2, label=f"AUROC = {_fmt(auroc(y_arr, score))}")
+    ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+    _finish_axes(ax_roc, "false positive rate", "true positive rate", "ROC")
+    precision, recall, _ = pr_curve(y_arr, score)
+    ap = average_precision(y_arr, score)
+    ax_pr.step(recall, precision, where="pre", lw=2, label=f"AP = {_fmt(ap)}")
+    if y_arr.size:
+        ax_pr.axhline(y_arr.mean(), ls="--", color="grey", lw=1, label="prevalence")
+    _finish_axes(ax_pr, "recall", "precision", "precision-recall")
+    _save(fig, path)
+
+
+def _finish_axes(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
+    """Unit-square limits, labels, grid and legend for a curve panel."""
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+
+
+def _numeric_keys(history: list[dict[str, Any]]) -> list[str]:
+    """Keys (except ``epoch``) whose values are numbers, in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in history:
+        for key, value in row.items():
+            numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            if key != "epoch" and numeric:
+                keys.setdefault(key)
+    return list(keys)
+
+
+def _shade_phases(axes: list[Axes], history: list[dict[str, Any]], epochs: np.ndarray) -> None:
+    """Shades each run of equal ``phase`` values and draws a dashed line at every change."""
+    phases = [str(row.get("phase", "")) for row in history]
+    starts = [0] + [i for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+    bounds = starts + [len(phases)]
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        left = epochs[lo] - 0.5
+        right = epochs[hi - 1] + 0.5
+        for ax in axes:
+            ax.axvspan(left, right, color=PHASE_SHADES[k % 2], zorder=0)
+            if lo > 0:
+                ax.axvline(left, color="grey", ls="--", lw=1)
+            if phases[lo]:
+                ax.text((left + right) / 2, 1.0, phases[lo], transform=ax.get_xaxis_transform(),
+                        ha="center", va="bottom", fontsize=8, color="dimgrey")
+
+
+def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Plots every numeric history key against the epoch: losses left, other metrics right.
+
+    Args:
+        history: One dict per epoch, e.g. ``{"epoch": 1, "phase": "frozen", "train_loss": ..,
+            "val_loss": .., "val_macro_f1": .., "val_miou": ..}``. Missing values are gaps; the
+            epoch defaults to the row number (1-based). Phases are shaded and their changes marked.
+        path: PNG file to write.
+    """
+    if not history:
+        _save(_message_figure("no training history"), path)
+        return
+    epochs = np.array([float(row.get("epoch", i + 1)) for i, row in enumerate(history)])
+    keys = _numeric_keys(history)
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11.0, 4.5))
+    for key in keys:
+        values = np.array([float(row.get(key, np.nan)) for row in history])
+        ax = ax_loss if "loss" in key else ax_metric
+        ax.plot(epochs, values, marker="o", ms=3, lw=1.5, label=key)
+    _shade_phases([ax_loss, ax_metric], history, epochs)
+    for ax, name in ((ax_loss, "loss"), (ax_metric, "metric")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
+
+
+def _as_bool_mask(mask: np.ndarray | None, shape: tuple[int, int], name: str) -> np.ndarray:
+    """Nonzero pixels of ``mask`` as a bool array of ``shape`` (all False when ``mask`` is None)."""
+    if mask is None:
+        return np.zeros(shape, dtype=bool)
+    out = np.asarray(mask)
+    if out.ndim == 3 and out.shape[2] == 1:
+        out = out[..., 0]
+    if out.shape != shape:
+        raise ValueError(f"{name} shape {out.shape} does not match image {shape}")
+    return out != 0
+
+
+def overlay_mask(
+    image_bgr: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = (0, 0, 255),
+    alpha: float = 0.45,
+    truth: np.ndarray | None = None,
+) -> np.ndarray:
+    """Tints predicted-defect pixels and outlines the true defect regions.
+
+    Args:
+        image_bgr: uint8 image, BGR ``(H, W, 3)`` or grey ``(H, W)``.
+        mask: Predicted mask ``(H, W)``, bool or uint8; nonzero = defect.
+        color: BGR tint of the predicted pixels.
+        alpha: Tint opacity in [0, 1].
+        truth: Optional true mask ``(H, W)``; its outer contours are drawn in green.
+
+    Returns:
+        A new uint8 BGR image; pixels outside ``mask`` are unchanged unless a truth contour crosses
+        them.
+
+    Raises:
+        ValueError: If a mask does not match the image size.
+    """
+    image = np.asarray(image_bgr)
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    out = out.astype(np.uint8, copy=False)
+    shape = out.shape[:2]
+    predicted = _as_bool_mask(mask, shape, "mask")
+    tint = np.asarray(color, dtype=np.float64)
+    blended = (1.0 - alpha) * out[predicted].astype(np.float64) + alpha * tint
+    out[predicted] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if truth is not None:
+        true_mask = _as_bool_mask(truth, shape, "truth").astype(np.uint8)
+        contours, _ = cv2.findContours(true_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        thickness = max(1, round(min(shape) / 200))
+        cv2.drawContours(out, contours, -1, TRUTH_COLOR, thickness)
+    return out
+
+
+def _message_figure(text: str) -> Figure:
+    """A small figure that only shows ``text``."""
+    fig, ax = plt.subplots(figsize=(4.0, 2.0))
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=14)
+    ax.set_axis_off()
+    return fig
+
+
+def plot_overlay_grid(items: list[dict[str, Any]], path: Path, cols: int = 4) -> None:
+    """Draws one overlay tile per item in a grid.
+
+    Args:
+        items: Dicts with ``image`` (BGR uint8), ``mask`` (predicted, bool/uint8 or None), optional
+            ``truth`` (bool/uint8 or None) and ``title`` (e.g. ``"crack -> good 0.91"``). Images may
+            differ in size. No items gives a figure saying "no images".
+        path: PNG file to write.
+        cols: Maximum tiles per row.
+    """
+    if not items:
+        _save(_message_figure("no images"), path)
+        return
+    ncols = max(1, min(cols, len(items)))
+    nrows = math.ceil(len(items) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, item in zip(axes.ravel(), items):
+        tile = overlay_mask(item["image"], item.get("mask"), truth=item.get("truth"))
+        ax.imshow(cv2.cvtColor(tile, cv2.COLOR_BGR2RGB))
+        ax.set_title(str(item.get("title", "")), fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)

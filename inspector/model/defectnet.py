@@ -1,0 +1,97 @@
+"""DefectNet: one pretrained encoder, a U-Net decoder with a defect-mask head, and a classifier.
+
+One forward pass gives both the class logits (``good`` + defect classes) and the defect-mask logits.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from inspector.model.backbones import get_backbone
+
+DECODER_CHANNELS = (128, 64, 32, 16, 8)  # deepest first; light at full resolution, where the cost is
+
+
+class DefectOutput(NamedTuple):
+    logits: torch.Tensor  # (b, n_classes) class logits, softmax over good + defect classes
+    mask_logits: torch.Tensor  # (b, 1, h, w) defect-vs-background logits at input resolution
+
+
+class ClassifierHead(nn.Module):
+    """Average- and max-pooled deepest feature -> dropout -> linear. Max pooling keeps small defects visible."""
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)  # (b, 2c)
+        return self.fc(self.dropout(pooled))  # (b, n_classes)
+
+
+class DefectNet(nn.Module):
+    """Encoder + U-Net decoder + segmentation head + classification head on the deepest feature.
+
+    Args:
+        backbone: A name from :data:`inspector.model.backbones.BACKBONES`.
+        num_classes: Number of image classes, ``good`` included.
+        pretrained: Load the backbone's ImageNet weights (offline; an error names a missing file).
+        weights_path: Weights file for backbones that read one.
+    """
+
+    def __init__(self, backbone: str, num_classes: int, pretrained: bool = True, weights_path: str | None = None):
+        super().__init__()
+        spec = get_backbone(backbone)
+        unet = smp.Unet(spec.smp_name, encoder_weights=None, classes=1, decoder_channels=DECODER_CHANNELS)
+        self.encoder = unet.encoder
+        self.decoder = unet.decoder
+        self.segmentation_head = unet.segmentation_head
+        self.classification_head = ClassifierHead(self.encoder.out_channels[-1], num_classes)
+        self.encoder_frozen = False
+        if pretrained:
+            load_encoder_weights(self.encoder, spec.load_weights(weights_path))
+
+    def forward(self, x: torch.Tensor) -> DefectOutput:
+        features = self.encoder(x)  # [x, (b, c1, h/2, w/2), ..., (b, c5, h/32, w/32)]
+        mask_logits = self.segmentation_head(self.decoder(features))  # (b, 1, h, w)
+        return DefectOutput(self.classification_head(features[-1]), mask_logits)
+
+    def freeze_encoder(self) -> None:
+        """Transfer learning: encoder weights fixed and its BatchNorm statistics frozen (eval mode)."""
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+        self.encoder_frozen = True
+
+    def unfreeze_encoder(self) -> None:
+        """Fine-tuning: encoder trainable again, BatchNorm back in the model's mode."""
+        self.encoder.requires_grad_(True)
+        self.encoder_frozen = False
+        self.encoder.train(self.training)
+
+    def train(self, mode: bool = True) -> DefectNet:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Decoder and both heads: everything trained from scratch."""
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder_ids]
+
+
+def load_encoder_weights(encoder: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Loads ImageNet weights into ``encoder``; every encoder tensor must be provided with its shape."""
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ValueError(f"pretrained weights lack {len(missing)} encoder tensors, e.g. {missing[:3]}")
+    encoder.load_state_dict({k: state[k] for k in own}, strict=True)

@@ -1,0 +1,73 @@
+"""From model outputs to decisions: verdict, defect class, and defect regions (OpenCV connected components)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from inspector.config import GOOD_CLASS, Thresholds
+
+ACCEPT, REVIEW, REJECT = "ACCEPT", "REVIEW", "REJECT"
+MAX_REGIONS = 32  # largest regions reported per frame
+
+
+@dataclass(frozen=True)
+class Region:
+    """A connected defect area in frame pixels (origin top-left, x to the right, y down)."""
+
+    defect_class: str
+    x: int
+    y: int
+    width: int
+    height: int
+    area_px: int
+    area_fraction: float  # of the whole frame
+    max_score: float  # highest per-pixel defect probability inside
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # ACCEPT | REVIEW | REJECT
+    label: str  # good, or the most likely defect class when the score reaches the reject threshold
+    defect_class: str  # most likely defect class (whatever the verdict)
+    defect_score: float  # 1 - p(good), in [0, 1]
+
+
+def decide(probs: np.ndarray, classes: tuple[str, ...], thresholds: Thresholds) -> Decision:
+    """Verdict from class probabilities ``(n_classes,)``: reject at or above the (per-class) reject threshold,
+    review in the band ``[review, reject)``, accept below."""
+    good = classes.index(GOOD_CLASS)
+    defect_idx = [i for i in range(len(classes)) if i != good]
+    defect_class = classes[max(defect_idx, key=lambda i: probs[i])]
+    score = float(np.clip(1.0 - probs[good], 0.0, 1.0))
+    reject_at = thresholds.per_class.get(defect_class, thresholds.reject)
+    review_at = min(thresholds.review, reject_at)
+    if score >= reject_at:
+        return Decision(REJECT, defect_class, defect_class, score)
+    return Decision(REVIEW if score >= review_at else ACCEPT, GOOD_CLASS, defect_class, score)
+
+
+def find_regions(mask: np.ndarray, defect_class: str, thresholds: Thresholds) -> list[Region]:
+    """Connected components of ``mask >= thresholds.mask`` of at least ``min_region_area`` px, the largest
+    :data:`MAX_REGIONS` first.
+
+    Args:
+        mask: ``(h, w)`` float32 per-pixel defect probability at the frame's size.
+        defect_class: Class given to every region (the image's most likely defect class).
+        thresholds: Mask threshold and minimum area (frame px).
+    """
+    if mask.size == 0 or float(mask.max()) < thresholds.mask:
+        return []  # clean mask: no connected-components pass
+    binary = (mask >= thresholds.mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    regions = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < thresholds.min_region_area:
+            continue
+        inside = labels[y : y + h, x : x + w] == i
+        peak = float(mask[y : y + h, x : x + w][inside].max())
+        regions.append(Region(defect_class, x, y, w, h, area, area / mask.size, peak))
+    return sorted(regions, key=lambda r: r.area_px, reverse=True)[:MAX_REGIONS]

@@ -1,0 +1,213 @@
+"""Frame decoding and preprocessing: pure OpenCV/numpy, shared by training, evaluation and serving.
+
+Conventions:
+- A decoded frame is ``uint8``, either ``(h, w)`` grayscale or ``(h, w, 3)`` BGR (OpenCV order).
+- The model input is a letterbox: the frame is scaled with its aspect ratio kept so that it fits the
+  spec's ``height x width``, centred, and the border filled with ``spec.pad_value``. The same geometry
+  maps a predicted mask back to the frame's own size (:func:`mask_to_frame`).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.config import FrameLimits, PreprocessSpec
+
+ENCODINGS = ("JPEG", "PNG", "BMP", "RAW_GRAY8", "RAW_BGR8", "RAW_RGB8")
+RAW_CHANNELS = {"RAW_GRAY8": 1, "RAW_BGR8": 3, "RAW_RGB8": 3}
+EXTENSIONS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP"}
+DEFAULT_LIMITS = FrameLimits()
+
+
+class FrameError(ValueError):
+    """A payload that cannot be a frame. ``reason`` is a short fixed code (for metrics)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a frame of ``src_h x src_w`` sits inside the model input."""
+
+    src_h: int
+    src_w: int
+    new_h: int  # size of the scaled frame inside the input, px
+    new_w: int
+    top: int  # padding above / left of it, px
+    left: int
+
+
+def _check_size(width: int, height: int, limits: FrameLimits) -> None:
+    if min(width, height) < limits.min_side or max(width, height) > limits.max_side:
+        raise FrameError(
+            "bad_dimensions",
+            f"frame is {width}x{height} px; each side must be within {limits.min_side}..{limits.max_side} px",
+        )
+
+
+def _probe_size(data: bytes | memoryview, encoding: str) -> tuple[int, int] | None:
+    """Reads (width, height) from an image header without decoding; None if the header is not understood."""
+    head = bytes(data[:64]) if encoding != "JPEG" else bytes(data[: 1 << 16])
+    if encoding == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if encoding == "BMP" and head[:2] == b"BM" and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        return abs(w), abs(h)
+    if encoding == "JPEG":
+        i = 2
+        while i + 9 < len(head) and head[i] == 0xFF:
+            marker, length = head[i + 1], struct.unpack(">H", head[i + 2 : i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", head[i + 5 : i + 9])
+                return w, h
+            i += 2 + length
+    return None
+
+
+def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLimits) -> np.ndarray:
+    size = _probe_size(data, encoding)
+    if size is not None:
+        _check_size(*size, limits)  # refuse decompression bombs before allocating
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise FrameError("undecodable", f"payload of {len(data)} bytes is not a decodable {encoding} image")
+    if image.dtype == np.uint16:  # 16-bit PNG: keep the top 8 bits
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise FrameError("unsupported_format", f"{encoding} pixel type {image.dtype} is not supported")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return image
+
+
+def _decode_raw(data: bytes | memoryview, encoding: str, width: int, height: int, stride: int) -> np.ndarray:
+    channels = RAW_CHANNELS[encoding]
+    row = width * channels
+    stride = stride or row
+    if stride < row:
+        raise FrameError("size_mismatch", f"stride {stride} B is shorter than a row of {width} px x {channels} B")
+    if len(data) != stride * height:
+        raise FrameError(
+            "size_mismatch",
+            f"{encoding} frame of {width}x{height} px with stride {stride} B needs {stride * height} bytes, "
+            f"got {len(data)}",
+        )
+    rows = np.frombuffer(data, np.uint8).reshape(height, stride)[:, :row]  # zero-copy view
+    if channels == 1:
+        return rows
+    image = rows.reshape(height, width, 3)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if encoding == "RAW_RGB8" else image
+
+
+def decode(
+    data: bytes | memoryview,
+    encoding: str,
+    width: int = 0,
+    height: int = 0,
+    stride: int = 0,
+    limits: FrameLimits = DEFAULT_LIMITS,
+) -> np.ndarray:
+    """Decodes a frame payload into a grayscale or BGR ``uint8`` array.
+
+    Args:
+        data: Encoded image (JPEG/PNG/BMP) or raw pixels.
+        encoding: One of :data:`ENCODINGS`.
+        width: Raw frames only: width in px.
+        height: Raw frames only: height in px.
+        stride: Raw frames only: bytes per row (0 means tightly packed).
+        limits: Size limits; anything outside them is refused.
+
+    Raises:
+        FrameError: The payload is empty, too large, undecodable, of an unknown encoding, of a raw size that
+            does not match ``width x height x channels`` (and ``stride``), or has a side outside the limits.
+    """
+    if encoding not in ENCODINGS:
+        raise FrameError("unknown_encoding", f"unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}")
+    if len(data) == 0:
+        raise FrameError("empty", "frame payload is empty")
+    if len(data) > limits.max_bytes:
+        raise FrameError("too_large", f"frame payload is {len(data)} bytes; the limit is {limits.max_bytes}")
+    if encoding in RAW_CHANNELS:
+        if width <= 0 or height <= 0:
+            raise FrameError("bad_dimensions", f"{encoding} frame needs positive width and height, got {width}x{height}")
+        _check_size(width, height, limits)
+        return _decode_raw(data, encoding, width, height, stride)
+    image = _decode_compressed(data, encoding, limits)
+    _check_size(image.shape[1], image.shape[0], limits)
+    return image
+
+
+def read_image(path: str | Path, limits: FrameLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Reads an image file through the same checks as a network frame (encoding from the extension)."""
+    path = Path(path)
+    encoding = EXTENSIONS.get(path.suffix.lower())
+    if encoding is None:
+        raise FrameError("unknown_encoding", f"{path}: unsupported file type; expected {', '.join(EXTENSIONS)}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read image {path}: {err.strerror}") from err
+    try:
+        return decode(data, encoding, limits=limits)
+    except FrameError as err:
+        raise FrameError(err.reason, f"{path}: {err}") from err
+
+
+def letterbox_geometry(src_h: int, src_w: int, spec: PreprocessSpec) -> Letterbox:
+    """Geometry of the aspect-preserving fit of a ``src_h x src_w`` frame into the model input."""
+    scale = min(spec.height / src_h, spec.width / src_w)
+    new_h = min(spec.height, max(1, round(src_h * scale)))
+    new_w = min(spec.width, max(1, round(src_w * scale)))
+    return Letterbox(src_h, src_w, new_h, new_w, (spec.height - new_h) // 2, (spec.width - new_w) // 2)
+
+
+def letterbox(image: np.ndarray, spec: PreprocessSpec, pad_value: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Scales ``image`` (any channel count, uint8) into the model input size, keeping its aspect ratio."""
+    geo = letterbox_geometry(image.shape[0], image.shape[1], spec)
+    shrinking = geo.new_h < geo.src_h
+    resized = cv2.resize(image, (geo.new_w, geo.new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    bottom, right = spec.height - geo.new_h - geo.top, spec.width - geo.new_w - geo.left
+    fill = spec.pad_value if pad_value is None else pad_value
+    out = cv2.copyMakeBorder(resized, geo.top, bottom, geo.left, right, cv2.BORDER_CONSTANT, value=(fill,) * 4)
+    return out, geo
+
+
+def to_model_colour(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Grayscale or BGR ``uint8`` -> 3 channels in the spec's colour order."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if spec.color_order == "RGB" else cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if spec.color_order == "RGB" else image
+
+
+def normalise(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """``(H, W, 3) uint8`` in model colour order -> ``(3, H, W) float32`` normalised by the spec."""
+    mean = np.asarray(spec.mean, np.float32)
+    inv_std = 1.0 / np.asarray(spec.std, np.float32)
+    out = (image.astype(np.float32) - mean) * inv_std  # (H, W, 3)
+    return np.ascontiguousarray(out.transpose(2, 0, 1))  # (3, H, W)
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Letterbox]:
+    """A decoded frame -> the model input ``(3, H, W) float32`` and the geometry to map masks back.
+
+    Resizing happens before the colour conversion, so a large grayscale frame is converted only at model size.
+    """
+    boxed, geo = letterbox(image, spec)
+    return normalise(to_model_colour(boxed, spec), spec), geo
+
+
+def mask_to_frame(mask: np.ndarray, geo: Letterbox) -> np.ndarray:
+    """A ``(H, W)`` float map at model input size -> ``(src_h, src_w)`` at the frame's own size."""
+    inner = mask[geo.top : geo.top + geo.new_h, geo.left : geo.left + geo.new_w]
+    if inner.shape == (geo.src_h, geo.src_w):
+        return np.ascontiguousarray(inner)
+    return cv2.resize(inner, (geo.src_w, geo.src_h), interpolation=cv2.INTER_LINEAR)

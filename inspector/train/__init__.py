@@ -1,0 +1,1 @@
+"""Training: losses, one epoch, validation, and the two-phase ``fit``."""

@@ -1,0 +1,127 @@
+"""``fit``: transfer learning (encoder frozen) then fine-tuning (encoder unfrozen, low LR), then a bundle."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from inspector.bundle import write_bundle
+from inspector.config import PreprocessSpec, Thresholds, TrainConfig
+from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
+from inspector.data.layouts import DataSet, data_hash, load_dataset
+from inspector.data.split import split_record, stratified_split
+from inspector.devices import resolve_device
+from inspector.evaluation.plots import plot_training_curves
+from inspector.model import DefectNet, get_backbone
+from inspector.train.loop import evaluate, selection_score, train_one_epoch
+
+log = logging.getLogger(__name__)
+
+
+def make_spec(cfg: TrainConfig) -> PreprocessSpec:
+    """The preprocessing of a new model: input size from the config, normalisation from the backbone's weights."""
+    backbone = get_backbone(cfg.backbone)
+    return PreprocessSpec(cfg.image_size, cfg.image_size, backbone.color_order, backbone.mean, backbone.std)
+
+
+def _loaders(dataset: DataSet, cfg: TrainConfig, spec: PreprocessSpec) -> tuple[DataLoader, DataLoader, dict]:
+    train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, worker_init_fn=worker_init,
+                  persistent_workers=cfg.workers > 0)
+    train_loader = DataLoader(DefectDataset(train, dataset.classes, spec, train=True, seed=cfg.seed),
+                              sampler=balanced_sampler(train, cfg.seed), drop_last=len(train) > cfg.batch_size, **common)
+    val_loader = DataLoader(DefectDataset(val, dataset.classes, spec, train=False), shuffle=False, **common)
+    return train_loader, val_loader, split_record(dataset, train, val)
+
+
+def _phase_optimizer(model: DefectNet, cfg: TrainConfig, finetune: bool) -> torch.optim.Adam:
+    if not finetune:
+        return torch.optim.Adam(model.head_parameters(), lr=cfg.lr_heads, weight_decay=cfg.weight_decay)
+    groups = [
+        {"params": model.encoder_parameters(), "lr": cfg.lr_encoder},
+        {"params": model.head_parameters(), "lr": cfg.lr_heads * 0.3},
+    ]
+    return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+
+
+class _Best:
+    """Keeps the weights and metrics of the best validation epoch; counts epochs without improvement."""
+
+    def __init__(self) -> None:
+        self.score, self.state, self.metrics, self.stale = -math.inf, None, {}, 0
+
+    def update(self, model: DefectNet, metrics: dict[str, float]) -> None:
+        score = selection_score(metrics)
+        if score > self.score:
+            self.score, self.metrics, self.stale = score, dict(metrics), 0
+            self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+
+
+def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes) -> None:
+    train_loader, val_loader = loaders
+    optimizer = _phase_optimizer(model, cfg, finetune=name == "finetune")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=1e-6)
+    best.stale = 0
+    for epoch in range(1, epochs + 1):
+        t0 = time.time()
+        row = train_one_epoch(model, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
+                              cfg.mask_loss_weight, cfg.label_smoothing)
+        row |= evaluate(model, val_loader, device, classes)
+        scheduler.step()
+        best.update(model, row)
+        history.append({"epoch": len(history) + 1, "phase": name, **row})
+        log.info("%s %d/%d (%.0f s) %s", name, epoch, epochs, time.time() - t0,
+                 " ".join(f"{k}={v:.4f}" for k, v in row.items()))
+        if name == "finetune" and best.stale >= cfg.patience:
+            log.info("early stop: %d epochs without improvement", best.stale)
+            break
+
+
+def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConfig = TrainConfig()) -> Path:
+    """Trains a DefectNet on ``data`` and writes a new bundle version under ``out``; returns its folder."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    dataset = load_dataset(data)
+    spec = make_spec(cfg)
+    train_loader, val_loader, split = _loaders(dataset, cfg, spec)
+    model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=True, weights_path=cfg.weights_path)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    log.info("training %s on %d images (%s), %s", cfg.backbone, len(dataset.samples), dataset.layout, device)
+    best, history, started = _Best(), [], time.time()
+    model.freeze_encoder()
+    _run_phase(model, "frozen", cfg.epochs_frozen, cfg, (train_loader, val_loader), device, best, history, dataset.classes)
+    model.unfreeze_encoder()
+    _run_phase(model, "finetune", cfg.epochs_finetune, cfg, (train_loader, val_loader), device, best, history,
+               dataset.classes)
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    meta = {
+        "backbone": cfg.backbone,
+        "classes": list(dataset.classes),
+        "preprocess": dataclasses.asdict(spec),
+        "thresholds": dataclasses.asdict(Thresholds()),
+        "calibration": None,
+        "validation": best.metrics,
+        "data": {"hash": data_hash(dataset), "root": str(Path(data).resolve()), "layout": dataset.layout,
+                 "n_images": len(dataset.samples), "per_class": dict(Counter(s.label for s in dataset.samples))},
+        "split": split,
+        "train_config": dataclasses.asdict(cfg),
+        "train_seconds": round(time.time() - started, 1),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_training_curves(history, Path(tmp) / "curves.png")
+        curves = (Path(tmp) / "curves.png").read_bytes()
+    files = {"history.json": json.dumps(history, indent=1).encode(), "training_curves.png": curves}
+    return write_bundle(Path(out), name, model.cpu(), meta, files)

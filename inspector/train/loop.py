@@ -1,0 +1,92 @@
+"""One epoch of training and one pass of validation, in the shape of torchvision's references."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from inspector.evaluation.metrics import PixelConfusion, classification_report
+from inspector.model import DefectNet
+from inspector.train.losses import defect_loss
+
+
+def _to(device: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.to(device, non_blocking=True) for t in tensors]
+
+
+def train_one_epoch(
+    model: DefectNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    desc: str,
+    mask_weight: float,
+    label_smoothing: float,
+    show: bool = True,
+) -> dict[str, float]:
+    """Trains for one pass over ``loader``; returns the mean of each loss term."""
+    model.train()
+    sums: dict[str, float] = defaultdict(float)
+    n = 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not show, dynamic_ncols=True)
+    for images, masks, has_mask, labels in bar:
+        images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
+        out = model(images.contiguous(memory_format=torch.channels_last))
+        losses = defect_loss(out, labels, masks, has_mask, mask_weight, label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+        for k, v in losses.items():
+            sums[k] += v.item() * len(labels)
+        n += len(labels)
+        bar.set_postfix(loss=f"{sums['total'] / n:.3f}")
+    names = {"total": "train_loss", "ce": "train_ce_loss", "bce": "train_bce_loss", "dice": "train_dice_loss"}
+    return {names[k]: v / max(n, 1) for k, v in sums.items()}
+
+
+@torch.inference_mode()
+def evaluate(
+    model: DefectNet, loader: DataLoader, device: torch.device, classes: tuple[str, ...], show: bool = True
+) -> dict[str, float]:
+    """Validation loss, image metrics and pixel metrics at model input scale.
+
+    The pixel label of a predicted defect pixel is the image's most likely defect class (class index = label,
+    0 = background), as in :mod:`inspector.postprocess`.
+    """
+    model.eval()
+    pixels = PixelConfusion(len(classes))
+    all_probs, all_labels, loss_sum, n = [], [], 0.0, 0
+    for images, masks, has_mask, labels in tqdm(loader, desc="validate", leave=False, disable=not show):
+        images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
+        out = model(images.contiguous(memory_format=torch.channels_last))
+        loss_sum += defect_loss(out, labels, masks, has_mask)["total"].item() * len(labels)
+        n += len(labels)
+        probs = out.logits.softmax(dim=1)  # (b, n_classes)
+        defect_cls = probs[:, 1:].argmax(dim=1) + 1  # (b,) good is index 0
+        pred_px = (out.mask_logits[:, 0] > 0).long() * defect_cls[:, None, None]  # (b, h, w)
+        true_px = masks[:, 0].long() * labels[:, None, None]
+        keep = has_mask > 0
+        pixels.update(true_px[keep].cpu().numpy(), pred_px[keep].cpu().numpy())
+        all_probs.append(probs.cpu().numpy())
+        all_labels.append(labels.cpu().numpy())
+    probs, labels = np.concatenate(all_probs), np.concatenate(all_labels)
+    pred = np.where(probs[:, 0] > 0.5, 0, probs[:, 1:].argmax(axis=1) + 1)
+    image = classification_report(labels, pred, 1.0 - probs[:, 0], list(classes))
+    pixel = pixels.report()
+    return {
+        "val_loss": loss_sum / max(n, 1),
+        "val_accuracy": image["accuracy"],
+        "val_macro_f1": image["macro_f1"],
+        "val_auroc": image["auroc_defect"],
+        "val_miou": pixel["miou"],
+        "val_iou_defect": pixel["iou_defect"],
+    }
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """What "best epoch" means: classification and segmentation quality together."""
+    return 0.5 * metrics["val_macro_f1"] + 0.5 * metrics["val_miou"]
