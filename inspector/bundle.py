@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
 VERSION_RE = re.compile(r"^v(\d+)$")
+REQUIRED_KEYS = ("name", "version", "backbone", "classes", "preprocess", "thresholds", "weights_sha256")
 
 
 class BundleError(ValueError):
@@ -184,6 +185,9 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{path} is not an inspector model bundle ({META_FILE} lacks format={FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: bundle format version {meta.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise BundleError(f"{path / META_FILE} lacks {', '.join(missing)}; the file is incomplete or was modified")
     if not (path / WEIGHTS_FILE).is_file():
         raise BundleError(f"{path}: {WEIGHTS_FILE} is missing")
     return Bundle(path, meta)

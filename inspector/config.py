@@ -30,8 +30,8 @@ class PreprocessSpec:
     padded with ``pad_value`` (per channel, in model colour order) around the centred image.
     """
 
-    height: int = 320  # model input height, px (multiple of 32)
-    width: int = 320  # model input width, px (multiple of 32)
+    height: int = 256  # model input height, px (multiple of 32)
+    width: int = 256  # model input width, px (multiple of 32)
     color_order: Literal["RGB", "BGR"] = "RGB"  # channel order the encoder was trained with
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)  # subtracted, in 0..255 units
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)  # divided by, in 0..255 units
@@ -71,9 +71,9 @@ class TrainConfig:
     """Two-phase training: transfer learning (encoder frozen), then fine-tuning (encoder unfrozen)."""
 
     backbone: str = "efficientnet_lite0"
-    image_size: int = 320  # px, square letterbox input
-    epochs_frozen: int = 6  # phase 1: heads and decoder only
-    epochs_finetune: int = 18  # phase 2: whole network
+    image_size: int = 256  # px, square letterbox input
+    epochs_frozen: int = 4  # phase 1: heads and decoder only
+    epochs_finetune: int = 14  # phase 2: whole network
     batch_size: int = 16
     lr_heads: float = 1e-3  # Adam, phase 1 and the heads/decoder group of phase 2
     lr_encoder: float = 1e-4  # Adam, encoder group of phase 2 (fine-tuning, low)

@@ -90,6 +90,7 @@ def load_dataset(root: str | Path) -> DataSet:
         )
     if not samples:
         raise FileNotFoundError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
+    classes = {s.label for s in samples}  # a folder without images is no class (the model would never see it)
     if GOOD_CLASS not in classes or len(classes) < 2:
         raise ValueError(f"{root}: need a '{GOOD_CLASS}' class and at least one defect class, found {sorted(classes)}")
     return DataSet(root, layout, _class_order(classes), tuple(samples))

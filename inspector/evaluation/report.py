@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from inspector.config import GOOD_CLASS
 from inspector.data.dataset import read_mask
@@ -18,6 +17,7 @@ from inspector.data.split import samples_from_record
 from inspector.evaluation.metrics import PixelConfusion, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
 from inspector.predictor import Prediction, Predictor
+from inspector.progress import progress
 from inspector.preprocess import read_image
 
 MAX_OVERLAYS = 16
@@ -83,7 +83,7 @@ def run_evaluation(
         raise ValueError(f"data has classes the model does not know: {unknown}; model classes: {list(classes)}")
     index = {c: i for i, c in enumerate(classes)}
     pixels, outcomes, overlays = PixelConfusion(len(classes)), [], []
-    for batch in tqdm(list(_batches(samples, batch_size)), desc="evaluate", disable=not show_progress):
+    for batch in progress(list(_batches(samples, batch_size)), "evaluate", show_progress, leave=True):
         images = [read_image(s.image) for s in batch]
         for sample, image, pred in zip(batch, images, predictor.predict(images)):
             iou = _pixel_update(pixels, sample, pred, index, predictor.thresholds.mask)

@@ -7,10 +7,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from inspector.evaluation.metrics import PixelConfusion, classification_report
 from inspector.model import DefectNet
+from inspector.progress import progress
 from inspector.train.losses import defect_loss
 
 
@@ -32,7 +32,7 @@ def train_one_epoch(
     model.train()
     sums: dict[str, float] = defaultdict(float)
     n = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not show, dynamic_ncols=True)
+    bar = progress(loader, desc, show)
     for images, masks, has_mask, labels in bar:
         images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
         out = model(images.contiguous(memory_format=torch.channels_last))
@@ -60,7 +60,7 @@ def evaluate(
     model.eval()
     pixels = PixelConfusion(len(classes))
     all_probs, all_labels, loss_sum, n = [], [], 0.0, 0
-    for images, masks, has_mask, labels in tqdm(loader, desc="validate", leave=False, disable=not show):
+    for images, masks, has_mask, labels in progress(loader, "validate", show):
         images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
         out = model(images.contiguous(memory_format=torch.channels_last))
         loss_sum += defect_loss(out, labels, masks, has_mask)["total"].item() * len(labels)

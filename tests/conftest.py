@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny synthetic data set and a tiny trained bundle, built once per session."""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from inspector.config import TrainConfig  # noqa: E402
+from inspector.data.demo import write_demo_data  # noqa: E402
+
+torch.set_num_threads(2)
+
+TINY_TRAIN = TrainConfig(image_size=64, epochs_frozen=1, epochs_finetune=2, batch_size=8, workers=0, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    write_demo_data(out, n_per_class=8, size=64, seed=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(demo_data, tmp_path_factory) -> Path:
+    from inspector.train.fit import fit
+
+    return fit(demo_data, tmp_path_factory.mktemp("store"), "tiny", TINY_TRAIN)

@@ -1,0 +1,85 @@
+"""End to end on generated data: train -> bundle -> predictor -> evaluate, and the CLI around them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inspector.bundle import load_bundle
+from inspector.cli import main
+from inspector.predictor import Predictor
+from inspector.preprocess import read_image
+
+REPORT_KEYS = {"n_images", "classes", "image", "pixel"}
+IMAGE_KEYS = {"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}
+PIXEL_KEYS = {"iou_defect", "dice_defect", "miou"}
+
+
+def test_training_lowers_the_loss_and_records_everything(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    history = json.loads((tiny_bundle / "history.json").read_text())
+    assert [row["phase"] for row in history] == ["frozen", "finetune", "finetune"]
+    assert min(row["train_loss"] for row in history[1:]) < history[0]["train_loss"]
+    meta = bundle.meta
+    assert meta["classes"] == ["good", "crack", "scratch", "spot"]
+    assert meta["preprocess"]["height"] == 64 and meta["preprocess"]["mean"] == [127.0] * 3
+    assert meta["train_config"]["epochs_finetune"] == 2
+    assert len(meta["data"]["hash"]) == 64 and meta["data"]["n_images"] == 32
+    assert len(meta["split"]["val"]) == 8 and not set(meta["split"]["val"]) & set(meta["split"]["train"])
+    assert set(meta["validation"]) >= {"val_macro_f1", "val_miou", "val_auroc"}
+    assert (tiny_bundle / "training_curves.png").stat().st_size > 1000
+
+
+def test_bundle_predicts_on_frames_of_any_size(tiny_bundle, demo_data):
+    predictor = Predictor.from_bundle(tiny_bundle, device="cpu")
+    image = read_image(demo_data / "images" / "spot" / "spot_0000.png")
+    wide = np.ascontiguousarray(np.tile(image, (1, 3)))  # (64, 192)
+    preds = predictor.predict([image, wide])
+    assert [p.mask.shape for p in preds] == [image.shape, wide.shape]
+    for p in preds:
+        assert p.verdict in {"ACCEPT", "REVIEW", "REJECT"}
+        assert sum(p.class_scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.defect_score == pytest.approx(1.0 - p.class_scores["good"], abs=1e-6)
+        assert p.model_version == "tiny/v1"
+        assert all(0 <= r.x and r.x + r.width <= p.mask.shape[1] for r in p.regions)
+
+
+def test_evaluate_writes_the_report_and_plots(tiny_bundle, demo_data, tmp_path):
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(demo_data), "--report", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report) == REPORT_KEYS
+    assert set(report["image"]) == IMAGE_KEYS and set(report["pixel"]) == PIXEL_KEYS
+    assert report["n_images"] == 8  # the bundle's own validation split
+    assert np.array(report["image"]["confusion"]).sum() == 8
+    for value in [report["image"]["accuracy"], report["image"]["macro_f1"], *report["pixel"].values()]:
+        assert 0.0 <= value <= 1.0
+    for png in ["confusion_matrix.png", "roc_pr.png", "overlays.png", "training_curves.png"]:
+        assert (tmp_path / png).stat().st_size > 1000
+    assert json.loads((tmp_path / "report_meta.json").read_text())["split"] == "val"
+
+
+def test_cli_predict_prints_json_lines_and_overlays(tiny_bundle, demo_data, tmp_path, capsys):
+    folder = demo_data / "images" / "crack"
+    assert main(["predict", "--model", str(tiny_bundle), str(folder), "--overlays", str(tmp_path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 8
+    assert all(line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"} for line in lines)
+    assert all((tmp_path / f"{line['path'].rsplit('/', 1)[1][:-4]}_overlay.png").is_file() for line in lines)
+
+
+def test_cli_reports_user_errors_without_a_traceback(tiny_bundle, tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path / "nope"), "x.png"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    assert main(["predict", "--model", str(tiny_bundle), str(bad)]) == 0
+    assert "not a decodable JPEG" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):
+    args = ["train", "--data", str(demo_data), "--out", str(tmp_path), "--name", "line1", "--image-size", "64",
+            "--epochs-frozen", "1", "--epochs-finetune", "0", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().endswith("line1/v1")
+    assert (tmp_path / "line1" / "ACTIVE").read_text().strip() == "v1"
+    assert load_bundle(tmp_path / "line1").version == "v1"

@@ -1,0 +1,86 @@
+"""DefectNet over every registered backbone: shapes, freezing, offline weights."""
+
+import hashlib
+
+import pytest
+import torch
+from torch import nn
+
+from inspector.model import BACKBONES, DefectNet, WeightsNotFoundError, get_backbone
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_forward_shapes_and_finite(backbone):
+    torch.manual_seed(0)
+    net = DefectNet(backbone, num_classes=4, pretrained=False).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        out = net(x)
+    assert out.logits.shape == (2, 4)
+    assert out.mask_logits.shape == (2, 1, 64, 96)
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.mask_logits).all()
+    assert out._fields == ("logits", "mask_logits")
+
+
+def _bn_modes(module: nn.Module) -> set[bool]:
+    return {m.training for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_freeze_and_unfreeze(backbone):
+    net = DefectNet(backbone, num_classes=3, pretrained=False)
+    net.freeze_encoder()
+    net.train()
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+    assert all(p.requires_grad for p in net.head_parameters())
+    assert _bn_modes(net.encoder) == {False}  # statistics frozen even in train mode
+    assert _bn_modes(net.decoder) == {True}
+    before = [b.clone() for n, b in net.encoder.named_buffers() if "running_mean" in n]
+    net(torch.randn(2, 3, 64, 64))
+    after = [b for n, b in net.encoder.named_buffers() if "running_mean" in n]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+    net.unfreeze_encoder()
+    assert all(p.requires_grad for p in net.parameters())
+    assert _bn_modes(net.encoder) == {True}
+    net.eval()
+    assert _bn_modes(net) == {False}
+
+
+def test_parameter_groups_partition_the_model():
+    net = DefectNet("efficientnet_lite0", num_classes=3, pretrained=False)
+    enc, heads = net.encoder_parameters(), net.head_parameters()
+    assert len(enc) + len(heads) == len(list(net.parameters()))
+    assert not {id(p) for p in enc} & {id(p) for p in heads}
+
+
+def test_unknown_backbone_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="efficientnet_lite0.*mobilenet_v2.*resnet18"):
+        get_backbone("vgg99")
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "resnet18"])
+def test_missing_weights_file_is_a_clear_error(backbone, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("INSPECTOR_WEIGHTS_DIR", raising=False)
+    with pytest.raises(WeightsNotFoundError, match=r"\.pth not found.*nothing is downloaded"):
+        DefectNet(backbone, num_classes=2, pretrained=True)
+
+
+def test_weights_from_a_given_file(tmp_path):
+    source = DefectNet("mobilenet_v2", num_classes=2, pretrained=False)
+    state = {**source.encoder.state_dict(), "classifier.1.weight": torch.zeros(1000, 1280)}
+    path = tmp_path / "my-mobilenet.pth"
+    torch.save(state, path)
+    net = DefectNet("mobilenet_v2", num_classes=2, pretrained=True, weights_path=str(path))
+    for k, v in source.encoder.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[k], v)
+
+
+def test_published_file_name_with_wrong_content_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_WEIGHTS_DIR", str(tmp_path))
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save({"fc.weight": torch.zeros(1)}, path)
+    assert not hashlib.sha256(path.read_bytes()).hexdigest().startswith("f37072fd")
+    with pytest.raises(ValueError, match="does not match the published"):
+        DefectNet("resnet18", num_classes=2, pretrained=True)
