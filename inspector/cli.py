@@ -23,13 +23,13 @@ def _cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from inspector.store import active_version, set_active
+    from inspector.store import active_version, promote
     from inspector.train.fit import fit
 
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     bundle = fit(args.data, args.out, args.name, TrainConfig(**overrides))
     if active_version(bundle.parent) is None:
-        set_active(bundle.parent, bundle.name)  # the first version of a model becomes active
+        promote(bundle.parent, bundle.name)  # the first version of a model becomes active
     print(bundle)
 
 
@@ -45,6 +45,30 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from inspector.predict_files import predict_paths
 
     for line in predict_paths(args.model, args.paths, args.device, args.overlays):
+        print(json.dumps(line), flush=True)
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from inspector.config import ServeConfig
+    from inspector.service.server import serve
+    from inspector.store import model_names
+
+    fields = ("host", "grpc_port", "metrics_port", "device", "max_batch", "max_delay_ms", "max_in_flight")
+    cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    if args.model:
+        serve(cfg, bundle=Path(args.model))
+        return
+    names = model_names(args.store)
+    name = args.name or (names[0] if len(names) == 1 else "default")
+    if name not in names:
+        raise FileNotFoundError(f"model store {args.store} has no active model {name!r} (found: {names or 'none'})")
+    serve(cfg, model_dir=Path(args.store) / name)
+
+
+def _cmd_client(args: argparse.Namespace) -> None:
+    from inspector.client_cli import run_client
+
+    for line in run_client(args.target, args.paths, args.camera_id, args.overlays, args.timeout):
         print(json.dumps(line), flush=True)
 
 
@@ -90,6 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlays", help="folder to write overlay PNGs to")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("serve", help="the gRPC inspection service")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--store", default="models", help="model store; serves the active version of --name")
+    src.add_argument("--model", help="serve one bundle folder (no swaps)")
+    p.add_argument("--name", help="model name in the store (default: the only one, else 'default')")
+    p.add_argument("--host", help="bind address (default 0.0.0.0)")
+    p.add_argument("--grpc-port", dest="grpc_port", type=int, help="default 50051")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, help="default 9400")
+    p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--max-batch", dest="max_batch", type=int, help="frames per forward pass (default 8)")
+    p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")
+    p.add_argument("--max-in-flight", dest="max_in_flight", type=int, help="overload bound (default 64)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("client", help="stream images, folders or videos to a service; prints JSON lines")
+    p.add_argument("--target", required=True, help="HOST:PORT")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--camera-id", dest="camera_id", default="")
+    p.add_argument("--overlays", help="folder to write mask overlays to")
+    p.add_argument("--timeout", type=float, default=None, help="seconds for the whole stream")
+    p.set_defaults(func=_cmd_client)
     return parser
 
 

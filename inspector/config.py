@@ -86,3 +86,23 @@ class TrainConfig:
     workers: int = 1  # DataLoader worker processes
     device: str = "auto"  # "auto" picks CUDA when present
     weights_path: str | None = None  # ImageNet weights file for backbones that need one
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The inspection service."""
+
+    host: str = "0.0.0.0"  # gRPC bind address
+    grpc_port: int = 50051  # 0 picks a free port
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9400
+    device: str = "auto"
+    max_batch: int = 8  # frames per forward pass
+    max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
+    max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED
+    stream_window: int = 16  # frames of one stream in the pipeline at once (more waits: gRPC flow control)
+    workers: int = 4  # threads decoding and preprocessing stream frames
+    grpc_threads: int = 32  # threads serving RPCs (each stream holds one)
+    watch_seconds: float = 2.0  # how often the store's ACTIVE pointer is checked; 0 disables
+    grace_seconds: float = 10.0  # on SIGTERM, time given to calls in flight
+    max_message_bytes: int = 64 * 1024 * 1024 + 4096  # a 64 MiB frame plus its fields

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import cv2
 
-from inspector.evaluation.plots import overlay_mask
+from inspector.overlay import overlay_mask
 from inspector.predictor import Prediction, Predictor
 from inspector.preprocess import EXTENSIONS, FrameError, read_image
 

@@ -40,3 +40,53 @@ def model_names(store: str | Path) -> list[str]:
     if not store.is_dir():
         return []
     return sorted(d.name for d in store.iterdir() if d.is_dir() and active_version(d) is not None)
+
+
+HISTORY_FILE = "HISTORY"
+
+
+def versions(model_dir: str | Path) -> list[str]:
+    """Bundle versions of one model, oldest first (``v1``, ``v2``, ... by number)."""
+    model_dir = Path(model_dir)
+    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name[:1] == "v" and p.name[1:].isdigit()]
+    return sorted(found, key=lambda v: int(v[1:]))
+
+
+def promote(model_dir: str | Path, version: str) -> None:
+    """Makes ``version`` active and records it in the model's activation history (for rollback)."""
+    set_active(model_dir, version)
+    with open(Path(model_dir) / HISTORY_FILE, "a") as f:
+        f.write(version + "\n")
+
+
+def _history(model_dir: Path) -> list[str]:
+    """Activation history without the trailing entries of the current version."""
+    history_file = model_dir / HISTORY_FILE
+    history = history_file.read_text().split() if history_file.is_file() else []
+    current = active_version(model_dir)
+    while history and history[-1] == current:
+        history.pop()
+    return history
+
+
+def previous_version(model_dir: str | Path) -> str:
+    """The version that was active before the current one.
+
+    Raises:
+        ValueError: There is no earlier version to go back to.
+    """
+    model_dir = Path(model_dir)
+    earlier = [v for v in _history(model_dir) if (model_dir / v).is_dir()]
+    if not earlier:
+        raise ValueError(f"{model_dir}: no earlier active version to roll back to (current: {active_version(model_dir)})")
+    return earlier[-1]
+
+
+def rollback(model_dir: str | Path) -> str:
+    """Re-activates :func:`previous_version` and drops the rolled-back version from the history; returns it."""
+    model_dir = Path(model_dir)
+    previous = previous_version(model_dir)
+    history = _history(model_dir)
+    set_active(model_dir, previous)
+    (model_dir / HISTORY_FILE).write_text("".join(f"{v}\n" for v in history))
+    return previous

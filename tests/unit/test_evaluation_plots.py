@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from inspector.overlay import overlay_mask
 from inspector.evaluation.plots import (
-    overlay_mask,
     plot_confusion,
     plot_overlay_grid,
     plot_roc_pr,

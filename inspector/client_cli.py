@@ -1,0 +1,36 @@
+"""``inspector client``: streams frames to a service and yields one JSON-ready dict per frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for, response_dict
+from inspector.overlay import overlay_mask
+
+
+def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str | None = None,
+               timeout: float | None = None) -> Iterator[dict]:
+    frames = {}
+
+    def requests():
+        for frame in frames_from_paths(paths):
+            if overlays:
+                frames[frame.frame_id] = frame.data
+            yield request_for(frame, camera_id, return_mask=bool(overlays))
+
+    with InspectorClient(target) as client:
+        for response in client.stream(requests(), timeout=timeout):
+            line = response_dict(response)
+            mask = decode_mask(response)
+            data = frames.pop(response.frame_id, None)
+            if overlays and mask is not None and data is not None:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                out = Path(overlays) / f"{Path(response.frame_id.replace('#', '_')).stem}_overlay.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(out), overlay_mask(image, mask))
+                line["overlay"] = str(out)
+            yield line

@@ -1,0 +1,119 @@
+"""A dynamic micro-batcher: frames from all calls and streams share forward passes.
+
+Callers prepare (decode + preprocess) on their own threads and submit the model input; one thread collects up to
+``max_batch`` inputs, waiting at most ``max_delay`` after the first, and runs them together. A frame whose deadline
+has passed is answered with :class:`DeadlineExpired` and not run. Inputs prepared for different predictors (a swap
+in between) are never mixed in one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inspector.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+class DeadlineExpired(Exception):
+    """The caller's deadline passed before the frame reached the model."""
+
+
+class BatcherClosed(Exception):
+    """The batcher is shut down."""
+
+
+@dataclass
+class Job:
+    tensor: np.ndarray  # (3, H, W) float32 model input
+    predictor: Predictor  # the predictor whose spec prepared it
+    deadline: float | None  # time.monotonic() limit, None = no deadline
+    future: Future = field(default_factory=Future)  # -> (probs (n,), mask (H, W), queue_s, infer_s, batch_size)
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class MicroBatcher:
+    """Runs submitted jobs in batches on one thread.
+
+    Args:
+        max_batch: Most frames per forward pass.
+        max_delay: Seconds to wait for more frames after the first of a batch.
+        on_batch: Optional callback ``(batch_size, infer_seconds)`` after each pass (for metrics).
+    """
+
+    def __init__(self, max_batch: int = 8, max_delay: float = 0.002, on_batch=None) -> None:
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self.on_batch = on_batch
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._thread.start()
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, job: Job) -> Future:
+        if self._closed:
+            raise BatcherClosed("the service is shutting down")
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Finishes what is queued, then stops the thread."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _collect(self, first: Job) -> tuple[list[Job], bool]:
+        jobs, stop = [first], False
+        until = time.monotonic() + self.max_delay
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is None:
+                stop = True
+                break
+            jobs.append(job)
+        return jobs, stop
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs, stop = self._collect(first)
+            now = time.monotonic()
+            live = []
+            for job in jobs:
+                if job.deadline is not None and now > job.deadline:
+                    job.future.set_exception(DeadlineExpired("deadline passed before the frame reached the model"))
+                else:
+                    live.append(job)
+            for predictor in {id(j.predictor): j.predictor for j in live}.values():
+                self._infer(predictor, [j for j in live if j.predictor is predictor])
+
+    def _infer(self, predictor: Predictor, jobs: list[Job]) -> None:
+        start = time.monotonic()
+        try:
+            probs, masks = predictor.infer(np.stack([j.tensor for j in jobs]))
+        except Exception as err:  # noqa: BLE001 - every waiting caller must hear about it
+            log.exception("inference failed for a batch of %d", len(jobs))
+            for j in jobs:
+                j.future.set_exception(err)
+            return
+        infer_s = time.monotonic() - start
+        if self.on_batch:
+            self.on_batch(len(jobs), infer_s)
+        for i, j in enumerate(jobs):
+            j.future.set_result((probs[i], masks[i], start - j.queued_at, infer_s, len(jobs)))

@@ -1,0 +1,71 @@
+"""protobuf <-> plain Python for the servicer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from inspector.config import Thresholds
+from inspector.predictor import Predictor
+from inspector.service.pipeline import FrameIn, Inspection, Rejected
+from inspector.v1 import inspector_pb2 as pb
+
+VERDICTS = {"ACCEPT": pb.ACCEPT, "REJECT": pb.REJECT, "REVIEW": pb.REVIEW}
+
+
+def frame_in(request: pb.InspectRequest) -> FrameIn:
+    """The payload and its description; an unspecified encoding passes through as a name the decoder refuses."""
+    encoding = pb.Encoding.Name(request.encoding) if request.encoding in pb.Encoding.values() else str(request.encoding)
+    return FrameIn(request.data, encoding, request.width, request.height, request.stride, request.return_mask)
+
+
+def thresholds_pb(t: Thresholds) -> pb.Thresholds:
+    return pb.Thresholds(reject=t.reject, review=t.review, mask=t.mask, min_region_area=t.min_region_area,
+                         per_class=t.per_class)
+
+
+def thresholds_from_pb(t: pb.Thresholds) -> Thresholds:
+    """Validated plain thresholds (ValueError names what is inconsistent)."""
+    return Thresholds(reject=t.reject, review=t.review, mask=t.mask, min_region_area=t.min_region_area,
+                      per_class=dict(t.per_class))
+
+
+def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectResponse:
+    p = result.prediction
+    ms = {f"{k}_ms": v * 1000.0 for k, v in result.timings.items()}
+    return pb.InspectResponse(
+        frame_id=request.frame_id,
+        camera_id=request.camera_id,
+        verdict=VERDICTS[p.verdict],
+        label=p.label,
+        defect_class=p.defect_class,
+        defect_score=p.defect_score,
+        class_scores=p.class_scores,
+        mask_png=result.mask_png,
+        regions=[pb.Region(**dataclasses.asdict(r)) for r in p.regions],
+        thresholds=thresholds_pb(result.thresholds),
+        model_version=p.model_version,
+        timings=pb.StageTimings(**ms),
+    )
+
+
+def error_response(request: pb.InspectRequest, err: Rejected) -> pb.InspectResponse:
+    return pb.InspectResponse(
+        frame_id=request.frame_id,
+        camera_id=request.camera_id,
+        error=pb.FrameError(code=err.code.value[0], reason=err.reason, message=err.message),
+    )
+
+
+def model_info(predictor: Predictor, thresholds: Thresholds) -> pb.ModelInfo:
+    meta = predictor.bundle.meta
+    return pb.ModelInfo(
+        name=predictor.bundle.name,
+        version=predictor.bundle.version,
+        backbone=meta["backbone"],
+        classes=list(predictor.classes),
+        input_height=predictor.spec.height,
+        input_width=predictor.spec.width,
+        thresholds=thresholds_pb(thresholds),
+        created_at=meta.get("created_at", ""),
+        validation={k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))},
+    )

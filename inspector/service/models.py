@@ -1,0 +1,147 @@
+"""Which model answers: loading, warm-up, hot swap on admin calls or store changes, threshold overrides.
+
+A new version is loaded beside the current one and warmed up before a single reference assignment makes it
+current, so no request sees a half-loaded model; a version that fails to load leaves the current one serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from inspector.bundle import VERSION_RE, BundleError, load_bundle
+from inspector.config import Thresholds
+from inspector.predictor import Predictor
+from inspector.store import active_version, previous_version, promote, rollback
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(Exception):
+    """No model is loaded yet."""
+
+
+class ModelManager:
+    """Holds the serving :class:`Predictor`.
+
+    Args:
+        model_dir: ``<store>/<name>``: serve its active version; admin calls and store changes swap versions.
+        bundle: Alternatively a fixed bundle folder (no swaps).
+        device: Torch device for the predictors.
+        on_swap: Called with ``"success"`` or ``"failure"`` after each swap attempt.
+    """
+
+    def __init__(self, model_dir: Path | None = None, bundle: Path | None = None, device: str = "auto",
+                 on_swap: Callable[[str], None] | None = None) -> None:
+        if (model_dir is None) == (bundle is None):
+            raise ValueError("serve either a model of a store or one bundle")
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.bundle_path = Path(bundle) if bundle else None
+        self.device = device
+        self.on_swap = on_swap or (lambda result: None)
+        self._current: Predictor | None = None
+        self._override: Thresholds | None = None
+        self._swap_lock = threading.Lock()
+        self._failed: str | None = None
+        self._stop = threading.Event()
+
+    @property
+    def current(self) -> Predictor:
+        predictor = self._current
+        if predictor is None:
+            raise ModelUnavailable("the model is still loading")
+        return predictor
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    def thresholds(self, predictor: Predictor) -> Thresholds:
+        return self._override or predictor.thresholds
+
+    def set_thresholds(self, thresholds: Thresholds) -> Thresholds:
+        self._override = thresholds
+        return thresholds
+
+    def _build(self, path: Path) -> Predictor:
+        predictor = Predictor.from_bundle(path, self.device)
+        spec = predictor.spec
+        predictor.predict([np.full((spec.height, spec.width), 127, np.uint8)] * 2)  # warm-up: first passes are slow
+        return predictor
+
+    def _swap(self, path: Path, before_switch: Callable[[], None] = lambda: None) -> Predictor:
+        with self._swap_lock:
+            try:
+                predictor = self._build(path)
+                before_switch()
+            except Exception:
+                self.on_swap("failure")
+                raise
+            self._current, self._override = predictor, None
+            self.on_swap("success")
+            log.info("serving %s", predictor.version)
+            return predictor
+
+    def load(self) -> Predictor:
+        """Loads the initial model (the store's active version, or the fixed bundle)."""
+        if self.bundle_path is not None:
+            return self._swap(self.bundle_path)
+        version = active_version(self.model_dir)
+        if version is None:
+            raise BundleError(f"{self.model_dir} has no active version; promote one first")
+        return self._swap(self.model_dir / version)
+
+    def _version_dir(self, version: str) -> Path:
+        if self.model_dir is None:
+            raise ValueError("serving a single bundle: there is no store to choose versions from")
+        if not VERSION_RE.match(version) or not (self.model_dir / version).is_dir():
+            raise ValueError(f"{self.model_dir.name} has no version {version!r}")
+        return self.model_dir / version
+
+    def activate(self, version: str) -> Predictor:
+        """Loads and warms ``version``, makes it active in the store, then switches to it."""
+        path = self._version_dir(version)
+        return self._swap(path, before_switch=lambda: promote(self.model_dir, version))
+
+    def rollback(self) -> Predictor:
+        """Switches back to the version active before the current one."""
+        if self.model_dir is None:
+            raise ValueError("serving a single bundle: nothing to roll back to")
+        previous = previous_version(self.model_dir)
+        return self._swap(self.model_dir / previous, before_switch=lambda: rollback(self.model_dir))
+
+    def sync_with_store(self) -> bool:
+        """Swaps to the store's active version if it changed (e.g. ``inspector models promote``)."""
+        if self.model_dir is None:
+            return False
+        version = active_version(self.model_dir)
+        current = self._current.bundle.version if self._current else None
+        if version is None or version == current or version == self._failed:
+            return False
+        try:
+            self._swap(self.model_dir / version)
+            self._failed = None
+            return True
+        except Exception as err:  # noqa: BLE001 - a bad bundle must never stop the service
+            self._failed = version
+            log.error("cannot switch to %s/%s, still serving %s: %s", self.model_dir.name, version, current, err)
+            return False
+
+    def watch(self, interval: float) -> threading.Thread:
+        """Polls the store every ``interval`` seconds on a daemon thread until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.sync_with_store()
+
+        thread = threading.Thread(target=loop, name="store-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+

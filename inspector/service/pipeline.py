@@ -1,0 +1,125 @@
+"""One frame through the service: bound check, decode, preprocess, micro-batched inference, postprocess.
+
+Plain Python in, plain Python out: the servicer converts to and from protobuf. Failures are :class:`Rejected`
+with the gRPC status they map to and a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import cv2
+import grpc
+import numpy as np
+
+from inspector.config import FrameLimits, Thresholds
+from inspector.predictor import Prediction
+from inspector.preprocess import FrameError, decode, preprocess
+from inspector.service.batcher import BatcherClosed, DeadlineExpired, Job, MicroBatcher
+from inspector.service.models import ModelManager, ModelUnavailable
+
+
+class Rejected(Exception):
+    """A frame the service does not answer with a result."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+@dataclass
+class FrameIn:
+    data: bytes
+    encoding: str
+    width: int = 0
+    height: int = 0
+    stride: int = 0
+    return_mask: bool = False
+
+
+@dataclass
+class Inspection:
+    prediction: Prediction
+    thresholds: Thresholds
+    mask_png: bytes
+    timings: dict[str, float]  # seconds: decode, preprocess, queue, infer, postprocess, total
+    batch_size: int
+
+
+def encode_mask(mask: np.ndarray, threshold: float) -> bytes:
+    """Defect probabilities -> 8-bit PNG, 255 where the probability reaches ``threshold``."""
+    ok, png = cv2.imencode(".png", np.where(mask >= threshold, 255, 0).astype(np.uint8))
+    if not ok:
+        raise RuntimeError("PNG encoding of the mask failed")
+    return png.tobytes()
+
+
+class Pipeline:
+    """Inspects frames for any number of concurrent callers, at most ``max_in_flight`` at once."""
+
+    def __init__(self, models: ModelManager, batcher: MicroBatcher, max_in_flight: int, limits: FrameLimits) -> None:
+        self.models = models
+        self.batcher = batcher
+        self.limits = limits
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._count = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._count
+
+    def inspect(self, frame: FrameIn, deadline: float | None = None) -> Inspection:
+        """Inspects one frame; ``deadline`` is a ``time.monotonic()`` limit.
+
+        Raises:
+            Rejected: Bad frame, overload, no model yet, deadline passed, shutting down.
+        """
+        if not self._slots.acquire(blocking=False):
+            raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
+                           f"{self.max_in_flight} frames already in flight; retry later")
+        with self._count_lock:
+            self._count += 1
+        try:
+            return self._inspect(frame, deadline)
+        finally:
+            with self._count_lock:
+                self._count -= 1
+            self._slots.release()
+
+    def _inspect(self, frame: FrameIn, deadline: float | None) -> Inspection:
+        t0 = time.monotonic()
+        try:
+            image = decode(frame.data, frame.encoding, frame.width, frame.height, frame.stride, self.limits)
+        except FrameError as err:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, err.reason, str(err)) from err
+        try:
+            predictor = self.models.current
+        except ModelUnavailable as err:
+            raise Rejected(grpc.StatusCode.UNAVAILABLE, "not_ready", str(err)) from err
+        t1 = time.monotonic()
+        tensor, geometry = preprocess(image, predictor.spec)
+        t2 = time.monotonic()
+        probs, mask, queue_s, infer_s, batch_size = self._run(Job(tensor, predictor, deadline), deadline)
+        t3 = time.monotonic()
+        thresholds = self.models.thresholds(predictor)
+        prediction = predictor.finish(probs[None], mask[None], [geometry], thresholds)[0]
+        png = encode_mask(prediction.mask, thresholds.mask) if frame.return_mask else b""
+        t4 = time.monotonic()
+        timings = {"decode": t1 - t0, "preprocess": t2 - t1, "queue": queue_s, "infer": infer_s,
+                   "postprocess": t4 - t3, "total": t4 - t0}
+        return Inspection(prediction, thresholds, png, timings, batch_size)
+
+    def _run(self, job: Job, deadline: float | None) -> tuple:
+        try:
+            future = self.batcher.submit(job)
+        except BatcherClosed as err:
+            raise Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down", str(err)) from err
+        try:
+            return future.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0)
+        except (DeadlineExpired, FutureTimeout) as err:
+            raise Rejected(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "deadline passed before the frame was inspected") from err

@@ -1,0 +1,117 @@
+"""``serve()``: builds the gRPC server, health, reflection, the batcher, and shuts down gracefully."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from inspector.config import FrameLimits, ServeConfig
+from inspector.service.batcher import MicroBatcher
+from inspector.service.models import ModelManager
+from inspector.service.pipeline import Pipeline
+from inspector.service.servicer import AdminServicer, InspectorServicer
+from inspector.v1 import inspector_pb2 as pb
+from inspector.v1 import inspector_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["Inspector"].full_name,
+    pb.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _health(server: grpc.Server) -> health.HealthServicer:
+    """Registers grpc.health.v1; everything reports NOT_SERVING until the model is loaded and warm."""
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        servicer.set(name, NOT_SERVING)
+    return servicer
+
+
+def _set_health(servicer: health.HealthServicer, status: int) -> None:
+    for name in ("", *SERVICE_NAMES):
+        servicer.set(name, status)
+
+
+@dataclass
+class InspectionServer:
+    """A running service; :meth:`stop` drains it."""
+
+    server: grpc.Server
+    port: int
+    models: ModelManager
+    pipeline: Pipeline
+    batcher: MicroBatcher
+    workers: ThreadPoolExecutor
+    health: health.HealthServicer
+    cfg: ServeConfig
+    loaded: threading.Event
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, new calls refused, calls in flight answered (up to ``grace`` s), then stopped."""
+        _set_health(self.health, NOT_SERVING)
+        self.models.stop()
+        self.server.stop(self.cfg.grace_seconds if grace is None else grace).wait()
+        self.batcher.close()
+        self.workers.shutdown(wait=False, cancel_futures=True)
+
+
+def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
+                 limits: FrameLimits = FrameLimits()) -> InspectionServer:
+    """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells)."""
+    models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device)
+    batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0)
+    pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)
+    workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
+    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
+               ("grpc.max_send_message_length", cfg.max_message_bytes)]
+    server = grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options)
+    pb_grpc.add_InspectorServicer_to_server(InspectorServicer(pipeline, workers, cfg.stream_window), server)
+    pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
+    health_servicer = _health(server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {cfg.host}:{cfg.grpc_port}")
+    server.start()
+    loaded = threading.Event()
+    running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded)
+
+    def load() -> None:
+        try:
+            models.load()
+        except Exception:  # noqa: BLE001 - stay up, NOT_SERVING, and say why
+            log.exception("no model could be loaded; health stays NOT_SERVING")
+            return
+        _set_health(health_servicer, SERVING)
+        loaded.set()
+        if cfg.watch_seconds > 0:
+            models.watch(cfg.watch_seconds)
+
+    threading.Thread(target=load, name="model-load", daemon=True).start()
+    return running
+
+
+def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None) -> None:
+    """Runs the service until SIGTERM or SIGINT, then drains it."""
+    running = start_server(cfg, model_dir, bundle)
+    log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm)", cfg.host, running.port)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "[::]", "::") else cfg.host
+    log.info("send it a frame: inspector client --target %s:%d IMAGE_OR_FOLDER", shown, running.port)
+    done.wait()
+    log.info("shutting down: draining calls in flight (up to %.0f s)", cfg.grace_seconds)
+    running.stop()

@@ -1,0 +1,121 @@
+"""Thin gRPC adapters: protobuf in, the pipeline or the model manager, protobuf out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterator
+
+import grpc
+
+from inspector.service import convert
+from inspector.service.models import ModelManager, ModelUnavailable
+from inspector.service.pipeline import Pipeline, Rejected
+from inspector.store import active_version, versions
+from inspector.v1 import inspector_pb2 as pb
+from inspector.v1 import inspector_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+NO_DEADLINE = 365 * 24 * 3600.0  # s; longer remaining times mean none was set
+
+
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()  # a huge number when the client set no deadline
+    return None if remaining is None or remaining > NO_DEADLINE else time.monotonic() + remaining
+
+
+class InspectorServicer(pb_grpc.InspectorServicer):
+    """Inspect (unary), InspectStream (one response per request, in request order), GetModelInfo."""
+
+    def __init__(self, pipeline: Pipeline, workers: ThreadPoolExecutor, stream_window: int) -> None:
+        self.pipeline = pipeline
+        self.workers = workers
+        self.stream_window = stream_window
+
+    def Inspect(self, request: pb.InspectRequest, context: grpc.ServicerContext) -> pb.InspectResponse:
+        try:
+            return convert.response(request, self.pipeline.inspect(convert.frame_in(request), _deadline(context)))
+        except Rejected as err:
+            context.abort(err.code, f"frame {request.frame_id!r}: {err.message}")
+
+    def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
+        try:
+            return convert.response(request, self.pipeline.inspect(convert.frame_in(request), deadline))
+        except Rejected as err:
+            return convert.error_response(request, err)
+        except Exception as err:  # noqa: BLE001 - one frame's failure must not end the stream
+            log.exception("frame %r failed", request.frame_id)
+            return convert.error_response(request, Rejected(grpc.StatusCode.INTERNAL, "internal", str(err)))
+
+    def InspectStream(self, requests: Iterator[pb.InspectRequest], context: grpc.ServicerContext):
+        deadline = _deadline(context)
+        pending: queue.Queue[Future | None] = queue.Queue(maxsize=self.stream_window)  # bounded: back-pressure
+
+        def read() -> None:
+            try:
+                for request in requests:
+                    pending.put(self.workers.submit(self._answer, request, deadline))
+            except Exception as err:  # noqa: BLE001 - client went away or cancelled
+                log.debug("stream reader ended: %s", err)
+            finally:
+                pending.put(None)
+
+        threading.Thread(target=read, name="stream-reader", daemon=True).start()
+        while (future := pending.get()) is not None:
+            yield future.result()
+
+    def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        try:
+            predictor = self.pipeline.models.current
+        except ModelUnavailable as err:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        return convert.model_info(predictor, self.pipeline.models.thresholds(predictor))
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    """The model store and running thresholds."""
+
+    def __init__(self, models: ModelManager) -> None:
+        self.models = models
+
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        serving = self.models.current.version if self.models.ready else ""
+        model_dir = self.models.model_dir
+        if model_dir is None:
+            return pb.ListModelsResponse(serving=serving)
+        active = active_version(model_dir)
+        out = []
+        for version in versions(model_dir):
+            try:
+                meta = json.loads((model_dir / version / "bundle.json").read_text())
+            except (OSError, ValueError):
+                continue
+            metrics = {k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))}
+            out.append(pb.ModelVersion(name=model_dir.name, version=version, active=version == active,
+                                       created_at=meta.get("created_at", ""), validation=metrics))
+        return pb.ListModelsResponse(versions=out, serving=serving)
+
+    def _switch(self, action, context: grpc.ServicerContext) -> pb.ModelInfo:
+        try:
+            predictor = action()
+        except Exception as err:  # noqa: BLE001 - report it; the current model keeps serving
+            serving = self.models.current.version if self.models.ready else "nothing"
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{err} (still serving {serving})")
+        return convert.model_info(predictor, self.models.thresholds(predictor))
+
+    def ActivateVersion(self, request: pb.ActivateVersionRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        return self._switch(lambda: self.models.activate(request.version), context)
+
+    def Rollback(self, request: pb.RollbackRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        return self._switch(self.models.rollback, context)
+
+    def SetThresholds(self, request: pb.SetThresholdsRequest, context: grpc.ServicerContext) -> pb.Thresholds:
+        try:
+            thresholds = convert.thresholds_from_pb(request.thresholds)
+        except ValueError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return convert.thresholds_pb(self.models.set_thresholds(thresholds))
