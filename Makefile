@@ -7,7 +7,7 @@ STORE ?= models
 DEMO ?= build/demo-data
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test demo-model clean
+.PHONY: install run test demo-model clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,14 @@ demo-model: install
 	    --epochs-frozen 2 --epochs-finetune 6; fi
 
 run: demo-model
-	@test -d $(DEMO) || $(BIN)/inspector demo-data --out $(DEMO) --per-class 40 --size 256
-	$(BIN)/inspector predict --model $(STORE)/default $(DEMO)/images/good/good_0000.png \
-	  $(DEMO)/images/scratch/scratch_0000.png $(DEMO)/images/spot/spot_0000.png $(DEMO)/images/crack/crack_0000.png
+	$(BIN)/inspector serve --store $(STORE) --name default --host 127.0.0.1
 
 test: install
 	$(BIN)/pytest -q
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
+
+# Regenerates the gRPC modules from protos/ (they are committed; a test checks they match).
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/inspector/v1/inspector.proto

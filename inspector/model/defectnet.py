@@ -52,7 +52,7 @@ class DefectNet(nn.Module):
         self.decoder = unet.decoder
         self.segmentation_head = unet.segmentation_head
         self.classification_head = ClassifierHead(self.encoder.out_channels[-1], num_classes)
-        self.encoder_frozen = False
+        self.encoder_bn_frozen = False
         if pretrained:
             load_encoder_weights(self.encoder, spec.load_weights(weights_path))
 
@@ -65,17 +65,22 @@ class DefectNet(nn.Module):
         """Transfer learning: encoder weights fixed and its BatchNorm statistics frozen (eval mode)."""
         self.encoder.requires_grad_(False)
         self.encoder.eval()
-        self.encoder_frozen = True
+        self.encoder_bn_frozen = True  # read by train(): the encoder stays in eval mode
 
-    def unfreeze_encoder(self) -> None:
-        """Fine-tuning: encoder trainable again, BatchNorm back in the model's mode."""
+    def unfreeze_encoder(self, bn_stats: bool = True) -> None:
+        """Fine-tuning: encoder weights trainable again.
+
+        Args:
+            bn_stats: Let BatchNorm statistics update again (smp semantics). ``False`` keeps the pretrained
+                statistics (affine weights still train), which is steadier with small batches.
+        """
         self.encoder.requires_grad_(True)
-        self.encoder_frozen = False
-        self.encoder.train(self.training)
+        self.encoder_bn_frozen = not bn_stats
+        self.encoder.train(self.training and bn_stats)
 
     def train(self, mode: bool = True) -> DefectNet:
         super().train(mode)
-        if self.encoder_frozen:
+        if self.encoder_bn_frozen:
             self.encoder.eval()
         return self
 

@@ -102,7 +102,7 @@ def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConf
     best, history, started = _Best(), [], time.time()
     model.freeze_encoder()
     _run_phase(model, "frozen", cfg.epochs_frozen, cfg, (train_loader, val_loader), device, best, history, dataset.classes)
-    model.unfreeze_encoder()
+    model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
     _run_phase(model, "finetune", cfg.epochs_finetune, cfg, (train_loader, val_loader), device, best, history,
                dataset.classes)
     if best.state is not None:

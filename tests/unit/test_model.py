@@ -84,3 +84,13 @@ def test_published_file_name_with_wrong_content_is_refused(tmp_path, monkeypatch
     assert not hashlib.sha256(path.read_bytes()).hexdigest().startswith("f37072fd")
     with pytest.raises(ValueError, match="does not match the published"):
         DefectNet("resnet18", num_classes=2, pretrained=True)
+
+
+def test_unfreeze_can_keep_batchnorm_statistics():
+    net = DefectNet("efficientnet_lite0", num_classes=3, pretrained=False)
+    net.freeze_encoder()
+    net.unfreeze_encoder(bn_stats=False)
+    net.train()
+    assert all(p.requires_grad for p in net.encoder.parameters())
+    assert _bn_modes(net.encoder) == {False}
+    assert _bn_modes(net.decoder) == {True}

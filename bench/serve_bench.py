@@ -1,0 +1,186 @@
+"""Service vs in-process throughput and latency, on the same pre-encoded frames, in one run.
+
+    .venv/bin/python bench/serve_bench.py --model models/default [--quick]
+
+(a) in process: decode + preprocess + model + postprocess through ``Predictor`` at batch 1 and at the server's
+batch size; (b) the service (``inspector serve`` in its own process) under 1 and 4 concurrent streams from an
+asyncio gRPC client, each stream sending a frame and waiting for its answer (a camera's closed loop). Prints a
+table and writes it to bench/RESULTS.md between markers, with the machine, date and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import cv2  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from inspector.data.demo import make_part  # noqa: E402
+from inspector.predictor import Predictor  # noqa: E402
+from inspector.preprocess import decode  # noqa: E402
+from inspector.v1 import inspector_pb2 as pb  # noqa: E402
+from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+BEGIN, END = "<!-- serve_bench:begin -->", "<!-- serve_bench:end -->"
+
+
+def make_frames(n: int, size: int) -> list[bytes]:
+    """Distinct synthetic parts (grayscale JPEG, quality 90) of ``size`` px."""
+    kinds = ("good", "scratch", "spot", "crack")
+    out = []
+    for i in range(n):
+        image, _ = make_part(kinds[i % 4], np.random.default_rng([7, i]), size)
+        out.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return out
+
+
+def summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    ms = np.array(latencies) * 1000.0
+    return {"fps": len(latencies) / seconds, "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+            "p99": float(np.percentile(ms, 99))}
+
+
+def in_process(model: str, frames: list[bytes], batch: int) -> dict[str, float]:
+    predictor = Predictor.from_bundle(model, "cpu")
+    predictor.predict([decode(f, "JPEG") for f in frames[:batch]])  # warm-up
+    latencies, cpu0, start = [], time.process_time(), time.perf_counter()
+    for i in range(0, len(frames), batch):
+        t = time.perf_counter()
+        predictor.predict([decode(f, "JPEG") for f in frames[i : i + batch]])
+        latencies += [time.perf_counter() - t] * len(frames[i : i + batch])
+    wall = time.perf_counter() - start
+    return summary(latencies, wall) | {"cpu": (time.process_time() - cpu0) / wall}
+
+
+async def _stream(stub, frames: list[bytes], latencies: list[float], stream_id: int) -> None:
+    call = stub.InspectStream()
+    for i, data in enumerate(frames):
+        t = time.perf_counter()
+        await call.write(pb.InspectRequest(data=data, encoding=pb.JPEG, frame_id=f"{stream_id}-{i}"))
+        response = await call.read()
+        latencies.append(time.perf_counter() - t)
+        if response.HasField("error"):
+            raise RuntimeError(f"frame {response.frame_id}: {response.error.message}")
+    await call.done_writing()
+
+
+async def _load(target: str, frames: list[bytes], streams: int) -> tuple[list[float], float]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.InspectorStub(channel)
+        await _stream(stub, frames[:4], [], -1)  # warm the connection
+        latencies: list[float] = []
+        start = time.perf_counter()
+        await asyncio.gather(*(_stream(stub, frames, latencies, s) for s in range(streams)))
+        return latencies, time.perf_counter() - start
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_service(model: str, max_batch: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "inspector", "serve", "--model", model, "--host", "127.0.0.1",
+           "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = f"127.0.0.1:{port}"
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
+    for _ in range(240):
+        try:
+            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                return proc, target
+        except grpc.RpcError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("service did not become SERVING within 2 minutes")
+
+
+def service(model: str, frames: list[bytes], streams: list[int], max_batch: int) -> dict[int, dict[str, float]]:
+    proc, target = start_service(model, max_batch)
+    out = {}
+    try:
+        for n in streams:
+            cpu_server0, cpu_client0 = _cpu_seconds(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
+            latencies, wall = asyncio.run(_load(target, frames, n))
+            client = resource.getrusage(resource.RUSAGE_SELF)
+            client_cpu = client.ru_utime + client.ru_stime - cpu_client0.ru_utime - cpu_client0.ru_stime
+            out[n] = summary(latencies, wall) | {"cpu": (_cpu_seconds(proc.pid) - cpu_server0) / wall,
+                                                 "client_cpu": client_cpu / wall}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def machine() -> str:
+    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    return f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table(rows: list[tuple[str, dict[str, float]]], reference: float) -> str:
+    lines = ["| pipeline | frames/s | x in-process batched | p50 ms | p90 ms | p99 ms | server CPU (cores) | client CPU |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['fps']:.1f} | {r['fps'] / reference:.2f} | {r['p50']:.1f} | {r['p90']:.1f} | "
+                     f"{r['p99']:.1f} | {r['cpu']:.2f} | {r.get('client_cpu', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def write_results(text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = f"{BEGIN}\n{text}\n{END}"
+    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, old, flags=re.S) if BEGIN in old else (
+        old.rstrip() + "\n\n" + block + "\n")
+    RESULTS.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/default")
+    parser.add_argument("--size", type=int, default=512, help="frame side, px")
+    parser.add_argument("--frames", type=int, default=200, help="frames per measurement")
+    parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
+    args = parser.parse_args()
+    n = 24 if args.quick else args.frames
+    frames = make_frames(n, args.size)
+    rows = [("in-process, batch 1", in_process(args.model, frames, 1)),
+            (f"in-process, batch {args.batch}", in_process(args.model, frames, args.batch))]
+    for streams, r in service(args.model, frames, [1, 4], args.batch).items():
+        rows.append((f"service, {streams} stream{'s' if streams > 1 else ''} (closed loop)", r))
+    text = "\n".join([
+        f"## Service vs in-process ({args.size}x{args.size} grayscale JPEG, {n} frames per row)",
+        "",
+        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- machine: {machine()}; device: cpu",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        table(rows, rows[1][1]["fps"]),
+    ])
+    print(text)
+    if not args.quick:
+        write_results(text)
+
+
+if __name__ == "__main__":
+    main()
