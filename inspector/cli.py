@@ -72,6 +72,18 @@ def _cmd_client(args: argparse.Namespace) -> None:
         print(json.dumps(line), flush=True)
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from inspector.store_cli import list_models, promote_version, rollback_version
+
+    if args.action == "list":
+        for row in list_models(args.store, args.name):
+            print(json.dumps(row))
+    elif args.action == "promote":
+        print(json.dumps({"name": args.name, "active": promote_version(args.store, args.name, args.version)}))
+    else:
+        print(json.dumps({"name": args.name, "active": rollback_version(args.store, args.name)}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspector", description="Industrial defect detection.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -128,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=int, help="overload bound (default 64)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("models", help="the model store: list versions, promote one, roll back")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "versions with their validation figures"), ("promote", "make a version active"),
+                         ("rollback", "re-activate the previously active version")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("--store", default="models")
+        a.add_argument("--name", default=None if action == "list" else "default",
+                       help="model name" + (" (default: all)" if action == "list" else " (default: default)"))
+        if action == "promote":
+            a.add_argument("version", help="e.g. v3")
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("client", help="stream images, folders or videos to a service; prints JSON lines")
     p.add_argument("--target", required=True, help="HOST:PORT")
