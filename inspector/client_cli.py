@@ -15,12 +15,18 @@ from inspector.overlay import overlay_mask
 def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str | None = None,
                timeout: float | None = None) -> Iterator[dict]:
     frames = {}
+    failed: list[Exception] = []
 
     def requests():
-        for frame in frames_from_paths(paths):
-            if overlays:
-                frames[frame.frame_id] = frame.data
-            yield request_for(frame, camera_id, return_mask=bool(overlays))
+        # gRPC pulls this generator on its own thread, where an exception would only cancel the stream as
+        # UNKNOWN "Exception iterating requests!": keep it, end the stream, and raise it to the caller below.
+        try:
+            for frame in frames_from_paths(paths):
+                if overlays:
+                    frames[frame.frame_id] = frame.data
+                yield request_for(frame, camera_id, return_mask=bool(overlays))
+        except Exception as err:  # noqa: BLE001 - re-raised after the frames already sent are answered
+            failed.append(err)
 
     with InspectorClient(target) as client:
         for response in client.stream(requests(), timeout=timeout):
@@ -34,3 +40,5 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
                 cv2.imwrite(str(out), overlay_mask(image, mask))
                 line["overlay"] = str(out)
             yield line
+    if failed:
+        raise failed[0]

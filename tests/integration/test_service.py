@@ -1,0 +1,713 @@
+"""The gRPC service end to end: in-process servers on 127.0.0.1 with a tiny model, and one `inspector serve` process."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from inspector.bundle import load_bundle
+from inspector.cli import main
+from inspector.config import ServeConfig
+from inspector.predictor import Predictor
+from inspector.service.models import ModelManager
+from inspector.service.server import start_server
+from inspector.store import active_version, promote
+from inspector.v1 import inspector_pb2 as pb
+from inspector.v1 import inspector_pb2_grpc as pb_grpc
+
+MODEL_NAME = "line"
+INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+VERDICT_NAMES = {pb.ACCEPT: "ACCEPT", pb.REJECT: "REJECT", pb.REVIEW: "REVIEW"}
+TIMEOUT = 30.0  # s, for calls that should answer at once (a safety net, not a timing assertion)
+
+
+# ---------------------------------------------------------------- store and servers
+
+
+def copy_version(source: Path, model_dir: Path, version: str) -> Path:
+    """``source`` copied to ``model_dir/version`` with bundle.json renamed; weights untouched, so the checksum holds."""
+    target = model_dir / version
+    shutil.copytree(source, target)
+    meta_file = target / "bundle.json"
+    meta = json.loads(meta_file.read_text())
+    meta["name"], meta["version"] = MODEL_NAME, version
+    meta_file.write_text(json.dumps(meta, indent=2))
+    return target
+
+
+@pytest.fixture(scope="session")
+def make_store(tiny_bundle, tmp_path_factory):
+    """Returns a function that builds a fresh store ``<tmp>/store/line/{v1,v2}`` with v1 active; gives the model dir."""
+
+    def make() -> Path:
+        model_dir = tmp_path_factory.mktemp("served") / "store" / MODEL_NAME
+        model_dir.mkdir(parents=True)
+        for version in ("v1", "v2"):
+            copy_version(tiny_bundle, model_dir, version)
+        promote(model_dir, "v1")
+        return model_dir
+
+    return make
+
+
+def serve_config(**overrides) -> ServeConfig:
+    """Loopback, ephemeral port, CPU, few threads, no store polling unless asked."""
+    base = dict(host="127.0.0.1", grpc_port=0, device="cpu", workers=2, grpc_threads=8, watch_seconds=0.0,
+                grace_seconds=2.0)
+    return ServeConfig(**(base | overrides))
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    """Polls ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (AssertionError)."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Servers:
+    """Starts in-process servers and stops every one of them (and closes their channels) at teardown."""
+
+    def __init__(self) -> None:
+        self.running = []
+        self.channels = []
+
+    def start(self, model_dir: Path, wait: bool = True, **cfg):
+        running = start_server(serve_config(**cfg), model_dir=model_dir)
+        self.running.append(running)
+        if wait:
+            assert running.loaded.wait(60), "the model did not load"
+        return running
+
+    def channel(self, running) -> grpc.Channel:
+        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+        self.channels.append(channel)
+        return channel
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        for running in self.running:
+            running.stop(grace=0.5)
+
+
+@pytest.fixture
+def servers():
+    """Function-scoped servers for tests that change the service's state."""
+    owner = Servers()
+    try:
+        yield owner
+    finally:
+        owner.close()
+
+
+@pytest.fixture(scope="module")
+def module_servers():
+    owner = Servers()
+    try:
+        yield owner
+    finally:
+        owner.close()
+
+
+# ---------------------------------------------------------------- frames
+
+
+def png(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture(scope="module")
+def images(demo_data) -> dict[str, np.ndarray]:
+    """Decoded demo frames (64 x 64 grayscale) by name, plus a non-square BGR frame."""
+    out = {}
+    for cls in ("good", "crack", "scratch", "spot"):
+        for i in range(2):
+            name = f"{cls}_{i:04d}"
+            out[name] = cv2.imread(str(demo_data / "images" / cls / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+    base = out["scratch_0000"]
+    colour = cv2.merge([base, 255 - base, cv2.GaussianBlur(base, (5, 5), 0)])
+    out["colour_wide"] = np.ascontiguousarray(cv2.resize(colour, (96, 72), interpolation=cv2.INTER_LINEAR))
+    assert out["good_0000"].shape == (64, 64) and out["colour_wide"].shape == (72, 96, 3)
+    return out
+
+
+def png_request(image: np.ndarray, frame_id: str, return_mask: bool = False,
+                camera_id: str = "cam-1") -> pb.InspectRequest:
+    return pb.InspectRequest(data=png(image), encoding=pb.PNG, frame_id=frame_id, camera_id=camera_id,
+                             return_mask=return_mask)
+
+
+def raw_request(image: np.ndarray, encoding: int, frame_id: str, stride_pad: int = 0) -> pb.InspectRequest:
+    """Raw pixels of ``image`` (gray or BGR) in ``encoding``, rows padded by ``stride_pad`` bytes of noise."""
+    if encoding == pb.RAW_RGB8:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    h, w = image.shape[:2]
+    rows = image.reshape(h, -1)
+    stride = 0
+    if stride_pad:
+        pad = np.random.default_rng(1).integers(0, 256, (h, stride_pad), dtype=np.uint8)
+        rows = np.concatenate([rows, pad], axis=1)
+        stride = rows.shape[1]
+    return pb.InspectRequest(data=np.ascontiguousarray(rows).tobytes(), encoding=encoding, width=w, height=h,
+                             stride=stride, frame_id=frame_id, camera_id="cam-raw", return_mask=True)
+
+
+def decode_mask(response: pb.InspectResponse) -> np.ndarray:
+    mask = cv2.imdecode(np.frombuffer(response.mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert mask is not None and mask.dtype == np.uint8 and mask.ndim == 2
+    return mask
+
+
+def assert_valid(response: pb.InspectResponse, frame_shape: tuple[int, ...], version: str = "line/v1") -> None:
+    """A full answer for a frame of ``frame_shape``: verdict consistent with its thresholds, regions in the frame."""
+    assert not response.HasField("error"), response.error
+    h, w = frame_shape[:2]
+    assert response.model_version == version
+    assert set(response.class_scores) == {"good", "crack", "scratch", "spot"}
+    assert sum(response.class_scores.values()) == pytest.approx(1.0, abs=1e-4)
+    assert response.defect_score == pytest.approx(1.0 - response.class_scores["good"], abs=1e-5)
+    t = response.thresholds
+    reject_at = t.per_class.get(response.defect_class, t.reject)
+    score = response.defect_score
+    expected = "REJECT" if score >= reject_at else "REVIEW" if score >= min(t.review, reject_at) else "ACCEPT"
+    assert VERDICT_NAMES[response.verdict] == expected
+    assert response.label == (response.defect_class if expected == "REJECT" else "good")
+    for region in response.regions:
+        assert region.defect_class == response.defect_class
+        assert region.x + region.width <= w and region.y + region.height <= h
+        assert 0 < region.area_px <= region.width * region.height
+        assert region.area_fraction == pytest.approx(region.area_px / (h * w), rel=1e-5)
+        assert t.mask <= region.max_score <= 1.0
+    areas = [r.area_px for r in response.regions]
+    assert areas == sorted(areas, reverse=True)
+
+
+def inspect_version(stub, image) -> str:
+    response = stub.Inspect(png_request(image, "probe"), timeout=TIMEOUT)
+    return response.model_version
+
+
+# ---------------------------------------------------------------- the shared server (read-only tests)
+
+
+@pytest.fixture(scope="module")
+def served(make_store, module_servers):
+    model_dir = make_store()
+    running = module_servers.start(model_dir)
+    channel = module_servers.channel(running)
+    return running, model_dir, channel
+
+
+@pytest.fixture(scope="module")
+def stub(served):
+    return pb_grpc.InspectorStub(served[2])
+
+
+@pytest.fixture(scope="module")
+def bundle_thresholds(tiny_bundle):
+    return load_bundle(tiny_bundle).thresholds
+
+
+# ---------------------------------------------------------------- 1. unary round trips
+
+
+def test_unary_round_trip_every_encoding(stub, images, bundle_thresholds):
+    gray, colour = images["crack_0000"], images["colour_wide"]
+    cases = {
+        "jpeg": (pb.InspectRequest(data=jpeg(colour), encoding=pb.JPEG, frame_id="jpeg", camera_id="cam-7",
+                                   return_mask=True), colour.shape),
+        "png": (png_request(gray, "png", return_mask=True, camera_id="cam-7"), gray.shape),
+        "gray8-strided": (raw_request(gray, pb.RAW_GRAY8, "gray8-strided", stride_pad=7), gray.shape),
+        "bgr8": (raw_request(colour, pb.RAW_BGR8, "bgr8"), colour.shape),
+        "rgb8-strided": (raw_request(colour, pb.RAW_RGB8, "rgb8-strided", stride_pad=5), colour.shape),
+    }
+    responses = {}
+    for frame_id, (request, shape) in cases.items():
+        response = stub.Inspect(request, timeout=TIMEOUT)
+        responses[frame_id] = response
+        assert response.frame_id == frame_id and response.camera_id == request.camera_id
+        assert_valid(response, shape)
+        mask = decode_mask(response)
+        assert mask.shape == shape[:2]
+        assert set(np.unique(mask)) <= {0, 255}
+        assert np.count_nonzero(mask) >= sum(r.area_px for r in response.regions)
+        ms = response.timings
+        assert min(ms.decode_ms, ms.preprocess_ms, ms.queue_ms, ms.infer_ms, ms.postprocess_ms) > 0
+        assert ms.total_ms >= ms.decode_ms + ms.preprocess_ms + ms.infer_ms
+        t, want = response.thresholds, bundle_thresholds
+        assert (t.reject, t.review, t.mask, t.min_region_area) == pytest.approx(
+            (want.reject, want.review, want.mask, want.min_region_area))
+
+    # raw pixels (padding bytes ignored, channel order honoured) give exactly what the PNG of the same pixels gives
+    reference = {"gray8-strided": stub.Inspect(png_request(gray, "ref-gray"), timeout=TIMEOUT),
+                 "bgr8": stub.Inspect(png_request(colour, "ref-colour"), timeout=TIMEOUT)}
+    reference["rgb8-strided"] = reference["bgr8"]
+    for frame_id, ref in reference.items():
+        got = responses[frame_id]
+        assert got.verdict == ref.verdict
+        for cls, score in ref.class_scores.items():
+            assert got.class_scores[cls] == pytest.approx(score, abs=1e-5)
+    assert np.array_equal(decode_mask(responses["gray8-strided"]), decode_mask(responses["png"]))
+    # a frame with no mask requested gets none
+    assert stub.Inspect(png_request(gray, "no-mask"), timeout=TIMEOUT).mask_png == b""
+
+
+def test_model_info(stub, tiny_bundle, bundle_thresholds):
+    info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
+    meta = load_bundle(tiny_bundle).meta
+    assert (info.name, info.version, info.backbone) == ("line", "v1", meta["backbone"])
+    assert list(info.classes) == meta["classes"]
+    assert (info.input_height, info.input_width) == (64, 64)
+    assert info.thresholds.reject == pytest.approx(bundle_thresholds.reject)
+    assert info.validation["val_macro_f1"] == pytest.approx(meta["validation"]["val_macro_f1"], abs=1e-6)
+
+
+# ---------------------------------------------------------------- 2. server == predictor
+
+
+def test_server_agrees_with_the_predictor(stub, served, images):
+    model_dir = served[1]
+    names = ["good_0000", "good_0001", "crack_0001", "scratch_0000", "spot_0001", "colour_wide"]
+    frames = [images[n] for n in names]
+    predictor = Predictor.from_bundle(model_dir / "v1", device="cpu")
+    direct = predictor.predict(frames)
+    thresholds = predictor.thresholds
+    verdicts = set()
+    for name, frame, pred in zip(names, frames, direct):
+        response = stub.Inspect(png_request(frame, name, return_mask=True), timeout=TIMEOUT)
+        assert_valid(response, frame.shape)
+        assert VERDICT_NAMES[response.verdict] == pred.verdict
+        verdicts.add(pred.verdict)
+        assert response.defect_class == pred.defect_class
+        assert response.defect_score == pytest.approx(pred.defect_score, abs=1e-4)
+        for cls, score in pred.class_scores.items():
+            assert response.class_scores[cls] == pytest.approx(score, abs=1e-4)
+        expected = (pred.mask >= thresholds.mask).astype(np.uint8) * 255
+        mask = decode_mask(response)
+        assert mask.shape == expected.shape
+        assert np.mean(mask != expected) < 0.001
+        assert len(response.regions) == len(pred.regions)
+        for got, want in zip(response.regions, pred.regions):
+            assert abs(got.area_px - want.area_px) <= max(2, want.area_px // 100)
+    assert len(verdicts) >= 2, "the frames should not all get the same verdict"
+
+
+# ---------------------------------------------------------------- 3. a stream with malformed frames
+
+
+def test_stream_answers_every_frame_in_order_and_flags_bad_ones(stub, images):
+    good = images["spot_0000"]
+    rubbish = b"\x00" + np.random.default_rng(0).integers(0, 256, 700, dtype=np.uint8).tobytes()
+    requests = [
+        (png_request(good, "good-0"), None),
+        (pb.InspectRequest(data=b"", encoding=pb.PNG, frame_id="empty"), "empty"),
+        (pb.InspectRequest(data=rubbish, encoding=pb.JPEG, frame_id="random-jpeg"), "undecodable"),
+        (png_request(images["crack_0000"], "good-1"), None),
+        (pb.InspectRequest(data=bytes(100), encoding=pb.RAW_GRAY8, width=64, height=64, frame_id="raw-short"),
+         "size_mismatch"),
+        (pb.InspectRequest(data=png(good), encoding=pb.ENCODING_UNSPECIFIED, frame_id="no-encoding"),
+         "unknown_encoding"),
+        (png_request(good[:16, :40], "too-small"), "bad_dimensions"),
+        (pb.InspectRequest(data=bytes(16 * 16), encoding=pb.RAW_GRAY8, width=16, height=16, frame_id="raw-small"),
+         "bad_dimensions"),
+        (png_request(images["colour_wide"], "good-after"), None),
+    ]
+    responses = list(stub.InspectStream(iter([r for r, _ in requests]), timeout=TIMEOUT))
+    assert [r.frame_id for r in responses] == [r.frame_id for r, _ in requests]
+    for (request, reason), response in zip(requests, responses):
+        if reason is None:
+            shape = images["colour_wide"].shape if request.frame_id == "good-after" else good.shape
+            assert_valid(response, shape)
+            assert response.verdict != pb.VERDICT_UNSPECIFIED
+        else:
+            assert response.HasField("error"), request.frame_id
+            assert response.error.code == INVALID
+            assert response.error.reason == reason, (request.frame_id, response.error)
+            assert response.error.message
+            assert response.verdict == pb.VERDICT_UNSPECIFIED and response.model_version == ""
+
+
+# ---------------------------------------------------------------- 4. unary bad frames
+
+
+@pytest.mark.parametrize("request_fields, words", [
+    (dict(data=b"", encoding=pb.PNG), "frame payload is empty"),
+    (dict(data=b"\x00not a jpeg" * 20, encoding=pb.JPEG), "not a decodable JPEG"),
+    (dict(data=bytes(100), encoding=pb.RAW_GRAY8, width=64, height=64), "needs 4096 bytes, got 100"),
+    (dict(data=bytes(100), encoding=pb.ENCODING_UNSPECIFIED), "unknown encoding 'ENCODING_UNSPECIFIED'"),
+    (dict(data=bytes(16 * 16), encoding=pb.RAW_GRAY8, width=16, height=16), "16x16 px"),
+])
+def test_unary_bad_frame_is_invalid_argument(stub, request_fields, words):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Inspect(pb.InspectRequest(frame_id="bad-1", **request_fields), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in info.value.details() and "bad-1" in info.value.details()
+
+
+# ---------------------------------------------------------------- 5. health
+
+
+def test_health_is_not_serving_until_the_model_is_warm(make_store, servers, monkeypatch, images):
+    gate, building = threading.Event(), threading.Event()
+    original = ModelManager._build
+
+    def held_build(self, path):
+        building.set()
+        assert gate.wait(30), "test never released the model load"
+        return original(self, path)
+
+    monkeypatch.setattr(ModelManager, "_build", held_build)
+    try:
+        running = servers.start(make_store(), wait=False)
+        channel = servers.channel(running)
+        health = health_pb2_grpc.HealthStub(channel)
+        stub = pb_grpc.InspectorStub(channel)
+        assert building.wait(30)
+
+        def status(service: str) -> int:
+            return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT).status
+
+        assert status("") == NOT_SERVING and status("inspector.v1.Inspector") == NOT_SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Inspect(png_request(images["good_0000"], "early"), timeout=TIMEOUT)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "loading" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert pb_grpc.AdminStub(channel).ListModels(pb.ListModelsRequest(), timeout=TIMEOUT).serving == ""
+    finally:
+        gate.set()
+    assert running.loaded.wait(60)
+    assert [status(s) for s in ("", "inspector.v1.Inspector", "inspector.v1.Admin")] == [SERVING] * 3
+    assert_valid(stub.Inspect(png_request(images["good_0000"], "late"), timeout=TIMEOUT), (64, 64))
+
+
+# ---------------------------------------------------------------- 6. reflection
+
+
+def test_reflection_lists_the_services(served):
+    services = set(ProtoReflectionDescriptorDatabase(served[2]).get_services())
+    assert {"inspector.v1.Inspector", "inspector.v1.Admin", "grpc.health.v1.Health"} <= services
+
+
+# ---------------------------------------------------------------- 7, 8. overload and deadlines
+
+
+class HeldInfer:
+    """Wraps a predictor's ``infer``: records every batch and holds each pass until :attr:`release` is set."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.original = predictor.infer
+        self.batches: list[np.ndarray] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, batch: np.ndarray):
+        self.batches.append(batch.copy())
+        self.entered.set()
+        assert self.release.wait(30), "test never released inference"
+        return self.original(batch)
+
+
+def hold_inference(running, monkeypatch) -> HeldInfer:
+    predictor = running.models.current
+    held = HeldInfer(predictor)
+    monkeypatch.setattr(predictor, "infer", held)
+    return held
+
+
+def test_overload_gives_resource_exhausted(make_store, servers, monkeypatch, images):
+    running = servers.start(make_store(), max_in_flight=1)
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    held = hold_inference(running, monkeypatch)
+    try:
+        first = stub.Inspect.future(png_request(images["crack_0000"], "first"), timeout=TIMEOUT)
+        assert held.entered.wait(TIMEOUT)
+        wait_until(lambda: running.pipeline.in_flight == 1)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Inspect(png_request(images["good_0000"], "second"), timeout=TIMEOUT)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "in flight" in info.value.details()
+        # in a stream the overload is a per-frame error and the stream goes on
+        [streamed] = list(stub.InspectStream(iter([png_request(images["good_0000"], "streamed")]), timeout=TIMEOUT))
+        assert streamed.frame_id == "streamed"
+        assert streamed.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert streamed.error.reason == "overloaded"
+    finally:
+        held.release.set()
+    response = first.result(timeout=TIMEOUT)
+    assert response.frame_id == "first"
+    assert_valid(response, (64, 64))
+    wait_until(lambda: running.pipeline.in_flight == 0)
+    assert_valid(stub.Inspect(png_request(images["good_0000"], "after"), timeout=TIMEOUT), (64, 64))
+
+
+def test_expired_frame_is_not_run(make_store, servers, monkeypatch, images):
+    running = servers.start(make_store())
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    held = hold_inference(running, monkeypatch)
+    try:
+        blocker = stub.Inspect.future(png_request(images["crack_0000"], "blocker"), timeout=TIMEOUT)
+        assert held.entered.wait(TIMEOUT)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Inspect(png_request(images["good_0000"], "late"), timeout=0.3)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 5
+        wait_until(lambda: running.pipeline.in_flight == 2)  # the late frame waits in the batcher's queue
+    finally:
+        held.release.set()
+    assert_valid(blocker.result(timeout=TIMEOUT), (64, 64))
+    wait_until(lambda: running.pipeline.in_flight == 0)  # the late frame was answered (with DeadlineExpired)
+    time.sleep(0.1)
+    assert [len(b) for b in held.batches] == [1], "the expired frame must not reach the model"
+    assert np.array_equal(held.batches[0], running.models.current.prepare([images["crack_0000"]]).batch)
+
+
+# ---------------------------------------------------------------- 9. hot swap
+
+
+def test_hot_swap_during_a_stream_then_rollback(make_store, servers, images):
+    model_dir = make_store()
+    running = servers.start(model_dir)
+    channel = servers.channel(running)
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
+    frames = [images[n] for n in ("good_0000", "crack_0000", "scratch_0001", "spot_0000")]
+    result: dict = {}
+
+    def activate() -> None:
+        try:
+            result["info"] = admin.ActivateVersion(pb.ActivateVersionRequest(version="v2"), timeout=TIMEOUT)
+        except grpc.RpcError as err:  # reported by the assertions below
+            result["error"] = err
+
+    swapper = threading.Thread(target=activate)
+
+    def requests():
+        for i in range(30):
+            if i == 10:
+                swapper.start()
+            if i == 25:
+                swapper.join(TIMEOUT)  # the last frames are sent after the swap finished
+            yield png_request(frames[i % len(frames)], f"f{i}")
+            time.sleep(0.03)
+
+    responses = list(stub.InspectStream(requests(), timeout=60))
+    assert "error" not in result, result.get("error")
+    assert (result["info"].name, result["info"].version) == ("line", "v2")
+    assert [r.frame_id for r in responses] == [f"f{i}" for i in range(30)]
+    for i, response in enumerate(responses):
+        assert_valid(response, frames[i % len(frames)].shape, version=response.model_version)
+    versions = [r.model_version for r in responses]
+    assert set(versions) == {"line/v1", "line/v2"}
+    assert versions[:10] == ["line/v1"] * 10 and versions[25:] == ["line/v2"] * 5
+    switch = versions.index("line/v2")
+    assert versions[switch:] == ["line/v2"] * (30 - switch), versions
+    assert active_version(model_dir) == "v2"
+
+    info = admin.Rollback(pb.RollbackRequest(), timeout=TIMEOUT)
+    assert (info.name, info.version) == ("line", "v1")
+    assert active_version(model_dir) == "v1"
+    assert inspect_version(stub, images["good_0000"]) == "line/v1"
+
+    with pytest.raises(grpc.RpcError) as err:
+        admin.ActivateVersion(pb.ActivateVersionRequest(version="v9"), timeout=TIMEOUT)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "v9" in err.value.details() and "line/v1" in err.value.details()
+    assert inspect_version(stub, images["good_0000"]) == "line/v1"
+    assert active_version(model_dir) == "v1"
+
+
+# ---------------------------------------------------------------- 10. store watch
+
+
+def test_store_watch_follows_promotions_and_refuses_a_corrupt_bundle(make_store, servers, images, caplog):
+    model_dir = make_store()
+    running = servers.start(model_dir, watch_seconds=0.2)
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    frame = images["good_0000"]
+    assert inspect_version(stub, frame) == "line/v1"
+
+    promote(model_dir, "v2")
+    wait_until(lambda: inspect_version(stub, frame) == "line/v2", timeout=10, interval=0.1)
+
+    broken = copy_version(model_dir / "v1", model_dir, "v3")
+    weights = (broken / "weights.pt").read_bytes()
+    (broken / "weights.pt").write_bytes(weights[: len(weights) // 2])
+    caplog.set_level("ERROR", logger="inspector.service.models")
+    promote(model_dir, "v3")
+    wait_until(lambda: any("line/v3" in r.getMessage() for r in caplog.records), timeout=10, interval=0.1)
+    assert any("truncated" in r.getMessage() for r in caplog.records)
+    time.sleep(0.5)  # a few more polls: the bad version is not retried into service
+    response = stub.Inspect(png_request(frame, "after-bad"), timeout=TIMEOUT)
+    assert_valid(response, frame.shape, version="line/v2")
+    assert running.models.current.bundle.version == "v2"
+
+
+# ---------------------------------------------------------------- 11. admin
+
+
+def test_list_models(served):
+    admin = pb_grpc.AdminStub(served[2])
+    listing = admin.ListModels(pb.ListModelsRequest(), timeout=TIMEOUT)
+    assert listing.serving == "line/v1"
+    assert [(v.name, v.version, v.active) for v in listing.versions] == [("line", "v1", True), ("line", "v2", False)]
+    for version in listing.versions:
+        assert version.created_at and "val_macro_f1" in version.validation
+
+
+def test_set_thresholds(make_store, servers, images, bundle_thresholds):
+    running = servers.start(make_store())
+    channel = servers.channel(running)
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
+    frames = [images[n] for n in ("good_0000", "good_0001", "crack_0001", "spot_0001")]
+
+    with pytest.raises(grpc.RpcError) as err:
+        admin.SetThresholds(pb.SetThresholdsRequest(thresholds=pb.Thresholds(reject=0.4, review=0.6, mask=0.5)),
+                            timeout=TIMEOUT)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "review <= reject" in err.value.details()
+    echoed = stub.Inspect(png_request(frames[0], "unchanged"), timeout=TIMEOUT).thresholds
+    assert echoed.reject == pytest.approx(bundle_thresholds.reject)
+
+    new = pb.Thresholds(reject=0.0, review=0.0, mask=bundle_thresholds.mask,
+                        min_region_area=bundle_thresholds.min_region_area, per_class={})
+    assert admin.SetThresholds(pb.SetThresholdsRequest(thresholds=new), timeout=TIMEOUT) == new
+    for i, frame in enumerate(frames):
+        response = stub.Inspect(png_request(frame, f"t{i}"), timeout=TIMEOUT)
+        assert response.verdict == pb.REJECT and response.label == response.defect_class
+        assert response.thresholds == new
+    assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT).thresholds == new
+
+
+# ---------------------------------------------------------------- 12. SIGTERM drains a real process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
+    model_dir = make_store()
+    port = free_port()
+    env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    log_path = tmp_path / "serve.log"
+    repo = Path(__file__).resolve().parents[2]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inspector", "serve", "--store", str(model_dir.parent), "--name", MODEL_NAME,
+             "--host", "127.0.0.1", "--grpc-port", str(port), "--device", "cpu"],
+            env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def serving() -> bool:
+            assert proc.poll() is None, f"serve exited with {proc.returncode}: {log_path.read_text()[-3000:]}"
+            try:
+                return health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status == SERVING
+            except grpc.RpcError:
+                return False
+
+        wait_until(serving, timeout=60, interval=0.2)
+        stub = pb_grpc.InspectorStub(channel)
+        sent = []
+        frame = images["scratch_0000"]
+
+        def requests():
+            for i in range(20):
+                sent.append(i)
+                yield png_request(frame, f"s{i}")
+                time.sleep(0.05)
+
+        responses, stream_error, sent_at_term = [], None, None
+        try:
+            for response in stub.InspectStream(requests(), timeout=60):
+                responses.append(response)
+                if len(responses) == 2:
+                    sent_at_term = len(sent)
+                    proc.send_signal(signal.SIGTERM)
+        except grpc.RpcError as err:
+            stream_error = err
+        assert sent_at_term is not None and sent_at_term < 20, "SIGTERM should come while the stream is running"
+        assert len(responses) >= sent_at_term, (len(responses), sent_at_term, stream_error)
+        assert [r.frame_id for r in responses] == [f"s{i}" for i in range(len(responses))]
+        for response in responses:
+            assert_valid(response, frame.shape)
+        assert stream_error is None, stream_error  # the grace period covers the rest of a short stream
+        assert len(responses) == 20
+        assert proc.wait(timeout=20) == 0, log_path.read_text()[-3000:]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Inspect(png_request(frame, "after"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        channel.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- 13. the client CLI
+
+
+def test_client_cli(served, images, tmp_path, capsys):
+    running = served[0]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    names = ["good_0000", "crack_0000", "colour_wide"]
+    for name in names:
+        cv2.imwrite(str(folder / f"{name}.png"), images[name])
+    overlays = tmp_path / "overlays"
+    target = f"127.0.0.1:{running.port}"
+    assert main(["client", "--target", target, str(folder), "--overlays", str(overlays)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(line["frame_id"]).stem for line in lines] == sorted(names)
+    for line in lines:
+        assert line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"}
+        assert line["model_version"] == "line/v1" and "error" not in line
+        overlay = cv2.imread(line["overlay"], cv2.IMREAD_UNCHANGED)
+        source = images[Path(line["frame_id"]).stem]
+        assert overlay.shape == (*source.shape[:2], 3)
+    assert sorted(p.name for p in overlays.iterdir()) == sorted(f"{n}_overlay.png" for n in names)
+
+    missing = tmp_path / "nowhere.png"
+    assert main(["client", "--target", target, str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "No such file" in captured.err and "nowhere.png" in captured.err
+    # frames before a missing path are still answered, then the error names the path
+    assert main(["client", "--target", target, str(folder / "good_0000.png"), str(missing)]) == 2
+    captured = capsys.readouterr()
+    [line] = [json.loads(line) for line in captured.out.splitlines()]
+    assert line["frame_id"].endswith("good_0000.png") and line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"}
+    assert "nowhere.png" in captured.err
