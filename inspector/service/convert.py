@@ -23,10 +23,12 @@ def thresholds_pb(t: Thresholds) -> pb.Thresholds:
                          per_class=t.per_class)
 
 
-def thresholds_from_pb(t: pb.Thresholds) -> Thresholds:
-    """Validated plain thresholds (ValueError names what is inconsistent)."""
-    return Thresholds(reject=t.reject, review=t.review, mask=t.mask, min_region_area=t.min_region_area,
-                      per_class=dict(t.per_class))
+def thresholds_from_pb(t: pb.Thresholds, current: Thresholds) -> Thresholds:
+    """``current`` with the fields set in ``t`` changed, validated (ValueError names what is inconsistent)."""
+    changes = {f: getattr(t, f) for f in ("reject", "review", "mask", "min_region_area") if t.HasField(f)}
+    if t.per_class:
+        changes["per_class"] = dict(t.per_class)
+    return dataclasses.replace(current, **changes)
 
 
 def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectResponse:

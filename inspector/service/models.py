@@ -45,7 +45,7 @@ class ModelManager:
         self.on_swap = on_swap or (lambda result: None)
         self._current: Predictor | None = None
         self._override: Thresholds | None = None
-        self._swap_lock = threading.Lock()
+        self._swap_lock = threading.RLock()  # one swap at a time; store polling waits for admin swaps
         self._failed: str | None = None
         self._stop = threading.Event()
 
@@ -118,18 +118,19 @@ class ModelManager:
         """Swaps to the store's active version if it changed (e.g. ``inspector models promote``)."""
         if self.model_dir is None:
             return False
-        version = active_version(self.model_dir)
-        current = self._current.bundle.version if self._current else None
-        if version is None or version == current or version == self._failed:
-            return False
-        try:
-            self._swap(self.model_dir / version)
-            self._failed = None
-            return True
-        except Exception as err:  # noqa: BLE001 - a bad bundle must never stop the service
-            self._failed = version
-            log.error("cannot switch to %s/%s, still serving %s: %s", self.model_dir.name, version, current, err)
-            return False
+        with self._swap_lock:  # an admin swap writes ACTIVE just before switching: never race it
+            version = active_version(self.model_dir)
+            current = self._current.bundle.version if self._current else None
+            if version is None or version == current or version == self._failed:
+                return False
+            try:
+                self._swap(self.model_dir / version)
+                self._failed = None
+                return True
+            except Exception as err:  # noqa: BLE001 - a bad bundle must never stop the service
+                self._failed = version
+                log.error("cannot switch to %s/%s, still serving %s: %s", self.model_dir.name, version, current, err)
+                return False
 
     def watch(self, interval: float) -> threading.Thread:
         """Polls the store every ``interval`` seconds on a daemon thread until :meth:`stop`."""

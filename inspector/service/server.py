@@ -105,11 +105,11 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
 
 def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None) -> None:
     """Runs the service until SIGTERM or SIGINT, then drains it."""
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before listening: an early SIGTERM drains too
+        signal.signal(sig, lambda *_: done.set())
     running = start_server(cfg, model_dir, bundle)
     log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm)", cfg.host, running.port)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "[::]", "::") else cfg.host
     log.info("send it a frame: inspector client --target %s:%d IMAGE_OR_FOLDER", shown, running.port)
     done.wait()

@@ -54,18 +54,37 @@ class InspectorServicer(pb_grpc.InspectorServicer):
     def InspectStream(self, requests: Iterator[pb.InspectRequest], context: grpc.ServicerContext):
         deadline = _deadline(context)
         pending: queue.Queue[Future | None] = queue.Queue(maxsize=self.stream_window)  # bounded: back-pressure
+        ended = threading.Event()
+        context.add_callback(ended.set)  # the call finished or the client cancelled
+
+        def put(item: Future | None) -> bool:
+            while not ended.is_set():
+                try:
+                    pending.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def read() -> None:
             try:
                 for request in requests:
-                    pending.put(self.workers.submit(self._answer, request, deadline))
+                    if not put(self.workers.submit(self._answer, request, deadline)):
+                        return
             except Exception as err:  # noqa: BLE001 - client went away or cancelled
                 log.debug("stream reader ended: %s", err)
-            finally:
-                pending.put(None)
+            put(None)
 
         threading.Thread(target=read, name="stream-reader", daemon=True).start()
-        while (future := pending.get()) is not None:
+        while True:
+            try:
+                future = pending.get(timeout=0.2)
+            except queue.Empty:
+                if ended.is_set():
+                    return  # cancelled: nobody reads the answers any more
+                continue
+            if future is None:
+                return
             yield future.result()
 
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
@@ -115,7 +134,10 @@ class AdminServicer(pb_grpc.AdminServicer):
 
     def SetThresholds(self, request: pb.SetThresholdsRequest, context: grpc.ServicerContext) -> pb.Thresholds:
         try:
-            thresholds = convert.thresholds_from_pb(request.thresholds)
+            predictor = self.models.current
+            thresholds = convert.thresholds_from_pb(request.thresholds, self.models.thresholds(predictor))
+        except ModelUnavailable as err:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except ValueError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return convert.thresholds_pb(self.models.set_thresholds(thresholds))

@@ -249,7 +249,7 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetThresholds(self, request, context):
-        """Overrides the bundle's thresholds in the running service (until the next swap or restart).
+        """Changes thresholds in the running service (until the next swap or restart); unset fields are kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

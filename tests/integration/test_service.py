@@ -598,14 +598,36 @@ def test_set_thresholds(make_store, servers, images, bundle_thresholds):
     echoed = stub.Inspect(png_request(frames[0], "unchanged"), timeout=TIMEOUT).thresholds
     assert echoed.reject == pytest.approx(bundle_thresholds.reject)
 
+    partial = pb.Thresholds(reject=0.0, review=0.0)  # unset fields keep their values
     new = pb.Thresholds(reject=0.0, review=0.0, mask=bundle_thresholds.mask,
                         min_region_area=bundle_thresholds.min_region_area, per_class={})
-    assert admin.SetThresholds(pb.SetThresholdsRequest(thresholds=new), timeout=TIMEOUT) == new
+    assert admin.SetThresholds(pb.SetThresholdsRequest(thresholds=partial), timeout=TIMEOUT) == new
     for i, frame in enumerate(frames):
         response = stub.Inspect(png_request(frame, f"t{i}"), timeout=TIMEOUT)
         assert response.verdict == pb.REJECT and response.label == response.defect_class
         assert response.thresholds == new
     assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT).thresholds == new
+
+
+def test_cancelled_stream_frees_its_threads(make_store, servers, monkeypatch, images):
+    """A client that cancels while its window is full leaves no stream thread behind."""
+    running = servers.start(make_store())
+    held = hold_inference(running, monkeypatch)
+    readers = lambda: sum(1 for t in threading.enumerate() if t.name == "stream-reader")  # noqa: E731
+    baseline = readers()
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    call = pb_grpc.InspectorStub(channel).InspectStream(
+        iter([png_request(images["good_0000"], f"c{i}") for i in range(100)]), timeout=TIMEOUT)
+    try:
+        assert held.entered.wait(TIMEOUT)
+        wait_until(lambda: running.pipeline.in_flight >= running.cfg.stream_window)  # the window is full
+        assert readers() == baseline + 1
+        call.cancel()
+    finally:
+        held.release.set()
+        channel.close()
+    wait_until(lambda: readers() == baseline)
+    wait_until(lambda: running.pipeline.in_flight == 0)
 
 
 # ---------------------------------------------------------------- 12. SIGTERM drains a real process
