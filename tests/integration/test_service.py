@@ -733,3 +733,18 @@ def test_client_cli(served, images, tmp_path, capsys):
     [line] = [json.loads(line) for line in captured.out.splitlines()]
     assert line["frame_id"].endswith("good_0000.png") and line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"}
     assert "nowhere.png" in captured.err
+
+
+def test_client_streams_a_video_file(served, images, tmp_path, capsys):
+    video = tmp_path / "line.avi"
+    frame = cv2.cvtColor(images["crack_0000"], cv2.COLOR_GRAY2BGR) if images["crack_0000"].ndim == 2 else images[
+        "crack_0000"]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+    assert writer.isOpened()
+    for _ in range(5):
+        writer.write(frame)
+    writer.release()
+    assert main(["client", "--target", f"127.0.0.1:{served[0].port}", str(video), "--camera-id", "cam-7"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["frame_id"] for line in lines] == [f"{video}#{i}" for i in range(5)]
+    assert all(line["camera_id"] == "cam-7" and line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"} for line in lines)
