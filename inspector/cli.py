@@ -28,6 +28,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     bundle = fit(args.data, args.out, args.name, TrainConfig(**overrides))
+    if bundle is None:
+        return  # a non-zero rank under torchrun: rank 0 writes and prints the bundle
     if active_version(bundle.parent) is None:
         promote(bundle.parent, bundle.name)  # the first version of a model becomes active
     print(bundle)

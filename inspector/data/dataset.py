@@ -68,12 +68,15 @@ def worker_init(worker_id: int) -> None:
     info.dataset.rng = np.random.default_rng([torch.initial_seed() % 2**32, worker_id])
 
 
-def balanced_sampler(samples: list[Sample], seed: int, power: float = 0.5) -> WeightedRandomSampler:
+def balanced_sampler(
+    samples: list[Sample], seed: int, power: float = 0.5, num_samples: int | None = None
+) -> WeightedRandomSampler:
     """Draws class ``c`` with weight proportional to ``n_c ** (1 - power)``: ``power=0.5`` is square-root balancing.
 
     A line is mostly good parts; this shows rare defect classes more often without repeating them so much that
-    the model memorises them.
+    the model memorises them. ``num_samples`` (default: all) is the draws per epoch, e.g. a rank's share.
     """
     counts = Counter(s.label for s in samples)
     weights = torch.tensor([counts[s.label] ** -power for s in samples], dtype=torch.double)
-    return WeightedRandomSampler(weights, len(samples), replacement=True, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(weights, num_samples or len(samples), replacement=True, generator=generator)

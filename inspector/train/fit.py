@@ -20,9 +20,9 @@ from inspector.config import PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import DataSet, data_hash, load_dataset
 from inspector.data.split import split_record, stratified_split
-from inspector.devices import resolve_device
 from inspector.evaluation.plots import plot_training_curves
 from inspector.model import DefectNet, get_backbone
+from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,17 @@ def make_spec(cfg: TrainConfig) -> PreprocessSpec:
     return PreprocessSpec(cfg.image_size, cfg.image_size, backbone.color_order, backbone.mean, backbone.std)
 
 
-def _loaders(dataset: DataSet, cfg: TrainConfig, spec: PreprocessSpec) -> tuple[DataLoader, DataLoader, dict]:
+def _loaders(
+    dataset: DataSet, cfg: TrainConfig, spec: PreprocessSpec, ranks: Ranks
+) -> tuple[DataLoader, DataLoader, dict]:
+    """Each rank draws its own share of a balanced epoch; validation runs on rank 0 only."""
     train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, worker_init_fn=worker_init,
                   persistent_workers=cfg.workers > 0)
-    train_loader = DataLoader(DefectDataset(train, dataset.classes, spec, train=True, seed=cfg.seed),
-                              sampler=balanced_sampler(train, cfg.seed), drop_last=len(train) > cfg.batch_size, **common)
+    share = math.ceil(len(train) / ranks.world)
+    sampler = balanced_sampler(train, cfg.seed + ranks.rank, num_samples=share)
+    train_loader = DataLoader(DefectDataset(train, dataset.classes, spec, train=True, seed=cfg.seed + ranks.rank),
+                              sampler=sampler, drop_last=share > cfg.batch_size, **common)
     val_loader = DataLoader(DefectDataset(val, dataset.classes, spec, train=False), shuffle=False, **common)
     return train_loader, val_loader, split_record(dataset, train, val)
 
@@ -69,16 +74,19 @@ class _Best:
             self.stale += 1
 
 
-def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes) -> None:
+def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes, ranks) -> None:
     train_loader, val_loader = loaders
+    net = wrap(model, ranks, device)  # after (un)freezing: DDP syncs the parameters that train in this phase
     optimizer = _phase_optimizer(model, cfg, finetune=name == "finetune")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=1e-6)
     best.stale = 0
     for epoch in range(1, epochs + 1):
         t0 = time.time()
-        row = train_one_epoch(model, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
-                              cfg.mask_loss_weight, cfg.label_smoothing)
-        row |= evaluate(model, val_loader, device, classes)
+        row = train_one_epoch(net, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
+                              cfg.mask_loss_weight, cfg.label_smoothing, show=ranks.main)
+        if ranks.main:
+            row |= evaluate(model, val_loader, device, classes)
+        row = broadcast(row, ranks)  # every rank takes the same best-epoch and stopping decisions
         scheduler.step()
         best.update(model, row)
         history.append({"epoch": len(history) + 1, "phase": name, **row})
@@ -89,22 +97,35 @@ def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes
             break
 
 
-def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConfig = TrainConfig()) -> Path:
-    """Trains a DefectNet on ``data`` and writes a new bundle version under ``out``; returns its folder."""
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConfig = TrainConfig()) -> Path | None:
+    """Trains a DefectNet on ``data`` and writes a new bundle version under ``out``; returns its folder.
+
+    Under torchrun every rank trains its share and rank 0 validates and writes the bundle (others return None).
+    """
+    ranks, device = setup(cfg.device)
+    try:
+        return _fit(data, out, name, cfg, ranks, device)
+    finally:
+        cleanup(ranks)
+
+
+def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.device) -> Path | None:
+    torch.manual_seed(cfg.seed)  # the same initial heads on every rank
     dataset = load_dataset(data)
     spec = make_spec(cfg)
-    train_loader, val_loader, split = _loaders(dataset, cfg, spec)
+    train_loader, val_loader, split = _loaders(dataset, cfg, spec, ranks)
     model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=True, weights_path=cfg.weights_path)
     model = model.to(device).to(memory_format=torch.channels_last)
-    log.info("training %s on %d images (%s), %s", cfg.backbone, len(dataset.samples), dataset.layout, device)
+    log.info("training %s on %d images (%s), %s, %d process(es)", cfg.backbone, len(dataset.samples), dataset.layout,
+             device, ranks.world)
     best, history, started = _Best(), [], time.time()
     model.freeze_encoder()
-    _run_phase(model, "frozen", cfg.epochs_frozen, cfg, (train_loader, val_loader), device, best, history, dataset.classes)
+    loaders = (train_loader, val_loader)
+    _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, best, history, dataset.classes, ranks)
     model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
-    _run_phase(model, "finetune", cfg.epochs_finetune, cfg, (train_loader, val_loader), device, best, history,
-               dataset.classes)
+    _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, best, history, dataset.classes, ranks)
+    if not ranks.main:
+        return None
     if best.state is not None:
         model.load_state_dict(best.state)
     meta = {
@@ -119,6 +140,7 @@ def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConf
         "split": split,
         "train_config": dataclasses.asdict(cfg),
         "train_seconds": round(time.time() - started, 1),
+        "train_processes": ranks.world,
     }
     with tempfile.TemporaryDirectory() as tmp:
         plot_training_curves(history, Path(tmp) / "curves.png")

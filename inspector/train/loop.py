@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from inspector.evaluation.metrics import PixelConfusion, classification_report
@@ -19,7 +20,7 @@ def _to(device: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
 
 
 def train_one_epoch(
-    model: DefectNet,
+    model: nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
