@@ -120,29 +120,41 @@ def write_bundle(
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ValueError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
-    model_dir = Path(store) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-    weights = buffer.getvalue()
+    return _publish(Path(store) / name, buffer.getvalue(), meta, extra_files or {})
+
+
+def derive_bundle(bundle: Bundle, changes: dict[str, Any]) -> Path:
+    """A new version of ``bundle``'s model with the same (verified) weights and ``changes`` to its metadata."""
+    weights = (bundle.path / WEIGHTS_FILE).read_bytes()
+    _verify_digest(weights, bundle.meta["weights_sha256"], bundle.path)
+    extra = {p.name: p.read_bytes() for p in bundle.path.iterdir() if p.is_file() and p.name not in (META_FILE, WEIGHTS_FILE)}
+    meta = {k: v for k, v in bundle.meta.items() if k not in ("version", "created_at")}
+    return _publish(bundle.path.parent, weights, meta | changes | {"derived_from": bundle.version}, extra)
+
+
+def _publish(model_dir: Path, weights: bytes, meta: dict[str, Any], extra_files: dict[str, bytes]) -> Path:
+    """Writes weights, files and bundle.json into a temporary folder and renames it to the next free version."""
+    model_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
     try:
         (tmp / WEIGHTS_FILE).write_bytes(weights)
-        for file_name, content in (extra_files or {}).items():
+        for file_name, content in extra_files.items():
             (tmp / file_name).write_bytes(content)
+        tmp.chmod(0o755)  # mkdtemp makes it private
         while True:
             version = next_version(model_dir)
             full = meta | {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
-                "name": name,
+                "name": model_dir.name,
                 "version": version,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "libraries": library_versions(),
                 "weights_sha256": hashlib.sha256(weights).hexdigest(),
             }
             (tmp / META_FILE).write_text(json.dumps(full, indent=2, default=_jsonable))
-            tmp.chmod(0o755)  # mkdtemp makes it private
             try:
                 os.rename(tmp, model_dir / version)  # atomic; fails if another writer took this version
                 return model_dir / version

@@ -12,13 +12,11 @@ import numpy as np
 
 from inspector.config import GOOD_CLASS
 from inspector.data.dataset import read_mask
-from inspector.data.layouts import Sample, load_dataset
-from inspector.data.split import samples_from_record
+from inspector.data.layouts import Sample
 from inspector.evaluation.metrics import PixelConfusion, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
+from inspector.evaluation.runner import check_classes, choose_samples, run_over
 from inspector.predictor import Prediction, Predictor
-from inspector.progress import progress
-from inspector.preprocess import read_image
 
 MAX_OVERLAYS = 16
 
@@ -32,21 +30,6 @@ class Outcome:
     pred: int
     score: float
     error: float  # how wrong: ranks the overlay grid
-
-
-def choose_samples(model_meta: dict[str, Any], data: Path, split: str) -> tuple[list[Sample], str, tuple[str, ...]]:
-    """The images to evaluate: the bundle's saved validation split when ``data`` is its training data
-    (``split="auto"`` or ``"val"``), else every image."""
-    dataset = load_dataset(data)
-    same_data = Path(model_meta.get("data", {}).get("root", "")) == data.resolve()
-    if split == "val" or (split == "auto" and same_data and model_meta.get("split")):
-        return samples_from_record(dataset, model_meta["split"]["val"]), "val", dataset.classes
-    return list(dataset.samples), "all", dataset.classes
-
-
-def _batches(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _pixel_update(pixels: PixelConfusion, sample: Sample, pred: Prediction, index: dict[str, int], mask_t: float) -> float:
@@ -78,21 +61,17 @@ def run_evaluation(
     predictor = Predictor.from_bundle(model, device)
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     classes = predictor.classes
-    unknown = sorted(set(data_classes) - set(classes))
-    if unknown:
-        raise ValueError(f"data has classes the model does not know: {unknown}; model classes: {list(classes)}")
+    check_classes(data_classes, classes)
     index = {c: i for i, c in enumerate(classes)}
     pixels, outcomes, overlays = PixelConfusion(len(classes)), [], []
-    for batch in progress(list(_batches(samples, batch_size)), "evaluate", show_progress, leave=True):
-        images = [read_image(s.image) for s in batch]
-        for sample, image, pred in zip(batch, images, predictor.predict(images)):
-            iou = _pixel_update(pixels, sample, pred, index, predictor.thresholds.mask)
-            truth, guess = index[sample.label], index[pred.label]
-            error = (1.0 + abs(float(truth != index[GOOD_CLASS]) - pred.defect_score)) if truth != guess else (
-                0.0 if math.isnan(iou) else 1.0 - iou)
-            outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error))
-            overlays.append((error, sample, image, pred))
-            overlays = sorted(overlays, key=lambda t: -t[0])[:MAX_OVERLAYS]
+    for sample, image, pred in run_over(predictor, samples, "evaluate", batch_size, show_progress):
+        iou = _pixel_update(pixels, sample, pred, index, predictor.thresholds.mask)
+        truth, guess = index[sample.label], index[pred.label]
+        error = (1.0 + abs(float(truth != index[GOOD_CLASS]) - pred.defect_score)) if truth != guess else (
+            0.0 if math.isnan(iou) else 1.0 - iou)
+        outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error))
+        overlays.append((error, sample, image, pred))
+        overlays = sorted(overlays, key=lambda t: -t[0])[:MAX_OVERLAYS]
     report = _write(report_dir, outcomes, overlays, pixels, classes, predictor, index)
     meta = {"model": str(predictor.bundle.path), "model_version": predictor.version, "data": str(data),
             "split": used_split, "thresholds": predictor.bundle.meta["thresholds"]}

@@ -1,0 +1,40 @@
+"""A bundle run over a data set through the serving predictor: shared by evaluate and calibrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from inspector.data.layouts import Sample, load_dataset
+from inspector.data.split import samples_from_record
+from inspector.predictor import Prediction, Predictor
+from inspector.preprocess import read_image
+from inspector.progress import progress
+
+
+def choose_samples(model_meta: dict[str, Any], data: Path, split: str) -> tuple[list[Sample], str, tuple[str, ...]]:
+    """The images to run on: the bundle's saved validation split when ``data`` is its training data
+    (``split="auto"`` or ``"val"``), else every image. Returns the samples, the split used and the data's classes."""
+    dataset = load_dataset(data)
+    same_data = Path(model_meta.get("data", {}).get("root", "")) == data.resolve()
+    if split == "val" or (split == "auto" and same_data and model_meta.get("split")):
+        return samples_from_record(dataset, model_meta["split"]["val"]), "val", dataset.classes
+    return list(dataset.samples), "all", dataset.classes
+
+
+def check_classes(data_classes: tuple[str, ...], model_classes: tuple[str, ...]) -> None:
+    unknown = sorted(set(data_classes) - set(model_classes))
+    if unknown:
+        raise ValueError(f"data has classes the model does not know: {unknown}; model classes: {list(model_classes)}")
+
+
+def run_over(
+    predictor: Predictor, samples: list[Sample], desc: str, batch_size: int = 16, show: bool = True
+) -> Iterator[tuple[Sample, np.ndarray, Prediction]]:
+    """Yields ``(sample, decoded image, prediction)`` for every sample, in batches, with a progress bar."""
+    batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+    for batch in progress(batches, desc, show, leave=True):
+        images = [read_image(s.image) for s in batch]
+        yield from zip(batch, images, predictor.predict(images))
