@@ -43,6 +43,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"report": str(Path(args.report) / "report.json"), **summary, **report["pixel"]}))
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from inspector.evaluation.calibrate import run_calibration
+
+    path, figures = run_calibration(args.model, args.data, args.target_escape_rate, args.target_false_reject_rate,
+                                    args.device, args.split)
+    print(json.dumps({"bundle": str(path), **figures}))
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from inspector.predict_files import predict_paths
 
@@ -121,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the bundle's validation split when DATA is its training data, else all images")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="choose thresholds on validation data; writes a new bundle version")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-escape-rate", dest="target_escape_rate", type=float,
+                        help="share of defective parts that may be accepted, e.g. 0.01 (default: F1-optimal)")
+    target.add_argument("--target-false-reject-rate", dest="target_false_reject_rate", type=float,
+                        help="share of good parts that may be rejected")
+    p.add_argument("--split", choices=("auto", "val", "all"), default="auto")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("predict", help="run a bundle on image files or folders; prints JSON lines")
     p.add_argument("--model", required=True)

@@ -83,3 +83,20 @@ def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith("line1/v1")
     assert (tmp_path / "line1" / "ACTIVE").read_text().strip() == "v1"
     assert load_bundle(tmp_path / "line1").version == "v1"
+
+
+def test_calibrate_writes_a_new_version_with_its_figures(tiny_bundle, demo_data, capsys):
+    assert main(["calibrate", "--model", str(tiny_bundle), "--data", str(demo_data), "--target-escape-rate", "0.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    derived = load_bundle(out["bundle"])
+    original = load_bundle(tiny_bundle)
+    assert derived.version != original.version and derived.meta["derived_from"] == original.version
+    assert derived.meta["weights_sha256"] == original.meta["weights_sha256"]
+    cal = derived.meta["calibration"]
+    assert cal["split"] == "val" and cal["n_good"] + cal["n_defect"] == 8
+    assert cal["escape_rate"] <= 0.5 and cal["method"] == "escape_rate<=0.5"
+    t = derived.thresholds
+    assert 0.0 <= t.review <= t.reject <= 1.0 and t.reject == out["thresholds"]["reject"]
+    assert (derived.path / "training_curves.png").is_file()
+    predictor = Predictor.from_bundle(derived.path, device="cpu")
+    assert predictor.thresholds == t

@@ -1,0 +1,113 @@
+"""``inspector calibrate``: decision thresholds chosen on validation data, written into a new bundle version.
+
+The reject threshold meets a target escape rate (defective parts accepted), a target false-reject rate (good
+parts rejected), or, by default, maximises F1 of defect vs good. The review band below it is as wide as it must be
+to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate left at the
+reject threshold. The minimum region area drops components smaller than half of the smallest true defects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspector.bundle import derive_bundle
+from inspector.config import GOOD_CLASS, Thresholds
+from inspector.data.dataset import read_mask
+from inspector.evaluation.runner import check_classes, choose_samples, run_over
+from inspector.predictor import Predictor
+
+REVIEW_SHARE = 0.25  # escape rate at the review threshold, as a share of the escape rate at the reject threshold
+
+
+def escape_threshold(defect_scores: np.ndarray, rate: float) -> float:
+    """Highest threshold at which at most ``rate`` of the defective parts score below it (are accepted)."""
+    s = np.sort(defect_scores)
+    k = math.floor(rate * len(s) + 1e-9)  # number of defects we may accept
+    return float(s[k]) if k < len(s) else 1.0
+
+
+def false_reject_threshold(good_scores: np.ndarray, rate: float) -> float:
+    """Lowest threshold at which at most ``rate`` of the good parts score at or above it (are rejected)."""
+    s = np.sort(good_scores)[::-1]
+    k = math.floor(rate * len(s) + 1e-9)  # number of good parts we may reject
+    return float(np.nextafter(s[k], np.inf)) if k < len(s) else 0.0
+
+
+def f1_threshold(scores: np.ndarray, is_defect: np.ndarray) -> float:
+    """The score threshold with the highest F1 of defect (>= threshold) vs good."""
+    best, best_f1 = 0.5, -1.0
+    for t in np.unique(scores):
+        pred = scores >= t
+        tp = np.sum(pred & is_defect)
+        f1 = 2 * tp / max(1, np.sum(pred) + np.sum(is_defect))
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def rates(scores: np.ndarray, is_defect: np.ndarray, reject: float, review: float) -> dict[str, float]:
+    return {
+        "escape_rate": float(np.mean(scores[is_defect] < reject)) if is_defect.any() else 0.0,
+        "escape_rate_after_review": float(np.mean(scores[is_defect] < review)) if is_defect.any() else 0.0,
+        "false_reject_rate": float(np.mean(scores[~is_defect] >= reject)) if (~is_defect).any() else 0.0,
+        "review_rate": float(np.mean((scores >= review) & (scores < reject))),
+    }
+
+
+def choose_thresholds(
+    scores: np.ndarray, is_defect: np.ndarray, escape_rate: float | None = None, false_reject_rate: float | None = None
+) -> tuple[float, float, dict[str, Any]]:
+    """Reject and review thresholds and the figures they give on these scores."""
+    if not is_defect.any() or is_defect.all():
+        raise ValueError("calibration needs both good and defective images")
+    if escape_rate is not None:
+        method, reject = f"escape_rate<={escape_rate}", escape_threshold(scores[is_defect], escape_rate)
+    elif false_reject_rate is not None:
+        method, reject = f"false_reject_rate<={false_reject_rate}", false_reject_threshold(scores[~is_defect], false_reject_rate)
+    else:
+        method, reject = "f1_optimal", f1_threshold(scores, is_defect)
+    left = float(np.mean(scores[is_defect] < reject))
+    review = min(reject, escape_threshold(scores[is_defect], left * REVIEW_SHARE))
+    return reject, review, {"method": method, **rates(scores, is_defect, reject, review)}
+
+
+def min_region_area(true_areas: list[int], current: int) -> int:
+    """Half of the 1st percentile of true defect component areas (frame px); the current value without masks."""
+    if not true_areas:
+        return current
+    return max(1, int(0.5 * np.percentile(true_areas, 1)))
+
+
+def _component_areas(mask: np.ndarray) -> list[int]:
+    n, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    return [int(a) for a in stats[1:n, cv2.CC_STAT_AREA]]
+
+
+def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,
+                    false_reject_rate: float | None = None, device: str = "auto", split: str = "auto",
+                    show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Scores the data with the bundle, chooses thresholds, writes a new bundle version; returns it and the figures."""
+    predictor = Predictor.from_bundle(model, device)
+    samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
+    check_classes(data_classes, predictor.classes)
+    scores, is_defect, areas = [], [], []
+    for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
+        scores.append(pred.defect_score)
+        is_defect.append(sample.label != GOOD_CLASS)
+        if sample.label != GOOD_CLASS and sample.mask is not None:
+            areas += _component_areas(read_mask(sample, pred.mask.shape)[0])
+    scores_a, defect_a = np.array(scores), np.array(is_defect)
+    reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
+    current = predictor.thresholds
+    thresholds = Thresholds(reject=reject, review=review, mask=current.mask,
+                            min_region_area=min_region_area(areas, current.min_region_area), per_class={})
+    calibration = {**figures, "split": used_split, "n_good": int((~defect_a).sum()), "n_defect": int(defect_a.sum()),
+                   "data": str(Path(data).resolve())}
+    path = derive_bundle(predictor.bundle, {"thresholds": dataclasses.asdict(thresholds), "calibration": calibration})
+    return path, {"thresholds": dataclasses.asdict(thresholds), **calibration}

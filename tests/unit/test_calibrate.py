@@ -1,0 +1,55 @@
+"""Threshold choice for calibration, on scores whose answers are known."""
+
+import numpy as np
+import pytest
+
+from inspector.evaluation.calibrate import (
+    choose_thresholds,
+    escape_threshold,
+    f1_threshold,
+    false_reject_threshold,
+    min_region_area,
+)
+
+GOOD = np.array([0.05, 0.1, 0.2, 0.3, 0.6])
+DEFECT = np.array([0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.999])
+
+
+def test_escape_threshold_accepts_at_most_the_target_share():
+    assert escape_threshold(DEFECT, 0.0) == 0.25  # everything at or above the lowest defect is rejected
+    assert escape_threshold(DEFECT, 0.1) == 0.5  # one of ten may escape
+    assert escape_threshold(DEFECT, 0.25) == 0.7  # floor(2.5) = 2 may escape
+    for rate in (0.0, 0.1, 0.2, 0.35):
+        assert np.mean(DEFECT < escape_threshold(DEFECT, rate)) <= rate
+
+
+def test_false_reject_threshold_rejects_at_most_the_target_share():
+    t = false_reject_threshold(GOOD, 0.0)
+    assert t > 0.6 and np.mean(GOOD >= t) == 0.0
+    t = false_reject_threshold(GOOD, 0.2)
+    assert 0.3 < t <= 0.6 and np.mean(GOOD >= t) == 0.2
+
+
+def test_f1_threshold_separates_when_it_can():
+    scores = np.concatenate([GOOD, DEFECT])
+    is_defect = np.array([False] * 5 + [True] * 10)
+    t = f1_threshold(scores, is_defect)
+    # at 0.25 every defect is caught and two good parts (0.3, 0.6) are rejected: F1 = 20/22, the best
+    assert t == 0.25
+
+
+def test_choose_thresholds_review_band_and_figures():
+    scores = np.concatenate([GOOD, DEFECT])
+    is_defect = np.array([False] * 5 + [True] * 10)
+    reject, review, fig = choose_thresholds(scores, is_defect, escape_rate=0.2)
+    assert reject == 0.7 and review <= reject
+    assert fig["escape_rate"] == 0.2 and fig["escape_rate_after_review"] <= 0.05
+    assert fig["false_reject_rate"] == 0.0
+    assert fig["review_rate"] == pytest.approx(np.mean((scores >= review) & (scores < reject)))
+    with pytest.raises(ValueError, match="both good and defective"):
+        choose_thresholds(GOOD, np.zeros(5, bool))
+
+
+def test_min_region_area():
+    assert min_region_area([], 16) == 16
+    assert min_region_area([100] * 50 + [40] * 2, 16) == 20
