@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--weights", dest="weights_path", help="ImageNet weights file for backbones that need one")
+    p.add_argument("--init", help="continue from this bundle (retraining on new images), not from ImageNet")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_cmd_train)
 

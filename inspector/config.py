@@ -87,6 +87,7 @@ class TrainConfig:
     workers: int = 1  # DataLoader worker processes
     device: str = "auto"  # "auto" picks CUDA when present
     weights_path: str | None = None  # ImageNet weights file for backbones that need one
+    init: str | None = None  # continue from this bundle (its backbone and preprocessing) instead of ImageNet
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from inspector.bundle import write_bundle
+from inspector.bundle import load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import DataSet, data_hash, load_dataset
@@ -23,6 +23,7 @@ from inspector.data.split import split_record, stratified_split
 from inspector.evaluation.plots import plot_training_curves
 from inspector.model import DefectNet, get_backbone
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
+from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,15 @@ def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConf
 def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.device) -> Path | None:
     torch.manual_seed(cfg.seed)  # the same initial heads on every rank
     dataset = load_dataset(data)
-    spec = make_spec(cfg)
+    init = load_bundle(cfg.init) if cfg.init else None
+    if init is not None:  # the bundle's backbone and preprocessing carry over
+        cfg = dataclasses.replace(cfg, backbone=init.meta["backbone"], image_size=init.spec.height)
+    spec = init.spec if init is not None else make_spec(cfg)
     train_loader, val_loader, split = _loaders(dataset, cfg, spec, ranks)
-    model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=True, weights_path=cfg.weights_path)
+    if init is not None:
+        model = model_from_bundle(init, dataset.classes)
+    else:
+        model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=True, weights_path=cfg.weights_path)
     model = model.to(device).to(memory_format=torch.channels_last)
     log.info("training %s on %d images (%s), %s, %d process(es)", cfg.backbone, len(dataset.samples), dataset.layout,
              device, ranks.world)
@@ -141,6 +148,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         "train_config": dataclasses.asdict(cfg),
         "train_seconds": round(time.time() - started, 1),
         "train_processes": ranks.world,
+        "init_from": f"{init.name}/{init.version}" if init is not None else None,
     }
     with tempfile.TemporaryDirectory() as tmp:
         plot_training_curves(history, Path(tmp) / "curves.png")

@@ -100,3 +100,24 @@ def test_calibrate_writes_a_new_version_with_its_figures(tiny_bundle, demo_data,
     assert (derived.path / "training_curves.png").is_file()
     predictor = Predictor.from_bundle(derived.path, device="cpu")
     assert predictor.thresholds == t
+
+
+def test_train_init_continues_from_a_bundle_with_a_new_class(tiny_bundle, demo_data, tmp_path, capsys):
+    import shutil
+
+    import cv2
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    (data / "images" / "dent").mkdir()
+    for i, name in enumerate(sorted((data / "images" / "spot").iterdir())[:4]):
+        cv2.imwrite(str(data / "images" / "dent" / f"dent_{i}.png"), 255 - cv2.imread(str(name), cv2.IMREAD_GRAYSCALE))
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "store"), "--name", "line", "--init", str(tiny_bundle),
+            "--image-size", "96", "--epochs-frozen", "0", "--epochs-finetune", "1", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    bundle = load_bundle(capsys.readouterr().out.strip())
+    original = load_bundle(tiny_bundle)
+    assert bundle.meta["init_from"] == f"tiny/{original.version}"
+    assert bundle.classes == ("good", "crack", "dent", "scratch", "spot")
+    assert bundle.spec == original.spec  # preprocessing carries over (64 px), not the --image-size flag
+    assert bundle.meta["backbone"] == original.meta["backbone"]
