@@ -51,6 +51,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     print(json.dumps({"bundle": str(path), **figures}))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from inspector.export import export_torchscript
+
+    folder, meta = export_torchscript(args.model)
+    print(json.dumps({"export": str(folder / meta["file"]), "parity": meta["parity"]}))
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from inspector.predict_files import predict_paths
 
@@ -63,7 +70,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.service.server import serve
     from inspector.store import model_names
 
-    fields = ("host", "grpc_port", "metrics_port", "device", "max_batch", "max_delay_ms", "max_in_flight")
+    fields = ("host", "grpc_port", "metrics_port", "device", "max_batch", "max_delay_ms", "max_in_flight", "backend")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     if args.model:
         serve(cfg, bundle=Path(args.model))
@@ -143,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_calibrate)
 
+    p = sub.add_parser("export", help="TorchScript export, checked against the bundle on golden frames")
+    p.add_argument("--model", required=True)
+    p.add_argument("--format", choices=("torchscript",), default="torchscript")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("predict", help="run a bundle on image files or folders; prints JSON lines")
     p.add_argument("--model", required=True)
     p.add_argument("paths", nargs="+")
@@ -162,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", dest="max_batch", type=int, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=int, help="overload bound (default 64)")
+    p.add_argument("--backend", choices=("eager", "torchscript"), help="torchscript: run the bundle's export")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="the model store: list versions, promote one, roll back")

@@ -99,6 +99,7 @@ class ServeConfig:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9400
     device: str = "auto"
+    backend: str = "eager"  # or "torchscript": the bundle's checked export (inspector export)
     max_batch: int = 8  # frames per forward pass
     max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED

@@ -49,20 +49,28 @@ class Predictor:
         bundle: A loaded bundle; preprocessing and thresholds come from it, never from defaults here.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         fp16: Half-precision autocast on CUDA.
+        backend: ``eager`` (the bundle's weights in PyTorch) or ``torchscript`` (its checked export).
     """
 
-    def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True) -> None:
+    def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager") -> None:
         self.bundle = bundle
         self.device = resolve_device(device)
         self.spec = bundle.spec
         self.classes = bundle.classes
         self.thresholds = bundle.thresholds
         self.autocast = fp16 and self.device.type == "cuda"
-        self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
+        if backend == "torchscript":
+            from inspector.export import load_torchscript
+
+            self.model = load_torchscript(bundle, self.device)
+        elif backend == "eager":
+            self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
+        else:
+            raise ValueError(f"unknown backend {backend!r}; choose eager or torchscript")
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True) -> Predictor:
-        return cls(load_bundle(path), device, fp16)
+    def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager") -> Predictor:
+        return cls(load_bundle(path), device, fp16, backend)
 
     @property
     def version(self) -> str:
@@ -78,9 +86,9 @@ class Predictor:
         """``(b, 3, H, W)`` -> class probabilities ``(b, n_classes)`` and defect probabilities ``(b, H, W)``."""
         x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast):
-            out = self.model(x)
-        probs = out.logits.float().softmax(dim=1)  # (b, n_classes)
-        masks = out.mask_logits.float().sigmoid()[:, 0]  # (b, H, W)
+            logits, mask_logits = self.model(x)[:2]  # a DefectOutput, or the plain tuple of an export
+        probs = logits.float().softmax(dim=1)  # (b, n_classes)
+        masks = mask_logits.float().sigmoid()[:, 0]  # (b, H, W)
         return probs.cpu().numpy(), masks.cpu().numpy()
 
     def finish(

@@ -32,16 +32,18 @@ class ModelManager:
         model_dir: ``<store>/<name>``: serve its active version; admin calls and store changes swap versions.
         bundle: Alternatively a fixed bundle folder (no swaps).
         device: Torch device for the predictors.
+        backend: ``eager`` or ``torchscript`` (each version's export).
         on_swap: Called with ``"success"`` or ``"failure"`` after each swap attempt.
     """
 
     def __init__(self, model_dir: Path | None = None, bundle: Path | None = None, device: str = "auto",
-                 on_swap: Callable[[str], None] | None = None) -> None:
+                 on_swap: Callable[[str], None] | None = None, backend: str = "eager") -> None:
         if (model_dir is None) == (bundle is None):
             raise ValueError("serve either a model of a store or one bundle")
         self.model_dir = Path(model_dir) if model_dir else None
         self.bundle_path = Path(bundle) if bundle else None
         self.device = device
+        self.backend = backend
         self.on_swap = on_swap or (lambda result: None)
         self._current: Predictor | None = None
         self._override: Thresholds | None = None
@@ -68,7 +70,7 @@ class ModelManager:
         return thresholds
 
     def _build(self, path: Path) -> Predictor:
-        predictor = Predictor.from_bundle(path, self.device)
+        predictor = Predictor.from_bundle(path, self.device, backend=self.backend)
         spec = predictor.spec
         predictor.predict([np.full((spec.height, spec.width), 127, np.uint8)] * 2)  # warm-up: first passes are slow
         return predictor

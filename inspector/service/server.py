@@ -70,7 +70,7 @@ class InspectionServer:
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
                  limits: FrameLimits = FrameLimits()) -> InspectionServer:
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells)."""
-    models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device)
+    models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0)
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)
     workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
