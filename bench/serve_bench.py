@@ -100,7 +100,7 @@ def start_service(model: str, max_batch: int) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "inspector", "serve", "--model", model, "--host", "127.0.0.1",
-           "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch)]
+           "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch), "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))

@@ -70,8 +70,10 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.service.server import serve
     from inspector.store import model_names
 
-    fields = ("host", "grpc_port", "metrics_port", "device", "max_batch", "max_delay_ms", "max_in_flight", "backend")
-    cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    fields = ("host", "grpc_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
+              "max_in_flight", "backend")
+    cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
+                      cameras=tuple(args.camera or ()))
     if args.model:
         serve(cfg, bundle=Path(args.model))
         return
@@ -169,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the store (default: the only one, else 'default')")
     p.add_argument("--host", help="bind address (default 0.0.0.0)")
     p.add_argument("--grpc-port", dest="grpc_port", type=int, help="default 50051")
-    p.add_argument("--metrics-port", dest="metrics_port", type=int, help="default 9400")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, help="Prometheus /metrics port (default 9400)")
+    p.add_argument("--metrics-host", dest="metrics_host", help="metrics bind address (default 0.0.0.0)")
+    p.add_argument("--camera", action="append", help="a camera id with its own metric label (repeat); others: other")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--max-batch", dest="max_batch", type=int, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")

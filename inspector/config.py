@@ -97,7 +97,8 @@ class ServeConfig:
     host: str = "0.0.0.0"  # gRPC bind address
     grpc_port: int = 50051  # 0 picks a free port
     metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9400
+    metrics_port: int | None = 9400  # None: no metrics endpoint; 0 picks a free port
+    cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"
     device: str = "auto"
     backend: str = "eager"  # or "torchscript": the bundle's checked export (inspector export)
     max_batch: int = 8  # frames per forward pass

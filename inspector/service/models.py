@@ -33,18 +33,18 @@ class ModelManager:
         bundle: Alternatively a fixed bundle folder (no swaps).
         device: Torch device for the predictors.
         backend: ``eager`` or ``torchscript`` (each version's export).
-        on_swap: Called with ``"success"`` or ``"failure"`` after each swap attempt.
+        on_swap: Called with ``"success"`` and the new predictor, or ``"failure"`` and None, after each swap.
     """
 
     def __init__(self, model_dir: Path | None = None, bundle: Path | None = None, device: str = "auto",
-                 on_swap: Callable[[str], None] | None = None, backend: str = "eager") -> None:
+                 on_swap: Callable[[str, Predictor | None], None] | None = None, backend: str = "eager") -> None:
         if (model_dir is None) == (bundle is None):
             raise ValueError("serve either a model of a store or one bundle")
         self.model_dir = Path(model_dir) if model_dir else None
         self.bundle_path = Path(bundle) if bundle else None
         self.device = device
         self.backend = backend
-        self.on_swap = on_swap or (lambda result: None)
+        self.on_swap = on_swap or (lambda result, predictor: None)
         self._current: Predictor | None = None
         self._override: Thresholds | None = None
         self._swap_lock = threading.RLock()  # one swap at a time; store polling waits for admin swaps
@@ -81,10 +81,10 @@ class ModelManager:
                 predictor = self._build(path)
                 before_switch()
             except Exception:
-                self.on_swap("failure")
+                self.on_swap("failure", None)
                 raise
             self._current, self._override = predictor, None
-            self.on_swap("success")
+            self.on_swap("success", predictor)
             log.info("serving %s", predictor.version)
             return predictor
 

@@ -8,13 +8,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from inspector.config import FrameLimits, ServeConfig
+from inspector.metrics import Metrics
+from inspector.predictor import Predictor
 from inspector.service.batcher import MicroBatcher
+from inspector.service.interceptor import MetricsInterceptor
 from inspector.service.models import ModelManager
 from inspector.service.pipeline import Pipeline
 from inspector.service.servicer import AdminServicer, InspectorServicer
@@ -57,6 +61,9 @@ class InspectionServer:
     health: health.HealthServicer
     cfg: ServeConfig
     loaded: threading.Event
+    metrics: Metrics
+    metrics_port: int | None
+    metrics_server: Any
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, new calls refused, calls in flight answered (up to ``grace`` s), then stopped."""
@@ -65,28 +72,50 @@ class InspectionServer:
         self.server.stop(self.cfg.grace_seconds if grace is None else grace).wait()
         self.batcher.close()
         self.workers.shutdown(wait=False, cancel_futures=True)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+
+
+def _on_swap(metrics: Metrics) -> Callable[[str, Predictor | None], None]:
+    def record(result: str, predictor: Predictor | None) -> None:
+        metrics.swaps.labels(result).inc()
+        if predictor is not None:
+            metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta["backbone"])
+
+    return record
 
 
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
-                 limits: FrameLimits = FrameLimits()) -> InspectionServer:
-    """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells)."""
-    models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend)
-    batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0)
+                 limits: FrameLimits = FrameLimits(), metrics: Metrics | None = None) -> InspectionServer:
+    """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
+
+    Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
+    """
+    metrics = metrics or Metrics(cameras=cfg.cameras)
+    models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
+                          on_swap=_on_swap(metrics))
+    batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
+                           on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)
+    metrics.track(batcher.depth, lambda: pipeline.in_flight)
     workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes)]
-    server = grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options)
-    pb_grpc.add_InspectorServicer_to_server(InspectorServicer(pipeline, workers, cfg.stream_window), server)
+    server = grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options,
+                         interceptors=[MetricsInterceptor(metrics)])
+    pb_grpc.add_InspectorServicer_to_server(InspectorServicer(pipeline, workers, cfg.stream_window, metrics), server)
     pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
     health_servicer = _health(server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
     if port == 0:
         raise OSError(f"cannot listen on {cfg.host}:{cfg.grpc_port}")
+    metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(cfg.metrics_port,
+                                                                                               cfg.metrics_host)
     server.start()
     loaded = threading.Event()
-    running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded)
+    running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded,
+                               metrics, metrics_port, metrics_server)
 
     def load() -> None:
         try:
@@ -109,7 +138,8 @@ def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None =
     for sig in (signal.SIGTERM, signal.SIGINT):  # before listening: an early SIGTERM drains too
         signal.signal(sig, lambda *_: done.set())
     running = start_server(cfg, model_dir, bundle)
-    log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm)", cfg.host, running.port)
+    log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm); metrics on http://%s:%s/metrics",
+             cfg.host, running.port, cfg.metrics_host, running.metrics_port)
     shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "[::]", "::") else cfg.host
     log.info("send it a frame: inspector client --target %s:%d IMAGE_OR_FOLDER", shown, running.port)
     done.wait()

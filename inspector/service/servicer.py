@@ -12,6 +12,7 @@ from typing import Iterator
 
 import grpc
 
+from inspector.metrics import Metrics
 from inspector.service import convert
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.pipeline import Pipeline, Rejected
@@ -31,24 +32,40 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 class InspectorServicer(pb_grpc.InspectorServicer):
     """Inspect (unary), InspectStream (one response per request, in request order), GetModelInfo."""
 
-    def __init__(self, pipeline: Pipeline, workers: ThreadPoolExecutor, stream_window: int) -> None:
+    def __init__(self, pipeline: Pipeline, workers: ThreadPoolExecutor, stream_window: int, metrics: Metrics) -> None:
         self.pipeline = pipeline
         self.workers = workers
         self.stream_window = stream_window
+        self.metrics = metrics
+
+    def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
+        """Inspects one frame and counts it; raises Rejected."""
+        try:
+            result = self.pipeline.inspect(convert.frame_in(request), deadline)
+        except Rejected as err:
+            self.metrics.frame_errors.labels(err.code.name).inc()
+            if err.code == grpc.StatusCode.INVALID_ARGUMENT:
+                self.metrics.invalid.labels(err.reason).inc()
+            raise
+        p = result.prediction
+        self.metrics.observe_frame(request.camera_id, p.verdict, p.defect_class, p.defect_score,
+                                   sum(r.area_fraction for r in p.regions), result.timings)
+        return convert.response(request, result)
 
     def Inspect(self, request: pb.InspectRequest, context: grpc.ServicerContext) -> pb.InspectResponse:
         try:
-            return convert.response(request, self.pipeline.inspect(convert.frame_in(request), _deadline(context)))
+            return self._inspect(request, _deadline(context))
         except Rejected as err:
             context.abort(err.code, f"frame {request.frame_id!r}: {err.message}")
 
     def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         try:
-            return convert.response(request, self.pipeline.inspect(convert.frame_in(request), deadline))
+            return self._inspect(request, deadline)
         except Rejected as err:
             return convert.error_response(request, err)
         except Exception as err:  # noqa: BLE001 - one frame's failure must not end the stream
             log.exception("frame %r failed", request.frame_id)
+            self.metrics.frame_errors.labels("INTERNAL").inc()
             return convert.error_response(request, Rejected(grpc.StatusCode.INTERNAL, "internal", str(err)))
 
     def InspectStream(self, requests: Iterator[pb.InspectRequest], context: grpc.ServicerContext):

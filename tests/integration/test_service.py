@@ -68,7 +68,7 @@ def make_store(tiny_bundle, tmp_path_factory):
 def serve_config(**overrides) -> ServeConfig:
     """Loopback, ephemeral port, CPU, few threads, no store polling unless asked."""
     base = dict(host="127.0.0.1", grpc_port=0, device="cpu", workers=2, grpc_threads=8, watch_seconds=0.0,
-                grace_seconds=2.0)
+                grace_seconds=2.0, metrics_host="127.0.0.1", metrics_port=0)
     return ServeConfig(**(base | overrides))
 
 
@@ -648,7 +648,7 @@ def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "inspector", "serve", "--store", str(model_dir.parent), "--name", MODEL_NAME,
-             "--host", "127.0.0.1", "--grpc-port", str(port), "--device", "cpu"],
+             "--host", "127.0.0.1", "--grpc-port", str(port), "--device", "cpu", "--metrics-port", "0"],
             env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:

@@ -1,0 +1,87 @@
+"""Prometheus metrics of the service, declared once. Every name ends in its unit or ``_total``; every label comes
+from a small fixed set (verdict, defect class, stage, RPC method, status code, reason, configured cameras)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0)  # s
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+AREA_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")
+OTHER_CAMERA = "other"
+
+
+class Metrics:
+    """All service metrics on one registry (a fresh one per instance unless given).
+
+    Args:
+        registry: Where to register; tests pass their own ``CollectorRegistry()``.
+        cameras: Camera ids that get their own label value; any other id is counted as ``other``.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, cameras: Iterable[str] = ()) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.cameras = frozenset(cameras)
+        r = self.registry
+        self.frames = Counter("inspector_frames_total", "Frames answered with a verdict", ["verdict", "camera"], registry=r)
+        self.defects = Counter("inspector_defects_total", "Rejected or reviewed frames by most likely defect class",
+                               ["defect_class", "verdict", "camera"], registry=r)
+        self.stage_seconds = Histogram("inspector_stage_seconds", "Time per pipeline stage", ["stage"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.request_seconds = Histogram("inspector_request_seconds", "RPC latency by method", ["method"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter("inspector_requests_total", "RPCs by method and status code", ["method", "code"],
+                                registry=r)
+        self.batch_frames = Histogram("inspector_batch_size_frames", "Frames per forward pass", buckets=BATCH_BUCKETS,
+                                      registry=r)
+        self.queue_frames = Gauge("inspector_queue_depth_frames", "Frames waiting for the model", registry=r)
+        self.in_flight_frames = Gauge("inspector_in_flight_frames", "Frames accepted and not yet answered", registry=r)
+        self.defect_score = Histogram("inspector_defect_score_ratio", "Defect score of answered frames",
+                                      buckets=RATIO_BUCKETS, registry=r)
+        self.defect_area = Histogram("inspector_defect_area_ratio", "Defect area as a fraction of the frame",
+                                     buckets=AREA_BUCKETS, registry=r)
+        self.invalid = Counter("inspector_invalid_frames_total", "Frames refused as invalid, by reason", ["reason"],
+                               registry=r)
+        self.frame_errors = Counter("inspector_frame_errors_total", "Frames not inspected, by status code", ["code"],
+                                    registry=r)
+        self.model_info = Gauge("inspector_model_info", "The model serving (value 1)", ["name", "version", "backbone"],
+                                registry=r)
+        self.swaps = Counter("inspector_model_swaps_total", "Model swap attempts by result", ["result"], registry=r)
+
+    def camera(self, camera_id: str) -> str:
+        """The label value of a camera: its id when configured, else ``other`` (bounded cardinality)."""
+        return camera_id if camera_id in self.cameras else OTHER_CAMERA
+
+    def track(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+        """Gauges read at scrape time."""
+        self.queue_frames.set_function(queue_depth)
+        self.in_flight_frames.set_function(in_flight)
+
+    def observe_frame(self, camera_id: str, verdict: str, defect_class: str, defect_score: float,
+                      defect_area: float, timings: dict[str, float]) -> None:
+        camera = self.camera(camera_id)
+        self.frames.labels(verdict, camera).inc()
+        if verdict != "ACCEPT":
+            self.defects.labels(defect_class, verdict, camera).inc()
+            self.defect_area.observe(defect_area)
+        self.defect_score.observe(defect_score)
+        for stage in STAGES:
+            if stage in timings:
+                self.stage_seconds.labels(stage).observe(timings[stage])
+
+    def set_model(self, name: str, version: str, backbone: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(name, version, backbone).set(1)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, int]:
+        """Exposes ``/metrics`` over HTTP on ``host:port`` (0 = any free port) on a daemon thread.
+
+        Returns:
+            The HTTP server (``shutdown()`` stops it) and the port it listens on.
+        """
+        httpd, _ = start_http_server(port, addr=host, registry=self.registry)
+        return httpd, httpd.server_port

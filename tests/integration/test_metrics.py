@@ -1,0 +1,87 @@
+"""After known requests, the scraped /metrics shows the right counts, labels and bucket totals."""
+
+import urllib.request
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from inspector.config import ServeConfig
+from inspector.service.server import start_server
+from inspector.v1 import inspector_pb2 as pb
+from inspector.v1 import inspector_pb2_grpc as pb_grpc
+
+
+@pytest.fixture(scope="module")
+def scraped(tiny_bundle, demo_data):
+    cfg = ServeConfig(host="127.0.0.1", grpc_port=0, device="cpu", metrics_host="127.0.0.1", metrics_port=0,
+                      watch_seconds=0.0, grace_seconds=1.0, cameras=("cam-1",))
+    running = start_server(cfg, bundle=tiny_bundle)
+    assert running.loaded.wait(60)
+    png = cv2.imencode(".png", cv2.imread(str(demo_data / "images" / "spot" / "spot_0000.png")))[1].tobytes()
+    stub = pb_grpc.InspectorStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+    try:
+        for i in range(3):
+            stub.Inspect(pb.InspectRequest(data=png, encoding=pb.PNG, frame_id=f"u{i}", camera_id="cam-1"), timeout=30)
+        with pytest.raises(grpc.RpcError):
+            stub.Inspect(pb.InspectRequest(data=b"", encoding=pb.PNG, frame_id="empty"), timeout=30)
+        stream = [pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s0", camera_id="cam-9"),
+                  pb.InspectRequest(data=b"garbage", encoding=pb.JPEG, frame_id="s1"),
+                  pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s2", camera_id="cam-1")]
+        assert len(list(stub.InspectStream(iter(stream), timeout=30))) == 3
+        text = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=10).read().decode()
+    finally:
+        running.stop(grace=1)
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def total(samples, name, **labels):
+    """Sum over every sample of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+
+
+def test_frames_by_verdict_and_bounded_camera_labels(scraped):
+    assert total(scraped, "inspector_frames_total") == 5
+    assert total(scraped, "inspector_frames_total", camera="cam-1") == 4
+    assert total(scraped, "inspector_frames_total", camera="other") == 1  # cam-9 is not configured
+    assert not any(dict(ls).get("camera") == "cam-9" for _, ls in scraped)
+    rejected = total(scraped, "inspector_frames_total", verdict="REJECT") + total(
+        scraped, "inspector_frames_total", verdict="REVIEW")
+    assert total(scraped, "inspector_defects_total") == rejected
+
+
+def test_invalid_frames_and_request_status(scraped):
+    assert value(scraped, "inspector_invalid_frames_total", reason="empty") == 1
+    assert value(scraped, "inspector_invalid_frames_total", reason="undecodable") == 1
+    assert value(scraped, "inspector_frame_errors_total", code="INVALID_ARGUMENT") == 2
+    assert value(scraped, "inspector_requests_total", method="Inspect", code="OK") == 3
+    assert value(scraped, "inspector_requests_total", method="Inspect", code="INVALID_ARGUMENT") == 1
+    assert value(scraped, "inspector_requests_total", method="InspectStream", code="OK") == 1
+    assert value(scraped, "inspector_request_seconds_count", method="Inspect") == 4
+
+
+def test_stage_histograms_batch_sizes_and_gauges(scraped):
+    for stage in ("decode", "preprocess", "queue", "infer", "postprocess"):
+        count = value(scraped, "inspector_stage_seconds_count", stage=stage)
+        assert count == 5
+        assert value(scraped, "inspector_stage_seconds_bucket", stage=stage, le="+Inf") == count
+        assert value(scraped, "inspector_stage_seconds_bucket", stage=stage, le="0.001") <= count
+    assert value(scraped, "inspector_batch_size_frames_sum") == 5  # warm-up passes are not counted
+    assert value(scraped, "inspector_defect_score_ratio_count") == 5
+    assert value(scraped, "inspector_in_flight_frames") == 0 and value(scraped, "inspector_queue_depth_frames") == 0
+
+
+def test_model_info_and_swaps(scraped):
+    infos = [dict(ls) for (n, ls), v in scraped.items() if n == "inspector_model_info" and v == 1]
+    assert infos == [{"name": "tiny", "version": "v1", "backbone": "efficientnet_lite0"}]
+    assert value(scraped, "inspector_model_swaps_total", result="success") == 1
