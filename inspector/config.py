@@ -71,7 +71,7 @@ class TrainConfig:
     """Two-phase training: transfer learning (encoder frozen), then fine-tuning (encoder unfrozen)."""
 
     backbone: str = "efficientnet_lite0"
-    image_size: int = 256  # px, square letterbox input
+    image_size: int = 320  # px, square letterbox input
     epochs_frozen: int = 4  # phase 1: heads and decoder only
     epochs_finetune: int = 14  # phase 2: whole network
     batch_size: int = 16

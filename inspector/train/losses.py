@@ -9,10 +9,14 @@ from inspector.model import DefectOutput
 
 
 def dice_loss(mask_logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft Dice over all pixels of the batch together, so empty masks of good parts are handled."""
-    prob = mask_logits.sigmoid()  # (b, 1, h, w)
-    inter = (prob * target).sum()
-    return 1.0 - (2.0 * inter + eps) / (prob.sum() + target.sum() + eps)
+    """Soft Dice per image, averaged: a small defect weighs as much as a large one (what mIoU rewards).
+
+    With ``eps`` = 1 an empty target gives ``1 - 1 / (sum p + 1)``: any predicted area on a good part costs.
+    """
+    prob = mask_logits.sigmoid().flatten(1)  # (b, h*w)
+    target = target.flatten(1)
+    inter = (prob * target).sum(dim=1)
+    return (1.0 - (2.0 * inter + eps) / (prob.sum(dim=1) + target.sum(dim=1) + eps)).mean()
 
 
 def defect_loss(
