@@ -52,10 +52,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from inspector.export import export_torchscript
+    from inspector.export import export_model
 
-    folder, meta = export_torchscript(args.model)
-    print(json.dumps({"export": str(folder / meta["file"]), "parity": meta["parity"]}))
+    path, entry = export_model(args.model, args.format)
+    print(json.dumps({"export": str(path), "format": args.format, "parity": entry["parity"]}))
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
@@ -152,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_calibrate)
 
-    p = sub.add_parser("export", help="TorchScript export, checked against the bundle on golden frames")
+    p = sub.add_parser("export", help="TorchScript or ONNX export, checked against the bundle on golden frames")
     p.add_argument("--model", required=True)
-    p.add_argument("--format", choices=("torchscript",), default="torchscript")
+    p.add_argument("--format", choices=("torchscript", "onnx"), default="onnx")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("predict", help="run a bundle on image files or folders; prints JSON lines")
@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", dest="max_batch", type=int, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=int, help="overload bound (default 64)")
-    p.add_argument("--backend", choices=("eager", "torchscript"), help="torchscript: run the bundle's export")
+    p.add_argument("--backend", choices=("eager", "torchscript", "onnx"),
+                   help="eager (default) or an export of the bundle (inspector export); onnx runs on ONNX Runtime")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="the model store: list versions, promote one, roll back")

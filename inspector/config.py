@@ -100,7 +100,7 @@ class ServeConfig:
     metrics_port: int | None = 9400  # None: no metrics endpoint; 0 picks a free port
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"
     device: str = "auto"
-    backend: str = "eager"  # or "torchscript": the bundle's checked export (inspector export)
+    backend: str = "eager"  # or "torchscript" / "onnx": the bundle's checked export (inspector export)
     max_batch: int = 8  # frames per forward pass
     max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED

@@ -1,18 +1,19 @@
-"""``inspector export``: the bundle's network as TorchScript, checked against the bundle on golden frames.
+"""``inspector export``: the bundle's network as TorchScript or ONNX, checked against the bundle on golden frames.
 
-The export sits in ``<bundle>/export/``: ``model.torchscript.pt`` and ``export.json`` (the bundle's preprocessing,
-classes and thresholds travel with it, plus the file's sha256 and the parity figures). An export that does not
-reproduce the bundle's outputs within :data:`TOLERANCE` is not written.
+Exports sit in ``<bundle>/export/``: ``model.torchscript.pt`` and/or ``model.onnx``, and ``export.json`` with the
+bundle's preprocessing, classes and thresholds (they travel with the file) and, per format, the file's sha256 and
+the parity figures. An export that does not reproduce the bundle's class and mask probabilities within
+:data:`TOLERANCE` is not written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,20 +23,21 @@ from inspector.data.demo import DEMO_CLASSES, make_part
 from inspector.preprocess import preprocess
 
 TOLERANCE = 1e-4  # max abs difference of class and mask probabilities, fp32 on the CPU
-EXPORT_DIR, TORCHSCRIPT_FILE, EXPORT_META = "export", "model.torchscript.pt", "export.json"
+EXPORT_DIR, EXPORT_META = "export", "export.json"
+FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+MAX_BATCH = 64  # largest batch an ONNX export accepts
 
 
 class ExportError(RuntimeError):
-    """The exported model does not reproduce the bundle."""
+    """The exported model does not reproduce the bundle, or its file was modified."""
 
 
 def golden_batch(bundle: Bundle, n: int = 8) -> torch.Tensor:
     """Deterministic frames (synthetic parts of every kind, odd sizes) preprocessed by the bundle's spec."""
-    spec = bundle.spec
     frames = []
     for i in range(n):
         image, _ = make_part(DEMO_CLASSES[i % len(DEMO_CLASSES)], np.random.default_rng([11, i]), 96 + 40 * i)
-        frames.append(preprocess(image, spec)[0])
+        frames.append(preprocess(image, bundle.spec)[0])
     return torch.from_numpy(np.stack(frames))  # (n, 3, H, W)
 
 
@@ -45,56 +47,97 @@ def probabilities(out: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return logits.float().softmax(dim=1), mask_logits.float().sigmoid()[:, 0]
 
 
-def parity(reference: torch.nn.Module, exported: torch.nn.Module, batch: torch.Tensor) -> float:
+def parity(reference: Callable, exported: Callable, batch: torch.Tensor) -> float:
     with torch.inference_mode():
         ref, got = probabilities(reference(batch)), probabilities(exported(batch))
     return max(float((a - b).abs().max()) for a, b in zip(ref, got))
 
 
-def export_torchscript(model_path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Traces the bundle's network, checks parity on golden frames, writes the export; returns its folder."""
+def _write_torchscript(model: torch.nn.Module, batch: torch.Tensor, path: Path) -> None:
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still a format here
+        torch.jit.save(torch.jit.freeze(torch.jit.trace(model, batch[:1], strict=False)), str(path))
+
+
+def _write_onnx(model: torch.nn.Module, batch: torch.Tensor, path: Path) -> None:
+    dims = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (batch[:1],), str(path), input_names=["image"],
+                          output_names=["logits", "mask_logits"], dynamic_shapes=dims, dynamo=True, verbose=False)
+
+
+class OnnxModel:
+    """An ONNX Runtime session called like the network: ``(b, 3, H, W)`` tensor -> (logits, mask_logits)."""
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.device = device
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, masks = self.session.run(None, {"image": x.detach().cpu().float().contiguous().numpy()})
+        return torch.from_numpy(logits).to(self.device), torch.from_numpy(masks).to(self.device)
+
+    def eval(self) -> OnnxModel:
+        return self
+
+
+def _load_file(path: Path, fmt: str, device: torch.device) -> Callable:
+    if fmt == "onnx":
+        return OnnxModel(path, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / EXPORT_META).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def export_model(model_path: str | Path, fmt: str) -> tuple[Path, dict[str, Any]]:
+    """Exports the bundle's network, checks parity on golden frames, records it; returns the file and its entry."""
+    if fmt not in FILES:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FILES)}")
     bundle = load_bundle(model_path)
     model = bundle.build_model("cpu")
     batch = golden_batch(bundle)
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still the contract here
-        traced = torch.jit.freeze(torch.jit.trace(model, batch[:1], strict=False))
-    error = parity(model, traced, batch)
-    if error > TOLERANCE:
-        raise ExportError(f"TorchScript export differs from the bundle by {error:.2e} (> {TOLERANCE:.0e}); not written")
-    out = bundle.path / EXPORT_DIR
-    tmp = bundle.path / f".{EXPORT_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(traced, str(tmp / TORCHSCRIPT_FILE))
-    meta = {
-        "format": "torchscript",
-        "file": TORCHSCRIPT_FILE,
-        "sha256": hashlib.sha256((tmp / TORCHSCRIPT_FILE).read_bytes()).hexdigest(),
-        "bundle": f"{bundle.name}/{bundle.version}",
-        "classes": list(bundle.classes),
-        "preprocess": bundle.meta["preprocess"],
-        "thresholds": bundle.meta["thresholds"],
-        "parity": {"golden_frames": len(batch), "max_abs_error": error, "tolerance": TOLERANCE},
-    }
-    (tmp / EXPORT_META).write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out, meta
-
-
-def load_torchscript(bundle: Bundle, device: torch.device) -> torch.jit.ScriptModule:
-    """The bundle's TorchScript export, checksum verified."""
     folder = bundle.path / EXPORT_DIR
+    folder.mkdir(exist_ok=True)
+    final, tmp = folder / FILES[fmt], folder / f".{FILES[fmt]}.tmp"
+    (_write_onnx if fmt == "onnx" else _write_torchscript)(model, batch, tmp)
     try:
-        meta = json.loads((folder / EXPORT_META).read_text())
-        data = (folder / meta["file"]).read_bytes()
-    except (OSError, ValueError, KeyError) as err:
-        raise FileNotFoundError(f"{bundle.path} has no usable export (run `inspector export`): {err}") from err
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise ExportError(f"{folder / meta['file']}: checksum mismatch; the file was modified")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(folder / meta["file"]), map_location=device).eval()
+        error = parity(model, _load_file(tmp, fmt, torch.device("cpu")), batch)
+        if error > TOLERANCE:
+            raise ExportError(f"{fmt} export differs from the bundle by {error:.2e} (> {TOLERANCE:.0e}); not written")
+        entry = {"file": FILES[fmt], "sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
+                 "parity": {"golden_frames": len(batch), "max_abs_error": error, "tolerance": TOLERANCE}}
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = _read_meta(folder) | {"bundle": f"{bundle.name}/{bundle.version}", "classes": list(bundle.classes),
+                                 "preprocess": bundle.meta["preprocess"], "thresholds": bundle.meta["thresholds"]}
+    meta.setdefault("formats", {})[fmt] = entry
+    (folder / f".{EXPORT_META}.tmp").write_text(json.dumps(meta, indent=2))
+    os.replace(folder / f".{EXPORT_META}.tmp", folder / EXPORT_META)
+    return final, entry
+
+
+def load_export(bundle: Bundle, fmt: str, device: torch.device) -> Callable:
+    """The bundle's export in ``fmt``, checksum verified, callable like the network."""
+    folder = bundle.path / EXPORT_DIR
+    entry = _read_meta(folder).get("formats", {}).get(fmt)
+    if entry is None or not (folder / entry["file"]).is_file():
+        raise FileNotFoundError(f"{bundle.path} has no {fmt} export; run `inspector export --format {fmt}`")
+    if hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest() != entry["sha256"]:
+        raise ExportError(f"{folder / entry['file']}: checksum mismatch; the file was modified")
+    return _load_file(folder / entry["file"], fmt, device)

@@ -49,7 +49,8 @@ class Predictor:
         bundle: A loaded bundle; preprocessing and thresholds come from it, never from defaults here.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         fp16: Half-precision autocast on CUDA.
-        backend: ``eager`` (the bundle's weights in PyTorch) or ``torchscript`` (its checked export).
+        backend: ``eager`` (the bundle's weights in PyTorch), ``torchscript`` or ``onnx`` (its checked exports;
+            ``onnx`` runs on ONNX Runtime).
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager") -> None:
@@ -59,14 +60,14 @@ class Predictor:
         self.classes = bundle.classes
         self.thresholds = bundle.thresholds
         self.autocast = fp16 and self.device.type == "cuda"
-        if backend == "torchscript":
-            from inspector.export import load_torchscript
-
-            self.model = load_torchscript(bundle, self.device)
-        elif backend == "eager":
+        if backend == "eager":
             self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
+        elif backend in ("torchscript", "onnx"):
+            from inspector.export import load_export
+
+            self.model = load_export(bundle, backend, self.device)
         else:
-            raise ValueError(f"unknown backend {backend!r}; choose eager or torchscript")
+            raise ValueError(f"unknown backend {backend!r}; choose eager, torchscript or onnx")
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager") -> Predictor:

@@ -32,7 +32,7 @@ class ModelManager:
         model_dir: ``<store>/<name>``: serve its active version; admin calls and store changes swap versions.
         bundle: Alternatively a fixed bundle folder (no swaps).
         device: Torch device for the predictors.
-        backend: ``eager`` or ``torchscript`` (each version's export).
+        backend: ``eager``, ``torchscript`` or ``onnx`` (each version's export).
         on_swap: Called with ``"success"`` and the new predictor, or ``"failure"`` and None, after each swap.
     """
 

@@ -123,29 +123,34 @@ def test_train_init_continues_from_a_bundle_with_a_new_class(tiny_bundle, demo_d
     assert bundle.meta["backbone"] == original.meta["backbone"]
 
 
-def test_export_torchscript_matches_the_bundle_and_serves(tiny_bundle, demo_data, capsys):
-    assert main(["export", "--model", str(tiny_bundle), "--format", "torchscript"]) == 0
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_matches_the_bundle_and_runs(tiny_bundle, demo_data, capsys, fmt):
+    assert main(["export", "--model", str(tiny_bundle), "--format", fmt]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["parity"]["max_abs_error"] <= out["parity"]["tolerance"] == 1e-4
     meta = json.loads((tiny_bundle / "export" / "export.json").read_text())
     assert meta["preprocess"] == load_bundle(tiny_bundle).meta["preprocess"] and meta["classes"][0] == "good"
-    image = read_image(demo_data / "images" / "scratch" / "scratch_0001.png")
-    eager = Predictor.from_bundle(tiny_bundle, device="cpu").predict([image])[0]
-    scripted = Predictor.from_bundle(tiny_bundle, device="cpu", backend="torchscript").predict([image])[0]
-    assert scripted.verdict == eager.verdict
-    assert abs(scripted.defect_score - eager.defect_score) < 1e-4
-    assert np.abs(scripted.mask - eager.mask).max() < 1e-4
+    assert fmt in meta["formats"]
+    images = [read_image(demo_data / "images" / "scratch" / "scratch_0001.png"),
+              read_image(demo_data / "images" / "good" / "good_0002.png")]
+    eager = Predictor.from_bundle(tiny_bundle, device="cpu").predict(images)
+    exported = Predictor.from_bundle(tiny_bundle, device="cpu", backend=fmt).predict(images)  # a batch of two
+    for a, b in zip(eager, exported):
+        assert a.verdict == b.verdict and abs(a.defect_score - b.defect_score) < 1e-4
+        assert np.abs(a.mask - b.mask).max() < 1e-4
 
 
 def test_tampered_export_is_refused(tiny_bundle, tmp_path):
     import shutil
 
-    from inspector.export import ExportError, export_torchscript
+    from inspector.export import ExportError, export_model
 
     copy = tmp_path / "b"
-    shutil.copytree(tiny_bundle, copy)
-    export_torchscript(copy)
+    shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("export"))
+    export_model(copy, "torchscript")
     path = copy / "export" / "model.torchscript.pt"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ExportError, match="checksum"):
         Predictor.from_bundle(copy, device="cpu", backend="torchscript")
+    with pytest.raises(FileNotFoundError, match="no onnx export"):
+        Predictor.from_bundle(copy, device="cpu", backend="onnx")
