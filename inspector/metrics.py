@@ -12,6 +12,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 AREA_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")
+STATISTICS = ("defect_score", "brightness", "contrast", "sharpness")  # drift, see inspector.drift
 OTHER_CAMERA = "other"
 
 
@@ -51,15 +52,20 @@ class Metrics:
         self.model_info = Gauge("inspector_model_info", "The model serving (value 1)", ["name", "version", "backbone"],
                                 registry=r)
         self.swaps = Counter("inspector_model_swaps_total", "Model swap attempts by result", ["result"], registry=r)
+        self.drift_psi = Gauge("inspector_drift_psi", "Population stability index of recent frames against the "
+                               "validation reference (NaN until enough frames)", ["statistic"], registry=r)
 
     def camera(self, camera_id: str) -> str:
         """The label value of a camera: its id when configured, else ``other`` (bounded cardinality)."""
         return camera_id if camera_id in self.cameras else OTHER_CAMERA
 
-    def track(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
-        """Gauges read at scrape time."""
+    def track(self, queue_depth: Callable[[], int], in_flight: Callable[[], int],
+              drift: Callable[[str], float] | None = None) -> None:
+        """Gauges read at scrape time; ``drift(statistic)`` gives the PSI of each statistic."""
         self.queue_frames.set_function(queue_depth)
         self.in_flight_frames.set_function(in_flight)
+        for statistic in STATISTICS if drift else ():
+            self.drift_psi.labels(statistic).set_function(lambda s=statistic: drift(s))
 
     def observe_frame(self, camera_id: str, verdict: str, defect_class: str, defect_score: float,
                       defect_area: float, timings: dict[str, float]) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from inspector.bundle import VERSION_RE, BundleError, load_bundle
 from inspector.config import Thresholds
+from inspector.drift import DriftMonitor
 from inspector.predictor import Predictor
 from inspector.store import active_version, previous_version, promote, rollback
 
@@ -46,6 +47,7 @@ class ModelManager:
         self.backend = backend
         self.on_swap = on_swap or (lambda result, predictor: None)
         self._current: Predictor | None = None
+        self.drift = DriftMonitor({})  # replaced with each swap: the new model's validation reference
         self._override: Thresholds | None = None
         self._swap_lock = threading.RLock()  # one swap at a time; store polling waits for admin swaps
         self._failed: str | None = None
@@ -84,6 +86,7 @@ class ModelManager:
                 self.on_swap("failure", None)
                 raise
             self._current, self._override = predictor, None
+            self.drift = DriftMonitor(predictor.bundle.meta.get("reference") or {})
             self.on_swap("success", predictor)
             log.info("serving %s", predictor.version)
             return predictor

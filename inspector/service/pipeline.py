@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
+from inspector.drift import frame_statistics
 from inspector.predictor import Prediction
 from inspector.preprocess import FrameError, decode, preprocess
 from inspector.service.batcher import BatcherClosed, DeadlineExpired, Job, MicroBatcher
@@ -108,6 +109,7 @@ class Pipeline:
         t3 = time.monotonic()
         thresholds = self.models.thresholds(predictor)
         prediction = predictor.finish(probs[None], mask[None], [geometry], thresholds)[0]
+        self.models.drift.add(frame_statistics(image) | {"defect_score": prediction.defect_score})
         png = encode_mask(prediction.mask, thresholds.mask) if frame.return_mask else b""
         t4 = time.monotonic()
         timings = {"decode": t1 - t0, "preprocess": t2 - t1, "queue": queue_s, "infer": infer_s,

@@ -97,7 +97,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)
-    metrics.track(batcher.depth, lambda: pipeline.in_flight)
+    metrics.track(batcher.depth, lambda: pipeline.in_flight, lambda statistic: models.drift.value(statistic))
     workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes)]

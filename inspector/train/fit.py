@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader
 from inspector.bundle import load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
-from inspector.data.layouts import DataSet, data_hash, load_dataset
+from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import split_record, stratified_split
 from inspector.evaluation.plots import plot_training_curves
 from inspector.model import DefectNet, get_backbone
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
+from inspector.train.reference import validation_reference
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,18 @@ def make_spec(cfg: TrainConfig) -> PreprocessSpec:
 
 
 def _loaders(
-    dataset: DataSet, cfg: TrainConfig, spec: PreprocessSpec, ranks: Ranks
-) -> tuple[DataLoader, DataLoader, dict]:
+    train: list[Sample], val: list[Sample], classes: tuple[str, ...], cfg: TrainConfig, spec: PreprocessSpec,
+    ranks: Ranks,
+) -> tuple[DataLoader, DataLoader]:
     """Each rank draws its own share of a balanced epoch; validation runs on rank 0 only."""
-    train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, worker_init_fn=worker_init,
                   persistent_workers=cfg.workers > 0)
     share = math.ceil(len(train) / ranks.world)
     sampler = balanced_sampler(train, cfg.seed + ranks.rank, num_samples=share)
-    train_loader = DataLoader(DefectDataset(train, dataset.classes, spec, train=True, seed=cfg.seed + ranks.rank),
+    train_loader = DataLoader(DefectDataset(train, classes, spec, train=True, seed=cfg.seed + ranks.rank),
                               sampler=sampler, drop_last=share > cfg.batch_size, **common)
-    val_loader = DataLoader(DefectDataset(val, dataset.classes, spec, train=False), shuffle=False, **common)
-    return train_loader, val_loader, split_record(dataset, train, val)
+    val_loader = DataLoader(DefectDataset(val, classes, spec, train=False), shuffle=False, **common)
+    return train_loader, val_loader
 
 
 def _phase_optimizer(model: DefectNet, cfg: TrainConfig, finetune: bool) -> torch.optim.Adam:
@@ -117,7 +118,8 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     if init is not None:  # the bundle's backbone and preprocessing carry over
         cfg = dataclasses.replace(cfg, backbone=init.meta["backbone"], image_size=init.spec.height)
     spec = init.spec if init is not None else make_spec(cfg)
-    train_loader, val_loader, split = _loaders(dataset, cfg, spec, ranks)
+    train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
+    train_loader, val_loader = _loaders(train, val, dataset.classes, cfg, spec, ranks)
     if init is not None:
         model = model_from_bundle(init, dataset.classes)
     else:
@@ -144,7 +146,8 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         "validation": best.metrics,
         "data": {"hash": data_hash(dataset), "root": str(Path(data).resolve()), "layout": dataset.layout,
                  "n_images": len(dataset.samples), "per_class": dict(Counter(s.label for s in dataset.samples))},
-        "split": split,
+        "split": split_record(dataset, train, val),
+        "reference": validation_reference(model, val, spec, device),
         "train_config": dataclasses.asdict(cfg),
         "train_seconds": round(time.time() - started, 1),
         "train_processes": ranks.world,

@@ -32,12 +32,14 @@ def scraped(tiny_bundle, demo_data):
                   pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s2", camera_id="cam-1")]
         assert len(list(stub.InspectStream(iter(stream), timeout=30))) == 3
         text = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=10).read().decode()
+        windows = {k: len(v) for k, v in running.models.drift._values.items()}
     finally:
         running.stop(grace=1)
     samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    samples[("drift windows", ())] = windows
     return samples
 
 
@@ -79,6 +81,13 @@ def test_stage_histograms_batch_sizes_and_gauges(scraped):
     assert value(scraped, "inspector_batch_size_frames_sum") == 5  # warm-up passes are not counted
     assert value(scraped, "inspector_defect_score_ratio_count") == 5
     assert value(scraped, "inspector_in_flight_frames") == 0 and value(scraped, "inspector_queue_depth_frames") == 0
+
+
+def test_drift_gauges_wait_for_enough_frames(scraped):
+    for statistic in ("defect_score", "brightness", "contrast", "sharpness"):
+        psi = value(scraped, "inspector_drift_psi", statistic=statistic)
+        assert psi != psi  # NaN: 5 frames are too few to judge drift
+    assert scraped[("drift windows", ())] == {s: 5 for s in ("defect_score", "brightness", "contrast", "sharpness")}
 
 
 def test_model_info_and_swaps(scraped):

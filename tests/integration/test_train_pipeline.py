@@ -28,6 +28,8 @@ def test_training_lowers_the_loss_and_records_everything(tiny_bundle):
     assert len(meta["split"]["val"]) == 8 and not set(meta["split"]["val"]) & set(meta["split"]["train"])
     assert set(meta["validation"]) >= {"val_macro_f1", "val_miou", "val_auroc"}
     assert (tiny_bundle / "training_curves.png").stat().st_size > 1000
+    assert set(meta["reference"]) == {"defect_score", "brightness", "contrast", "sharpness"}
+    assert sum(meta["reference"]["brightness"]["fractions"]) == pytest.approx(1.0)
 
 
 def test_bundle_predicts_on_frames_of_any_size(tiny_bundle, demo_data):

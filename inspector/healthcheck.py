@@ -1,0 +1,54 @@
+"""Container health probe: ``python -m inspector.healthcheck --target 127.0.0.1:50051``.
+
+Asks the service's ``grpc.health.v1.Health/Check`` for the overall status (service ``""``) and exits 0 only when it is
+SERVING; 1 when it is anything else (NOT_SERVING while the model loads or the service drains), when the call fails
+(nothing listening, the service unknown) or when no answer comes within the timeout (3 s). Imports gRPC only, so it
+starts fast enough to run every few seconds beside the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TIMEOUT_S = 3.0
+
+
+def check(target: str = DEFAULT_TARGET, service: str = "", timeout: float = DEFAULT_TIMEOUT_S) -> tuple[bool, str]:
+    """One health check.
+
+    Returns:
+        Whether ``service`` on ``target`` is SERVING, and a one-line description of what was found.
+    """
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as err:
+            code = err.code() if hasattr(err, "code") else None
+            name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+            details = err.details() if hasattr(err, "details") else str(err)
+            return False, f"{target}: {name}: {details}"
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return response.status == health_pb2.HealthCheckResponse.SERVING, f"{target}: {status}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inspector.healthcheck",
+                                     description="Exit 0 when the service's gRPC health is SERVING, else 1.")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help=f"HOST:PORT (default {DEFAULT_TARGET})")
+    parser.add_argument("--service", default="", help="service name to check (default: the overall status)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds to wait for the answer (default {DEFAULT_TIMEOUT_S:g})")
+    args = parser.parse_args(argv)
+    serving, what = check(args.target, args.service, args.timeout)
+    print(what, file=sys.stdout if serving else sys.stderr)
+    return 0 if serving else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
