@@ -71,7 +71,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.store import model_names
 
     fields = ("host", "grpc_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
-              "max_in_flight", "backend")
+              "max_in_flight", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
                       cameras=tuple(args.camera or ()))
     if args.model:
@@ -101,6 +101,13 @@ def _cmd_models(args: argparse.Namespace) -> None:
         print(json.dumps({"name": args.name, "active": promote_version(args.store, args.name, args.version)}))
     else:
         print(json.dumps({"name": args.name, "active": rollback_version(args.store, args.name)}))
+
+
+def _cmd_audit(args: argparse.Namespace) -> None:
+    from inspector.audit_export import export_reviewed
+
+    counts = export_reviewed(args.audit, args.out, args.use_model_labels)
+    print(json.dumps({"out": args.out, "images": counts}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", dest="max_batch", type=int, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=int, help="overload bound (default 64)")
+    p.add_argument("--audit-dir", dest="audit_dir", help="keep rejected/review frames and a sample of accepted ones")
+    p.add_argument("--audit-sample-accept", dest="audit_sample_accept", type=float, help="default 0.01")
+    p.add_argument("--audit-quota-mb", dest="audit_quota_mb", type=float, help="disk quota, MiB (default 1024)")
+    p.add_argument("--audit-max-per-second", dest="audit_max_per_second", type=float, help="default 20")
     p.add_argument("--backend", choices=("eager", "torchscript", "onnx"),
                    help="eager (default) or an export of the bundle (inspector export); onnx runs on ONNX Runtime")
     p.set_defaults(func=_cmd_serve)
@@ -193,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "promote":
             a.add_argument("version", help="e.g. v3")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("audit", help="audit frames kept by the service")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("export", help="reviewed frames -> class folders (for train --init)")
+    a.add_argument("--audit", required=True, help="the service's --audit-dir")
+    a.add_argument("--out", required=True)
+    a.add_argument("--use-model-labels", action="store_true", help="export unreviewed frames under the model's label")
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("client", help="stream images, folders or videos to a service; prints JSON lines")
     p.add_argument("--target", required=True, help="HOST:PORT")

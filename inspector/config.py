@@ -110,3 +110,7 @@ class ServeConfig:
     watch_seconds: float = 2.0  # how often the store's ACTIVE pointer is checked; 0 disables
     grace_seconds: float = 10.0  # on SIGTERM, time given to calls in flight
     max_message_bytes: int = 64 * 1024 * 1024 + 4096  # a 64 MiB frame plus its fields
+    audit_dir: str | None = None  # keep rejected/review frames (and a sample of accepted ones) here; None: off
+    audit_sample_accept: float = 0.01  # share of accepted frames kept
+    audit_quota_mb: float = 1024.0  # disk the audit may use, MiB
+    audit_max_per_second: float = 20.0  # frames kept per second at most

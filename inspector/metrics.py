@@ -52,6 +52,8 @@ class Metrics:
         self.model_info = Gauge("inspector_model_info", "The model serving (value 1)", ["name", "version", "backbone"],
                                 registry=r)
         self.swaps = Counter("inspector_model_swaps_total", "Model swap attempts by result", ["result"], registry=r)
+        self.audit = Counter("inspector_audit_frames_total", "Frames offered to the audit sink, by outcome", ["result"],
+                             registry=r)
         self.drift_psi = Gauge("inspector_drift_psi", "Population stability index of recent frames against the "
                                "validation reference (NaN until enough frames)", ["statistic"], registry=r)
 

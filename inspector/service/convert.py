@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from inspector.config import Thresholds
-from inspector.predictor import Predictor
+from inspector.predictor import Prediction, Predictor
+from inspector.service.audit import AuditRecord
 from inspector.service.pipeline import FrameIn, Inspection, Rejected
 from inspector.v1 import inspector_pb2 as pb
 
@@ -48,6 +49,11 @@ def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectRespon
         model_version=p.model_version,
         timings=pb.StageTimings(**ms),
     )
+
+
+def audit_record(request: pb.InspectRequest, p: Prediction) -> AuditRecord:
+    return AuditRecord(request.camera_id, request.frame_id, p.verdict, p.label, p.defect_class, p.defect_score,
+                       p.class_scores, [dataclasses.asdict(r) for r in p.regions], p.model_version)
 
 
 def error_response(request: pb.InspectRequest, err: Rejected) -> pb.InspectResponse:

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from inspector.config import FrameLimits, ServeConfig
 from inspector.metrics import Metrics
 from inspector.predictor import Predictor
+from inspector.service.audit import AuditConfig, AuditSink
 from inspector.service.batcher import MicroBatcher
 from inspector.service.interceptor import MetricsInterceptor
 from inspector.service.models import ModelManager
@@ -64,6 +65,7 @@ class InspectionServer:
     metrics: Metrics
     metrics_port: int | None
     metrics_server: Any
+    audit: AuditSink | None
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, new calls refused, calls in flight answered (up to ``grace`` s), then stopped."""
@@ -74,6 +76,8 @@ class InspectionServer:
         self.workers.shutdown(wait=False, cancel_futures=True)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+        if self.audit is not None:
+            self.audit.close()
 
 
 def _on_swap(metrics: Metrics) -> Callable[[str, Predictor | None], None]:
@@ -103,7 +107,11 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
                ("grpc.max_send_message_length", cfg.max_message_bytes)]
     server = grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options,
                          interceptors=[MetricsInterceptor(metrics)])
-    pb_grpc.add_InspectorServicer_to_server(InspectorServicer(pipeline, workers, cfg.stream_window, metrics), server)
+    audit = None if cfg.audit_dir is None else AuditSink(
+        AuditConfig(cfg.audit_dir, cfg.audit_sample_accept, int(cfg.audit_quota_mb * 2**20), cfg.audit_max_per_second),
+        on_result=lambda result: metrics.audit.labels(result).inc())
+    servicer = InspectorServicer(pipeline, workers, cfg.stream_window, metrics, audit)
+    pb_grpc.add_InspectorServicer_to_server(servicer, server)
     pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
     health_servicer = _health(server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -115,7 +123,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     server.start()
     loaded = threading.Event()
     running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded,
-                               metrics, metrics_port, metrics_server)
+                               metrics, metrics_port, metrics_server, audit)
 
     def load() -> None:
         try:

@@ -14,6 +14,7 @@ import grpc
 
 from inspector.metrics import Metrics
 from inspector.service import convert
+from inspector.service.audit import AuditSink
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.pipeline import Pipeline, Rejected
 from inspector.store import active_version, versions
@@ -32,11 +33,13 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 class InspectorServicer(pb_grpc.InspectorServicer):
     """Inspect (unary), InspectStream (one response per request, in request order), GetModelInfo."""
 
-    def __init__(self, pipeline: Pipeline, workers: ThreadPoolExecutor, stream_window: int, metrics: Metrics) -> None:
+    def __init__(self, pipeline: Pipeline, workers: ThreadPoolExecutor, stream_window: int, metrics: Metrics,
+                 audit: AuditSink | None = None) -> None:
         self.pipeline = pipeline
         self.workers = workers
         self.stream_window = stream_window
         self.metrics = metrics
+        self.audit = audit
 
     def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         """Inspects one frame and counts it; raises Rejected."""
@@ -50,6 +53,10 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         p = result.prediction
         self.metrics.observe_frame(request.camera_id, p.verdict, p.defect_class, p.defect_score,
                                    sum(r.area_fraction for r in p.regions), result.timings)
+        if self.audit is not None:
+            frame = convert.frame_in(request)
+            self.audit.offer(convert.audit_record(request, p), frame.data, frame.encoding, frame.width, frame.height,
+                             frame.stride)
         return convert.response(request, result)
 
     def Inspect(self, request: pb.InspectRequest, context: grpc.ServicerContext) -> pb.InspectResponse:

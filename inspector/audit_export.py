@@ -1,0 +1,55 @@
+"""``inspector audit export``: reviewed audit frames -> the class-folders layout, ready for ``train --init``.
+
+A review is a JSON line ``{"image": "<path as in index.jsonl>", "label": "<class>"}`` in ``<audit>/reviews.jsonl``
+(the last line for an image wins). Frames nobody reviewed are left out, unless ``use_model_labels`` takes the
+model's own label for them. Defect frames come without masks: they train the classifier, not the mask head.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from inspector.service.audit import INDEX_FILE
+
+REVIEWS_FILE = "reviews.jsonl"
+
+
+def _lines(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError as err:
+                raise ValueError(f"{path}:{number}: not a JSON line: {err}") from err
+    return out
+
+
+def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool = False) -> dict[str, int]:
+    """Copies reviewed frames into ``out/images/<label>/``; returns the count per class."""
+    audit, out = Path(audit), Path(out)
+    records = _lines(audit / INDEX_FILE)
+    if not records:
+        raise FileNotFoundError(f"{audit / INDEX_FILE} is missing or empty")
+    reviews = {r["image"]: r["label"] for r in _lines(audit / REVIEWS_FILE)}
+    counts: Counter[str] = Counter()
+    for record in records:
+        label = reviews.get(record["image"]) or (record["label"] if use_model_labels else None)
+        if not label:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", label):
+            raise ValueError(f"review of {record['image']}: {label!r} is not a usable class name")
+        source = (audit / record["image"]).resolve()
+        if audit.resolve() not in source.parents or not source.is_file():
+            raise FileNotFoundError(f"{record['image']}: not a frame inside {audit}")
+        target = out / "images" / label / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        counts[label] += 1
+    return dict(counts)
