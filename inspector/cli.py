@@ -71,7 +71,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.store import model_names
 
     fields = ("host", "grpc_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
-              "max_in_flight", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second")
+              "max_in_flight", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
+              "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
                       cameras=tuple(args.camera or ()))
     if args.model:
@@ -87,7 +88,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 def _cmd_client(args: argparse.Namespace) -> None:
     from inspector.client_cli import run_client
 
-    for line in run_client(args.target, args.paths, args.camera_id, args.overlays, args.timeout):
+    from inspector.service.security import read_secret
+
+    connection = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+                  "token": read_secret(args.token_file, "INSPECTOR_TOKEN")}
+    for line in run_client(args.target, args.paths, args.camera_id, args.overlays, args.timeout, connection):
         print(json.dumps(line), flush=True)
 
 
@@ -189,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit-sample-accept", dest="audit_sample_accept", type=float, help="default 0.01")
     p.add_argument("--audit-quota-mb", dest="audit_quota_mb", type=float, help="disk quota, MiB (default 1024)")
     p.add_argument("--audit-max-per-second", dest="audit_max_per_second", type=float, help="default 20")
+    p.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: the gRPC port speaks TLS only")
+    p.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", dest="tls_client_ca", help="PEM CA: require client certificates (mutual TLS)")
+    p.add_argument("--admin-token-file", dest="admin_token_file",
+                   help="file holding the bearer token Admin calls need (else $INSPECTOR_ADMIN_TOKEN)")
+    p.add_argument("--inference-token-file", dest="inference_token_file",
+                   help="file holding a bearer token inference calls need (else $INSPECTOR_TOKEN; none: open)")
     p.add_argument("--backend", choices=("eager", "torchscript", "onnx"),
                    help="eager (default) or an export of the bundle (inspector export); onnx runs on ONNX Runtime")
     p.set_defaults(func=_cmd_serve)
@@ -219,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-id", dest="camera_id", default="")
     p.add_argument("--overlays", help="folder to write mask overlays to")
     p.add_argument("--timeout", type=float, default=None, help="seconds for the whole stream")
+    p.add_argument("--tls-ca", dest="tls_ca", help="PEM CA of the server certificate: connect with TLS")
+    p.add_argument("--tls-cert", dest="tls_cert", help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", dest="tls_key", help="client key (mutual TLS)")
+    p.add_argument("--token-file", dest="token_file", help="file holding the bearer token (else $INSPECTOR_TOKEN)")
     p.set_defaults(func=_cmd_client)
     return parser
 

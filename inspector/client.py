@@ -80,21 +80,39 @@ def decode_mask(response: pb.InspectResponse) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(response.mask_png, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
-class InspectorClient:
-    """Connection to a service at ``target`` (``host:port``)."""
+def channel(target: str, tls_ca: str | None = None, tls_cert: str | None = None,
+            tls_key: str | None = None) -> grpc.Channel:
+    """A channel to ``target``: TLS when a CA file is given (plus a client certificate for mutual TLS)."""
+    options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+    if not tls_ca:
+        return grpc.insecure_channel(target, options=options)
+    read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+    credentials = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key), read(tls_cert))
+    return grpc.secure_channel(target, credentials, options=options)
 
-    def __init__(self, target: str) -> None:
-        options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
-        self.channel = grpc.insecure_channel(target, options=options)
+
+class InspectorClient:
+    """Connection to a service at ``target`` (``host:port``).
+
+    Args:
+        target: ``host:port``.
+        tls_ca: CA file that signed the server certificate (TLS); ``tls_cert``/``tls_key`` for mutual TLS.
+        token: Bearer token sent with every call (when the service requires one).
+    """
+
+    def __init__(self, target: str, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, token: str | None = None) -> None:
+        self.channel = channel(target, tls_ca, tls_cert, tls_key)
+        self.metadata = [("authorization", f"Bearer {token}")] if token else None
         self.stub = pb_grpc.InspectorStub(self.channel)
         self.admin = pb_grpc.AdminStub(self.channel)
 
     def inspect(self, request: pb.InspectRequest, timeout: float | None = None) -> pb.InspectResponse:
-        return self.stub.Inspect(request, timeout=timeout)
+        return self.stub.Inspect(request, timeout=timeout, metadata=self.metadata)
 
     def stream(self, requests: Iterable[pb.InspectRequest], timeout: float | None = None) -> Iterator[pb.InspectResponse]:
         """One response per request, in request order."""
-        return self.stub.InspectStream(iter(requests), timeout=timeout)
+        return self.stub.InspectStream(iter(requests), timeout=timeout, metadata=self.metadata)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         grpc.channel_ready_future(self.channel).result(timeout=timeout)

@@ -13,7 +13,8 @@ from inspector.overlay import overlay_mask
 
 
 def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str | None = None,
-               timeout: float | None = None) -> Iterator[dict]:
+               timeout: float | None = None, connection: dict | None = None) -> Iterator[dict]:
+    """Streams ``paths`` to ``target``; ``connection`` holds InspectorClient's TLS and token arguments."""
     frames = {}
     failed: list[Exception] = []
 
@@ -28,7 +29,7 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
         except Exception as err:  # noqa: BLE001 - re-raised after the frames already sent are answered
             failed.append(err)
 
-    with InspectorClient(target) as client:
+    with InspectorClient(target, **(connection or {})) as client:
         for response in client.stream(requests(), timeout=timeout):
             line = response_dict(response)
             mask = decode_mask(response)

@@ -110,6 +110,11 @@ class ServeConfig:
     watch_seconds: float = 2.0  # how often the store's ACTIVE pointer is checked; 0 disables
     grace_seconds: float = 10.0  # on SIGTERM, time given to calls in flight
     max_message_bytes: int = 64 * 1024 * 1024 + 4096  # a 64 MiB frame plus its fields
+    tls_cert: str | None = None  # PEM certificate file; with tls_key, the gRPC port speaks TLS only
+    tls_key: str | None = None  # PEM private key file
+    tls_client_ca: str | None = None  # PEM CA file: clients must present a certificate it signed (mutual TLS)
+    admin_token_file: str | None = None  # bearer token for Admin calls (else $INSPECTOR_ADMIN_TOKEN)
+    inference_token_file: str | None = None  # bearer token for inference calls (else $INSPECTOR_TOKEN); none: open
     audit_dir: str | None = None  # keep rejected/review frames (and a sample of accepted ones) here; None: off
     audit_sample_accept: float = 0.01  # share of accepted frames kept
     audit_quota_mb: float = 1024.0  # disk the audit may use, MiB

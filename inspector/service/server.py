@@ -22,6 +22,7 @@ from inspector.service.batcher import MicroBatcher
 from inspector.service.interceptor import MetricsInterceptor
 from inspector.service.models import ModelManager
 from inspector.service.pipeline import Pipeline
+from inspector.service.security import TokenInterceptor, read_secret, server_credentials
 from inspector.service.servicer import AdminServicer, InspectorServicer
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -32,6 +33,7 @@ SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["Inspector"].full_name,
     pb.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
+ADMIN_TOKEN_ENV, INFERENCE_TOKEN_ENV = "INSPECTOR_ADMIN_TOKEN", "INSPECTOR_TOKEN"
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -105,8 +107,10 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes)]
+    tokens = TokenInterceptor(read_secret(cfg.admin_token_file, ADMIN_TOKEN_ENV),
+                              read_secret(cfg.inference_token_file, INFERENCE_TOKEN_ENV))
     server = grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options,
-                         interceptors=[MetricsInterceptor(metrics)])
+                         interceptors=[MetricsInterceptor(metrics), tokens])
     audit = None if cfg.audit_dir is None else AuditSink(
         AuditConfig(cfg.audit_dir, cfg.audit_sample_accept, int(cfg.audit_quota_mb * 2**20), cfg.audit_max_per_second),
         on_result=lambda result: metrics.audit.labels(result).inc())
@@ -115,7 +119,13 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
     health_servicer = _health(server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+    address = f"{cfg.host}:{cfg.grpc_port}"
+    if cfg.tls_cert or cfg.tls_key:
+        if not (cfg.tls_cert and cfg.tls_key):
+            raise ValueError("TLS needs both a certificate and a key file")
+        port = server.add_secure_port(address, server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {cfg.host}:{cfg.grpc_port}")
     metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(cfg.metrics_port,

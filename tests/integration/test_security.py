@@ -1,0 +1,142 @@
+"""TLS, mutual TLS and bearer tokens, with certificates made at test time."""
+
+import datetime
+import ipaddress
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from inspector.client import InspectorClient
+from inspector.config import ServeConfig
+from inspector.service.security import read_secret
+from inspector.service.server import start_server
+from inspector.v1 import inspector_pb2 as pb
+
+TIMEOUT = 20
+
+
+def _cert(name: str, issuer=None, issuer_key=None, ca: bool = False, server: bool = False):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject if issuer else subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    cert = builder.sign(issuer_key or key, hashes.SHA256())
+    return cert, key
+
+
+def _write(path, cert, key=None):
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        path.with_suffix(".key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                               serialization.PrivateFormat.PKCS8,
+                                                               serialization.NoEncryption()))
+    return str(path.with_suffix(".crt")), str(path.with_suffix(".key"))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca, ca_key = _cert("test CA", ca=True)
+    server, server_key = _cert("localhost", ca, ca_key, server=True)
+    client, client_key = _cert("camera-1", ca, ca_key)
+    other_ca, other_key = _cert("other CA", ca=True)
+    stranger, stranger_key = _cert("stranger", other_ca, other_key)
+    return {"ca": _write(d / "ca", ca)[0], "server": _write(d / "server", server, server_key),
+            "client": _write(d / "client", client, client_key), "stranger": _write(d / "stranger", stranger, stranger_key)}
+
+
+@pytest.fixture(scope="module")
+def frame(demo_data):
+    return pb.InspectRequest(data=(demo_data / "images" / "good" / "good_0000.png").read_bytes(), encoding=pb.PNG,
+                             frame_id="f")
+
+
+def _serve(tiny_bundle, **cfg):
+    config = ServeConfig(host="127.0.0.1", grpc_port=0, device="cpu", metrics_port=None, watch_seconds=0.0,
+                         grace_seconds=1.0, **cfg)
+    running = start_server(config, bundle=tiny_bundle)
+    assert running.loaded.wait(60)
+    return running
+
+
+def _code(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    return err.value.code()
+
+
+def test_tls_refuses_plaintext(tiny_bundle, pki, frame):
+    cert, key = pki["server"]
+    running = _serve(tiny_bundle, tls_cert=cert, tls_key=key)
+    try:
+        target = f"localhost:{running.port}"
+        with InspectorClient(target, tls_ca=pki["ca"]) as client:
+            assert client.inspect(frame, timeout=TIMEOUT).frame_id == "f"
+        with InspectorClient(target) as plain:
+            assert _code(lambda: plain.inspect(frame, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(grace=0)
+
+
+def test_mutual_tls_refuses_clients_without_a_trusted_certificate(tiny_bundle, pki, frame):
+    cert, key = pki["server"]
+    running = _serve(tiny_bundle, tls_cert=cert, tls_key=key, tls_client_ca=pki["ca"])
+    try:
+        target = f"localhost:{running.port}"
+        client_cert, client_key = pki["client"]
+        with InspectorClient(target, tls_ca=pki["ca"], tls_cert=client_cert, tls_key=client_key) as client:
+            assert client.inspect(frame, timeout=TIMEOUT).frame_id == "f"
+        with InspectorClient(target, tls_ca=pki["ca"]) as anonymous:
+            assert _code(lambda: anonymous.inspect(frame, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+        s_cert, s_key = pki["stranger"]
+        with InspectorClient(target, tls_ca=pki["ca"], tls_cert=s_cert, tls_key=s_key) as stranger:
+            assert _code(lambda: stranger.inspect(frame, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(grace=0)
+
+
+def test_admin_and_inference_tokens(tiny_bundle, tmp_path, frame, monkeypatch):
+    (tmp_path / "admin").write_text("s3cret-admin\n")
+    monkeypatch.setenv("INSPECTOR_TOKEN", "line-token")
+    running = _serve(tiny_bundle, admin_token_file=str(tmp_path / "admin"))
+    try:
+        target = f"127.0.0.1:{running.port}"
+        request = pb.ListModelsRequest()
+        with InspectorClient(target) as none:
+            assert _code(lambda: none.admin.ListModels(request, timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
+            assert _code(lambda: none.inspect(frame, timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
+            assert _code(lambda: list(none.stream([frame], timeout=5))) == grpc.StatusCode.UNAUTHENTICATED
+        with InspectorClient(target, token="line-token") as line:
+            assert line.inspect(frame, timeout=TIMEOUT).frame_id == "f"
+            assert [r.frame_id for r in line.stream([frame], timeout=TIMEOUT)] == ["f"]
+            wrong = [("authorization", "Bearer line-token")]
+            assert _code(lambda: line.admin.ListModels(request, timeout=5, metadata=wrong)) == \
+                grpc.StatusCode.PERMISSION_DENIED
+            admin = [("authorization", "Bearer s3cret-admin")]
+            assert line.admin.ListModels(request, timeout=TIMEOUT, metadata=admin).serving == "tiny/v1"
+    finally:
+        running.stop(grace=0)
+
+
+def test_read_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("X_TOKEN", "from-env")
+    assert read_secret(None, "X_TOKEN") == "from-env"
+    (tmp_path / "t").write_text("  from-file \n")
+    assert read_secret(str(tmp_path / "t"), "X_TOKEN") == "from-file"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_secret(str(tmp_path / "empty"), "X_TOKEN")
+    with pytest.raises(FileNotFoundError, match="cannot read token file"):
+        read_secret(str(tmp_path / "missing"), "X_TOKEN")
+    monkeypatch.delenv("X_TOKEN")
+    assert read_secret(None, "X_TOKEN") is None
