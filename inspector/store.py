@@ -6,8 +6,10 @@ sees either the old or the new version, never a mix.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ACTIVE_FILE = "ACTIVE"
@@ -50,6 +52,30 @@ def versions(model_dir: str | Path) -> list[str]:
     model_dir = Path(model_dir)
     found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name[:1] == "v" and p.name[1:].isdigit()]
     return sorted(found, key=lambda v: int(v[1:]))
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    active: bool
+    backbone: str | None
+    created_at: str
+    validation: dict[str, float]  # numeric validation figures recorded at training
+
+
+def describe(model_dir: str | Path) -> list[VersionInfo]:
+    """Every version of one model, oldest first, with what its bundle.json says (empty when unreadable)."""
+    model_dir = Path(model_dir)
+    active = active_version(model_dir)
+    out = []
+    for version in versions(model_dir):
+        try:
+            meta = json.loads((model_dir / version / "bundle.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        figures = {k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))}
+        out.append(VersionInfo(version, version == active, meta.get("backbone"), meta.get("created_at", ""), figures))
+    return out
 
 
 def promote(model_dir: str | Path, version: str) -> None:

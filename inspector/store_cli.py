@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from inspector.store import active_version, promote, rollback, versions
+from inspector.store import describe, promote, rollback, versions
 
 SHOWN_METRICS = ("val_macro_f1", "val_auroc", "val_miou", "val_accuracy")
 
@@ -21,15 +20,10 @@ def list_models(store: str | Path, name: str | None = None) -> list[dict]:
         model_dir = store / model
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model store {store} has no model {model!r}")
-        active = active_version(model_dir)
-        for version in versions(model_dir):
-            try:
-                meta = json.loads((model_dir / version / "bundle.json").read_text())
-            except (OSError, ValueError):
-                meta = {}
-            figures = {k: round(v, 4) for k, v in (meta.get("validation") or {}).items() if k in SHOWN_METRICS}
-            rows.append({"name": model, "version": version, "active": version == active,
-                         "backbone": meta.get("backbone"), "created_at": meta.get("created_at"), **figures})
+        for v in describe(model_dir):
+            figures = {k: round(x, 4) for k, x in v.validation.items() if k in SHOWN_METRICS}
+            rows.append({"name": model, "version": v.version, "active": v.active, "backbone": v.backbone,
+                         "created_at": v.created_at, **figures})
     return rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -17,7 +16,7 @@ from inspector.service import convert
 from inspector.service.audit import AuditSink
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.pipeline import Pipeline, Rejected
-from inspector.store import active_version, versions
+from inspector.store import describe
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
@@ -43,8 +42,9 @@ class InspectorServicer(pb_grpc.InspectorServicer):
 
     def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         """Inspects one frame and counts it; raises Rejected."""
+        frame = convert.frame_in(request)
         try:
-            result = self.pipeline.inspect(convert.frame_in(request), deadline)
+            result = self.pipeline.inspect(frame, deadline)
         except Rejected as err:
             self.metrics.frame_errors.labels(err.code.name).inc()
             if err.code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -54,7 +54,6 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         self.metrics.observe_frame(request.camera_id, p.verdict, p.defect_class, p.defect_score,
                                    sum(r.area_fraction for r in p.regions), result.timings)
         if self.audit is not None:
-            frame = convert.frame_in(request)
             self.audit.offer(convert.audit_record(request, p), frame.data, frame.encoding, frame.width, frame.height,
                              frame.stride)
         return convert.response(request, result)
@@ -130,16 +129,8 @@ class AdminServicer(pb_grpc.AdminServicer):
         model_dir = self.models.model_dir
         if model_dir is None:
             return pb.ListModelsResponse(serving=serving)
-        active = active_version(model_dir)
-        out = []
-        for version in versions(model_dir):
-            try:
-                meta = json.loads((model_dir / version / "bundle.json").read_text())
-            except (OSError, ValueError):
-                continue
-            metrics = {k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))}
-            out.append(pb.ModelVersion(name=model_dir.name, version=version, active=version == active,
-                                       created_at=meta.get("created_at", ""), validation=metrics))
+        out = [pb.ModelVersion(name=model_dir.name, version=v.version, active=v.active, created_at=v.created_at,
+                               validation=v.validation) for v in describe(model_dir)]
         return pb.ListModelsResponse(versions=out, serving=serving)
 
     def _switch(self, action, context: grpc.ServicerContext) -> pb.ModelInfo:
