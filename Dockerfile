@@ -38,7 +38,7 @@ COPY inspector ./inspector
 RUN pip install . \
  && rm -rf /src
 
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/inspector --shell /usr/sbin/nologin inspector \
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/inspector --shell /usr/sbin/nologin inspector \
  && mkdir -p /models \
  && chown inspector:inspector /models
 USER 10001:10001

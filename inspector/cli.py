@@ -43,6 +43,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"report": str(Path(args.report) / "report.json"), **summary, **report["pixel"]}))
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from inspector.evaluation.compare import compare_models
+
+    result = compare_models(args.models[0], args.models[1], args.data, args.device, args.split)
+    print(json.dumps({k: v for k, v in result.items() if k != "disagreements"}))
+    for row in result["disagreements"]:
+        print(json.dumps(row))
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from inspector.evaluation.calibrate import run_calibration
 
@@ -151,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the bundle's validation split when DATA is its training data, else all images")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="two bundles on the same data: figures side by side, frames they disagree on")
+    p.add_argument("--models", nargs=2, required=True, metavar=("A", "B"))
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=("auto", "val", "all"), default="auto",
+                   help="auto: model A's validation split when DATA is its training data, else all images")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("calibrate", help="choose thresholds on validation data; writes a new bundle version")
     p.add_argument("--model", required=True)

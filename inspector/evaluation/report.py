@@ -53,6 +53,39 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+@dataclass
+class Collected:
+    """A model's answers over a set of samples, ready to summarise."""
+
+    classes: tuple[str, ...]
+    outcomes: list[Outcome]
+    pixels: PixelConfusion
+    worst: list[tuple]  # (error, sample, image, prediction), the MAX_OVERLAYS worst, worst first
+
+    def report(self) -> dict[str, Any]:
+        """The report.json figures (NaN as None)."""
+        y_true, y_pred, scores = (np.array([getattr(o, k) for o in self.outcomes]) for k in ("truth", "pred", "score"))
+        image = classification_report(y_true, y_pred, scores, list(self.classes))
+        return _clean({"n_images": len(self.outcomes), "classes": list(self.classes), "image": image,
+                       "pixel": self.pixels.report()})
+
+
+def collect(predictor: Predictor, samples: list[Sample], desc: str = "evaluate", batch_size: int = 16,
+            show: bool = True) -> Collected:
+    """Runs the predictor over the samples and accumulates image outcomes and pixel confusion."""
+    classes = predictor.classes
+    index = {c: i for i, c in enumerate(classes)}
+    done = Collected(classes, [], PixelConfusion(len(classes)), [])
+    for sample, image, pred in run_over(predictor, samples, desc, batch_size, show):
+        iou = _pixel_update(done.pixels, sample, pred, index, predictor.thresholds.mask)
+        truth, guess = index[sample.label], index[pred.label]
+        error = (1.0 + abs(float(truth != index[GOOD_CLASS]) - pred.defect_score)) if truth != guess else (
+            0.0 if math.isnan(iou) else 1.0 - iou)
+        done.outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error))
+        done.worst = sorted([*done.worst, (error, sample, image, pred)], key=lambda t: -t[0])[:MAX_OVERLAYS]
+    return done
+
+
 def run_evaluation(
     model: str | Path, data: str | Path, report_dir: str | Path, device: str = "auto", split: str = "auto",
     batch_size: int = 16, show_progress: bool = True,
@@ -60,39 +93,24 @@ def run_evaluation(
     """Evaluates a bundle on a data set; writes ``report.json`` and plots to ``report_dir`` and returns the report."""
     predictor = Predictor.from_bundle(model, device)
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
-    classes = predictor.classes
-    check_classes(data_classes, classes)
-    index = {c: i for i, c in enumerate(classes)}
-    pixels, outcomes, overlays = PixelConfusion(len(classes)), [], []
-    for sample, image, pred in run_over(predictor, samples, "evaluate", batch_size, show_progress):
-        iou = _pixel_update(pixels, sample, pred, index, predictor.thresholds.mask)
-        truth, guess = index[sample.label], index[pred.label]
-        error = (1.0 + abs(float(truth != index[GOOD_CLASS]) - pred.defect_score)) if truth != guess else (
-            0.0 if math.isnan(iou) else 1.0 - iou)
-        outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error))
-        overlays.append((error, sample, image, pred))
-        overlays = sorted(overlays, key=lambda t: -t[0])[:MAX_OVERLAYS]
-    report = _write(report_dir, outcomes, overlays, pixels, classes, predictor, index)
+    check_classes(data_classes, predictor.classes)
+    report = _write(Path(report_dir), collect(predictor, samples, "evaluate", batch_size, show_progress), predictor)
     meta = {"model": str(predictor.bundle.path), "model_version": predictor.version, "data": str(data),
             "split": used_split, "thresholds": predictor.bundle.meta["thresholds"]}
     (Path(report_dir) / "report_meta.json").write_text(json.dumps(meta, indent=2))
     return report
 
 
-def _write(report_dir, outcomes, overlays, pixels, classes, predictor, index) -> dict[str, Any]:
-    out = Path(report_dir)
+def _write(out: Path, done: Collected, predictor: Predictor) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    y_true = np.array([o.truth for o in outcomes])
-    y_pred = np.array([o.pred for o in outcomes])
-    scores = np.array([o.score for o in outcomes])
-    image = classification_report(y_true, y_pred, scores, list(classes))
-    report = _clean({"n_images": len(outcomes), "classes": list(classes), "image": image, "pixel": pixels.report()})
+    report = done.report()
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    plot_confusion(np.array(image["confusion"]), list(classes), out / "confusion_matrix.png")
-    plot_roc_pr(y_true != index[GOOD_CLASS], scores, out / "roc_pr.png")
+    plot_confusion(np.array(report["image"]["confusion"]), list(done.classes), out / "confusion_matrix.png")
+    is_defect = np.array([o.truth != done.classes.index(GOOD_CLASS) for o in done.outcomes])
+    plot_roc_pr(is_defect, np.array([o.score for o in done.outcomes]), out / "roc_pr.png")
     tiles = [{"image": img, "mask": p.mask >= predictor.thresholds.mask,
               "truth": read_mask(s, p.mask.shape)[0] if s.label != GOOD_CLASS else None,
-              "title": f"{s.label} -> {p.label} {p.defect_score:.2f}"} for _, s, img, p in overlays]
+              "title": f"{s.label} -> {p.label} {p.defect_score:.2f}"} for _, s, img, p in done.worst]
     plot_overlay_grid(tiles, out / "overlays.png")
     history = predictor.bundle.path / "history.json"
     if history.is_file():

@@ -8,7 +8,7 @@ import pytest
 
 
 def _apt_install_prometheus() -> str:
-    """``apt-get update`` then ``apt-get install prometheus`` (Debian's package carries promtool); returns what failed."""
+    """``apt-get update``, ``apt-get install prometheus`` (Debian's package carries promtool); returns what failed."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update"],
                 ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]):

@@ -33,7 +33,7 @@ MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 
 
-# --- what the service exports --------------------------------------------------------------------------------------
+# --- what the service exports -----------------------------------------------------------------------------------------
 
 
 def exported_series() -> dict[str, set[str]]:
@@ -115,7 +115,7 @@ def test_check_promql_catches_mistakes():
     assert check_promql("sum by (stage) (inspector_frames_total)", "x")
 
 
-# --- everything parses -----------------------------------------------------------------------------------------------
+# --- everything parses ------------------------------------------------------------------------------------------------
 
 
 def yaml_files() -> list[Path]:
@@ -146,7 +146,7 @@ def test_dashboard_json_parses():
     assert all(t["datasource"]["type"] == "prometheus" for p in panels for t in p["targets"])
 
 
-# --- metric names everywhere -----------------------------------------------------------------------------------------
+# --- metric names everywhere ------------------------------------------------------------------------------------------
 
 
 def alert_rules() -> list[dict]:
@@ -215,7 +215,7 @@ def test_every_alert_has_for_severity_and_summary():
         assert rule.get("annotations", {}).get("summary"), rule["alert"]
 
 
-# --- promtool ----------------------------------------------------------------------------------------------------------
+# --- promtool ---------------------------------------------------------------------------------------------------------
 
 
 def run_promtool(promtool, *args, cwd=PROMETHEUS):
@@ -346,7 +346,7 @@ def test_alert_rules_fire_when_they_should(promtool, tmp_path):
     assert tested == {r["alert"] for r in alert_rules()}
 
 
-# --- compose and Grafana -------------------------------------------------------------------------------------------
+# --- compose and Grafana ----------------------------------------------------------------------------------------------
 
 
 def compose_path(source: str) -> Path:
@@ -384,7 +384,7 @@ def test_compose_has_the_three_services():
     assert datasource["datasources"][0]["type"] == "prometheus"
 
 
-# --- Dockerfile --------------------------------------------------------------------------------------------------------
+# --- Dockerfile -------------------------------------------------------------------------------------------------------
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -403,10 +403,10 @@ def test_dockerfile_contract():
     [base] = args["FROM"]
     assert re.fullmatch(r"nvidia/cuda:[0-9.]+-(cudnn[0-9]*-)?runtime-ubuntu[0-9.]+", base), base
 
-    users = args["USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert any(re.search(r"\buseradd\b.*--uid\s+" + users[-1].split(":")[0], r) for r in args["RUN"]) or \
-        not users[-1].split(":")[0].isdigit()
+    user = args["USER"][-1].split(":")[0]
+    assert user not in ("root", "0")
+    uid = user if user.isdigit() else r"\d+"
+    assert any(re.search(rf"\buseradd\b.*--uid\s+{uid}\b", r) for r in args["RUN"]), "USER must be created"
 
     assert any("/models" in v for v in args["VOLUME"])
     exposed = {p for v in args["EXPOSE"] for p in v.split()}
@@ -426,7 +426,7 @@ def test_dockerfile_contract():
     assert {".venv", ".git", "build"} <= set(ignored) and any(p.startswith("models/") for p in ignored)
 
 
-# --- Kubernetes --------------------------------------------------------------------------------------------------------
+# --- Kubernetes -------------------------------------------------------------------------------------------------------
 
 
 def test_k8s_deployment_gpu_and_grpc_probes():

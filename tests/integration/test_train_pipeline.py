@@ -156,3 +156,18 @@ def test_tampered_export_is_refused(tiny_bundle, tmp_path):
         Predictor.from_bundle(copy, device="cpu", backend="torchscript")
     with pytest.raises(FileNotFoundError, match="no onnx export"):
         Predictor.from_bundle(copy, device="cpu", backend="onnx")
+
+
+def test_compare_prints_both_models_and_their_disagreements(tiny_bundle, demo_data, capsys):
+    assert main(["calibrate", "--model", str(tiny_bundle), "--data", str(demo_data)]) == 0
+    calibrated = json.loads(capsys.readouterr().out)["bundle"]
+    assert main(["compare", "--models", str(tiny_bundle), calibrated, "--data", str(demo_data)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    head, rows = lines[0], lines[1:]
+    assert head["split"] == "val" and head["n_images"] == 8
+    assert head["A"].startswith("tiny/") and head["B"] == "tiny/" + calibrated.rsplit("/", 1)[1]
+    for figure in ("image.accuracy", "image.macro_f1", "pixel.miou"):
+        assert set(head["figures"][figure]) == {"A", "B"}
+    assert head["figures"]["image.auroc_defect"]["A"] == head["figures"]["image.auroc_defect"]["B"]  # same weights
+    for row in rows:  # thresholds differ, so labels may; every listed frame really disagrees
+        assert row["A"] != row["B"] and row["truth"] in ("good", "crack", "scratch", "spot")
