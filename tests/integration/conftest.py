@@ -21,15 +21,15 @@ def _apt_install_prometheus() -> str:
     return ""
 
 
-@pytest.fixture(scope="session")
-def promtool() -> str:
-    """The path of ``promtool``: from PATH, else installed with apt-get (Debian's ``prometheus`` package).
+def _prometheus_tool(name: str) -> str:
+    """The path of ``name`` (``promtool`` or ``prometheus``): from PATH, else installed with apt-get (Debian's
+    ``prometheus`` package carries both).
 
-    Fails (does not skip) when it cannot be had, so a machine without it cannot pass the deploy checks silently.
+    Fails (does not skip) when it cannot be had, so a machine without it cannot pass the checks silently.
     Installing the package on a machine with systemd also enables its Prometheus service; CI and containers have
     none running.
     """
-    found = shutil.which("promtool")
+    found = shutil.which(name)
     if found:
         return found
     why = ""
@@ -39,9 +39,21 @@ def promtool() -> str:
         why = "installing it needs root (apt-get install -y prometheus)"
     else:
         why = _apt_install_prometheus()
-    found = shutil.which("promtool") or (os.path.exists("/usr/bin/promtool") and "/usr/bin/promtool")
+    found = shutil.which(name) or (os.path.exists(f"/usr/bin/{name}") and f"/usr/bin/{name}")
     if found:
         return found
-    pytest.fail(f"promtool is needed to check deploy/prometheus/ and could not be installed: {why or 'not on PATH'}. "
-                "Install Prometheus' promtool (Debian/Ubuntu: apt-get install prometheus) and put it on PATH.",
+    pytest.fail(f"{name} is needed and could not be installed: {why or 'not on PATH'}. "
+                f"Install Prometheus (Debian/Ubuntu: apt-get install prometheus) and put {name} on PATH.",
                 pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus' checker of configs and rules."""
+    return _prometheus_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_server_binary() -> str:
+    """The Prometheus server, for the end-to-end scrape test."""
+    return _prometheus_tool("prometheus")
