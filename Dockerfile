@@ -1,4 +1,4 @@
-# The inspection service on a CUDA runtime: gRPC on 50051, Prometheus metrics on 9400, the model store at /models.
+# The inspection service on a CUDA runtime: gRPC on 50051 (health also on 50052), Prometheus metrics on 9400, models at /models.
 #
 #   docker build -t inspector .
 #   docker run --gpus all -v "$PWD/models:/models" -p 50051:50051 -p 9400:9400 inspector [--name NAME] [--camera ID]...
@@ -46,13 +46,14 @@ WORKDIR /home/inspector
 
 # Model bundles: models/<name>/<version>/ and models/<name>/ACTIVE (Admin.ActivateVersion and Rollback write it).
 VOLUME /models
-EXPOSE 50051 9400
+EXPOSE 50051 50052 9400
 
-# grpc.health.v1 overall status: NOT_SERVING until the model is loaded and warm, and again while draining.
+# grpc.health.v1 overall status: NOT_SERVING until the model is loaded and warm, and again while draining; asked on
+# the health port, which has threads of its own (streams hold the main port's RPC threads).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["python", "-m", "inspector.healthcheck", "--target", "127.0.0.1:50051", "--timeout", "3"]
+    CMD ["python", "-m", "inspector.healthcheck", "--target", "127.0.0.1:50052", "--timeout", "3"]
 
 # Exec form: the service is PID 1 and gets SIGTERM itself (health NOT_SERVING, calls in flight answered for up to
 # 10 s, then exit), so give `docker stop` more than that: docker stop -t 30.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["inspector", "serve", "--store", "/models", "--host", "0.0.0.0"]
+ENTRYPOINT ["inspector", "serve", "--store", "/models", "--host", "0.0.0.0", "--health-port", "50052"]

@@ -79,7 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.service.server import serve
     from inspector.store import model_names
 
-    fields = ("host", "grpc_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
+    fields = ("host", "grpc_port", "health_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
               "max_in_flight", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
               "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the store (default: the only one, else 'default')")
     p.add_argument("--host", help="bind address (default 0.0.0.0)")
     p.add_argument("--grpc-port", dest="grpc_port", type=int, help="default 50051")
+    p.add_argument("--health-port", dest="health_port", type=int,
+                   help="also serve grpc.health.v1 here on its own threads (for probes under heavy stream load)")
     p.add_argument("--metrics-port", dest="metrics_port", type=int, help="Prometheus /metrics port (default 9400)")
     p.add_argument("--metrics-host", dest="metrics_host", help="metrics bind address (default 0.0.0.0)")
     p.add_argument("--camera", action="append", help="a camera id with its own metric label (repeat); others: other")

@@ -96,6 +96,7 @@ class ServeConfig:
 
     host: str = "0.0.0.0"  # gRPC bind address
     grpc_port: int = 50051  # 0 picks a free port
+    health_port: int | None = None  # also answer grpc.health.v1 on this port, on threads streams cannot take
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = 9400  # None: no metrics endpoint; 0 picks a free port
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"

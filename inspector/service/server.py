@@ -46,6 +46,18 @@ def _health(server: grpc.Server) -> health.HealthServicer:
     return servicer
 
 
+def _health_only_server(servicer: health.HealthServicer, host: str, port: int) -> tuple[grpc.Server, int]:
+    """A second, tiny server answering health on its own threads: every stream holds an RPC thread of the main
+    server, so under many streams a probe there could wait; here it cannot."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} for health")
+    server.start()
+    return server, bound
+
+
 def _set_health(servicer: health.HealthServicer, status: int) -> None:
     for name in ("", *SERVICE_NAMES):
         servicer.set(name, status)
@@ -68,12 +80,16 @@ class InspectionServer:
     metrics_port: int | None
     metrics_server: Any
     audit: AuditSink | None
+    health_server: grpc.Server | None
+    health_port: int | None
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, new calls refused, calls in flight answered (up to ``grace`` s), then stopped."""
         _set_health(self.health, NOT_SERVING)
         self.models.stop()
         self.server.stop(self.cfg.grace_seconds if grace is None else grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         self.batcher.close()
         self.workers.shutdown(wait=False, cancel_futures=True)
         if self.metrics_server is not None:
@@ -131,9 +147,11 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(cfg.metrics_port,
                                                                                                cfg.metrics_host)
     server.start()
+    health_server, health_port = (None, None) if cfg.health_port is None else _health_only_server(
+        health_servicer, cfg.host, cfg.health_port)
     loaded = threading.Event()
     running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded,
-                               metrics, metrics_port, metrics_server, audit)
+                               metrics, metrics_port, metrics_server, audit, health_server, health_port)
 
     def load() -> None:
         try:

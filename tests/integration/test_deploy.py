@@ -410,13 +410,14 @@ def test_dockerfile_contract():
 
     assert any("/models" in v for v in args["VOLUME"])
     exposed = {p for v in args["EXPOSE"] for p in v.split()}
-    assert {"50051", "9400"} <= exposed
+    assert {"50051", "50052", "9400"} <= exposed
 
     [healthcheck] = args["HEALTHCHECK"]
-    assert "inspector.healthcheck" in healthcheck and "127.0.0.1:50051" in healthcheck
+    assert "inspector.healthcheck" in healthcheck and "127.0.0.1:50052" in healthcheck
 
     [entrypoint] = args["ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["inspector", "serve", "--store", "/models", "--host", "0.0.0.0"]
+    assert json.loads(entrypoint) == ["inspector", "serve", "--store", "/models", "--host", "0.0.0.0",
+                                      "--health-port", "50052"]
     run = " ".join(args["RUN"])
     assert "torch==2.14.1" in run and "torchvision==0.29.1" in run and "pip install ." in run
     ops = [op for op, _ in instructions]
@@ -437,14 +438,13 @@ def test_k8s_deployment_gpu_and_grpc_probes():
     [container] = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": 50051, "metrics": 9400}
+    assert ports == {"grpc": 50051, "health": 50052, "metrics": 9400}
     argv = container.get("command", []) + container.get("args", [])
     assert argv[:2] == ["inspector", "serve"] and "--store" in argv and argv[argv.index("--store") + 1] == "/models"
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["grpc"]["port"] == ports["grpc"], probe
-    if "startupProbe" in container:
-        assert container["startupProbe"]["grpc"]["port"] == ports["grpc"]
+    assert argv[argv.index("--health-port") + 1] == str(ports["health"])
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):  # on the health port's own threads
+        assert container[probe]["grpc"]["port"] == ports["health"], probe
 
     [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/models"]
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]

@@ -410,6 +410,32 @@ def test_health_is_not_serving_until_the_model_is_warm(make_store, servers, monk
     assert_valid(stub.Inspect(png_request(images["good_0000"], "late"), timeout=TIMEOUT), (64, 64))
 
 
+def test_health_port_answers_while_streams_hold_every_rpc_thread(make_store, servers, images):
+    running = servers.start(make_store(), grpc_threads=2, health_port=0)
+    channel = servers.channel(running)
+    release = threading.Event()
+
+    def idle_stream():
+        yield png_request(images["good_0000"], "open")
+        release.wait(30)  # the stream stays open: its handler keeps an RPC thread
+
+    streams = [pb_grpc.InspectorStub(channel).InspectStream(idle_stream(), timeout=TIMEOUT) for _ in range(2)]
+    try:
+        for stream in streams:
+            assert next(stream).frame_id == "open"
+        request = health_pb2.HealthCheckRequest()
+        with pytest.raises(grpc.RpcError) as info:  # the main port has no thread left to answer
+            health_pb2_grpc.HealthStub(channel).Check(request, timeout=1.0)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        side = grpc.insecure_channel(f"127.0.0.1:{running.health_port}")
+        assert health_pb2_grpc.HealthStub(side).Check(request, timeout=5).status == SERVING
+        side.close()
+    finally:
+        release.set()
+    for stream in streams:
+        assert list(stream) == []
+
+
 # ---------------------------------------------------------------- 6. reflection
 
 
