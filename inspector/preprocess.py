@@ -21,6 +21,7 @@ from inspector.config import FrameLimits, PreprocessSpec
 ENCODINGS = ("JPEG", "PNG", "BMP", "RAW_GRAY8", "RAW_BGR8", "RAW_RGB8")
 RAW_CHANNELS = {"RAW_GRAY8": 1, "RAW_BGR8": 3, "RAW_RGB8": 3}
 EXTENSIONS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP"}
+MAGIC = {"JPEG": b"\xff\xd8", "PNG": b"\x89PNG\r\n\x1a\n", "BMP": b"BM"}
 DEFAULT_LIMITS = FrameLimits()
 
 
@@ -55,7 +56,7 @@ def _check_size(width: int, height: int, limits: FrameLimits) -> None:
 def _probe_size(data: bytes | memoryview, encoding: str) -> tuple[int, int] | None:
     """Reads (width, height) from an image header without decoding; None if the header is not understood."""
     head = bytes(data[:64]) if encoding != "JPEG" else bytes(data[: 1 << 16])
-    if encoding == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+    if encoding == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         return struct.unpack(">II", head[16:24])
     if encoding == "BMP" and head[:2] == b"BM" and len(head) >= 26:
         w, h = struct.unpack("<ii", head[18:26])
@@ -72,6 +73,9 @@ def _probe_size(data: bytes | memoryview, encoding: str) -> tuple[int, int] | No
 
 
 def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLimits) -> np.ndarray:
+    if bytes(data[: len(MAGIC[encoding])]) != MAGIC[encoding]:  # OpenCV would decode any format it recognises
+        raise FrameError("encoding_mismatch", f"payload does not start like a {encoding} image "
+                         f"(first bytes {bytes(data[:4]).hex()}); check the declared encoding")
     size = _probe_size(data, encoding)
     if size is not None:
         _check_size(*size, limits)  # refuse decompression bombs before allocating
@@ -82,10 +86,10 @@ def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLim
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise FrameError("unsupported_format", f"{encoding} pixel type {image.dtype} is not supported")
-    if image.ndim == 3 and image.shape[2] == 4:
+    if image.ndim == 3 and image.shape[2] == 4:  # alpha is dropped
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    elif image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] in (1, 2):  # gray, or gray + alpha
+        image = np.ascontiguousarray(image[:, :, 0])
     return image
 
 

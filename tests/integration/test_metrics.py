@@ -64,7 +64,7 @@ def test_frames_by_verdict_and_bounded_camera_labels(scraped):
 
 def test_invalid_frames_and_request_status(scraped):
     assert value(scraped, "inspector_invalid_frames_total", reason="empty") == 1
-    assert value(scraped, "inspector_invalid_frames_total", reason="undecodable") == 1
+    assert value(scraped, "inspector_invalid_frames_total", reason="encoding_mismatch") == 1
     assert value(scraped, "inspector_frame_errors_total", code="INVALID_ARGUMENT") == 2
     assert value(scraped, "inspector_requests_total", method="Inspect", code="OK") == 3
     assert value(scraped, "inspector_requests_total", method="Inspect", code="INVALID_ARGUMENT") == 1

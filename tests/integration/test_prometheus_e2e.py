@@ -95,7 +95,7 @@ def test_prometheus_scrapes_and_computes_the_reject_rate(service, prometheus, de
     expr = f'(sum by (camera) (inspector_frames_total{{verdict="REJECT"}}) or {total} * 0) / {total}'
     result = {r["metric"]["camera"]: float(r["value"][1]) for r in query(prometheus, expr)}
     assert result == pytest.approx({c: seen.count("REJECT") / len(seen) for c, seen in verdicts.items()})
-    invalid = query(prometheus, 'inspector_invalid_frames_total{reason="undecodable"}')
+    invalid = query(prometheus, 'inspector_invalid_frames_total{reason="encoding_mismatch"}')
     assert [float(r["value"][1]) for r in invalid] == [1.0]
     up = query(prometheus, 'up{job="inspector"}')
     assert [float(r["value"][1]) for r in up] == [1.0]

@@ -329,7 +329,8 @@ def test_stream_answers_every_frame_in_order_and_flags_bad_ones(stub, images):
     requests = [
         (png_request(good, "good-0"), None),
         (pb.InspectRequest(data=b"", encoding=pb.PNG, frame_id="empty"), "empty"),
-        (pb.InspectRequest(data=rubbish, encoding=pb.JPEG, frame_id="random-jpeg"), "undecodable"),
+        (pb.InspectRequest(data=rubbish, encoding=pb.JPEG, frame_id="random-jpeg"), "encoding_mismatch"),
+        (pb.InspectRequest(data=b"\xff\xd8" + rubbish, encoding=pb.JPEG, frame_id="jpeg-garbage"), "undecodable"),
         (png_request(images["crack_0000"], "good-1"), None),
         (pb.InspectRequest(data=bytes(100), encoding=pb.RAW_GRAY8, width=64, height=64, frame_id="raw-short"),
          "size_mismatch"),
@@ -360,7 +361,8 @@ def test_stream_answers_every_frame_in_order_and_flags_bad_ones(stub, images):
 
 @pytest.mark.parametrize("request_fields, words", [
     (dict(data=b"", encoding=pb.PNG), "frame payload is empty"),
-    (dict(data=b"\x00not a jpeg" * 20, encoding=pb.JPEG), "not a decodable JPEG"),
+    (dict(data=b"\x00not a jpeg" * 20, encoding=pb.JPEG), "does not start like a JPEG"),
+    (dict(data=b"\xff\xd8not a jpeg" * 20, encoding=pb.JPEG), "not a decodable JPEG"),
     (dict(data=bytes(100), encoding=pb.RAW_GRAY8, width=64, height=64), "needs 4096 bytes, got 100"),
     (dict(data=bytes(100), encoding=pb.ENCODING_UNSPECIFIED), "unknown encoding 'ENCODING_UNSPECIFIED'"),
     (dict(data=bytes(16 * 16), encoding=pb.RAW_GRAY8, width=16, height=16), "16x16 px"),

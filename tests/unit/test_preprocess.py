@@ -154,8 +154,16 @@ def test_payload_over_max_bytes_refused() -> None:
 
 def test_random_bytes_as_jpeg_refused() -> None:
     data = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
-    err = _refused("undecodable", data, "JPEG")
-    assert "4000 bytes" in str(err) and "JPEG" in str(err)
+    err = _refused("encoding_mismatch", data, "JPEG")
+    assert "does not start like a JPEG" in str(err)
+    err = _refused("undecodable", b"\xff\xd8" + data, "JPEG")  # a JPEG start, then garbage
+    assert "4002 bytes" in str(err) and "JPEG" in str(err)
+
+
+@pytest.mark.parametrize("fmt,declared", [(".png", "JPEG"), (".jpg", "PNG"), (".bmp", "PNG"), (".png", "BMP")])
+def test_declared_encoding_must_match_the_payload(fmt: str, declared: str) -> None:
+    err = _refused("encoding_mismatch", _encode(_colour(64, 96), fmt), declared)
+    assert "check the declared encoding" in str(err)
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.95])
@@ -168,7 +176,8 @@ def test_truncated_jpeg_refused(fraction: float) -> None:
 
 def test_random_bytes_as_png_refused() -> None:
     data = np.random.default_rng(1).integers(0, 256, 500, dtype=np.uint8).tobytes()
-    _refused("undecodable", data, "PNG")
+    _refused("encoding_mismatch", data, "PNG")
+    _refused("undecodable", b"\x89PNG\r\n\x1a\n" + data, "PNG")
 
 
 @pytest.mark.parametrize("n_bytes,label", [(32 * 40 - 1, "too few"), (32 * 40 + 1, "too many"), (32 * 40 * 3, "RGB-sized")])
