@@ -37,7 +37,6 @@ from inspector.v1 import inspector_pb2 as pb  # noqa: E402
 from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- serve_bench:begin -->", "<!-- serve_bench:end -->"
 
 
 def make_frames(n: int, size: int) -> list[bytes]:
@@ -95,11 +94,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_service(model: str, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_service(source: list[str], max_batch: int) -> tuple[subprocess.Popen, str]:
+    """``inspector serve`` with ``source`` (``--model B`` or ``--store S --name N``) in its own process, SERVING."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "inspector", "serve", "--model", model, "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "inspector", "serve", *source, "--host", "127.0.0.1",
            "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch), "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
@@ -116,7 +116,7 @@ def start_service(model: str, max_batch: int) -> tuple[subprocess.Popen, str]:
 
 
 def service(model: str, frames: list[bytes], streams: list[int], max_batch: int) -> dict[int, dict[str, float]]:
-    proc, target = start_service(model, max_batch)
+    proc, target = start_service(["--model", model], max_batch)
     out = {}
     try:
         for n in streams:
@@ -146,10 +146,12 @@ def table(rows: list[tuple[str, dict[str, float]]], reference: float) -> str:
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
+def write_results(text: str, section: str = "serve_bench") -> None:
+    """Replaces (or appends) this benchmark's section of bench/RESULTS.md, between its markers."""
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, old, flags=re.S) if BEGIN in old else (
+    block = f"{begin}\n{text}\n{end}"
+    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S) if begin in old else (
         old.rstrip() + "\n\n" + block + "\n")
     RESULTS.write_text(new)
 
