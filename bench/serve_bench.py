@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from inspector.data.demo import make_part  # noqa: E402
+from inspector.export import export_model  # noqa: E402
 from inspector.predictor import Predictor  # noqa: E402
 from inspector.preprocess import decode  # noqa: E402
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402
@@ -55,8 +56,8 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
             "p99": float(np.percentile(ms, 99))}
 
 
-def in_process(model: str, frames: list[bytes], batch: int) -> dict[str, float]:
-    predictor = Predictor.from_bundle(model, "cpu")
+def in_process(model: str, frames: list[bytes], batch: int, backend: str = "eager") -> dict[str, float]:
+    predictor = Predictor.from_bundle(model, "cpu", backend=backend)
     predictor.predict([decode(f, "JPEG") for f in frames[:batch]])  # warm-up
     latencies, cpu0, start = [], time.process_time(), time.perf_counter()
     for i in range(0, len(frames), batch):
@@ -94,13 +95,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_service(source: list[str], max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_service(source: list[str], max_batch: int, backend: str = "eager") -> tuple[subprocess.Popen, str]:
     """``inspector serve`` with ``source`` (``--model B`` or ``--store S --name N``) in its own process, SERVING."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "inspector", "serve", *source, "--host", "127.0.0.1",
-           "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch), "--metrics-port", "0"]
+           "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch), "--metrics-port", "0",
+           "--backend", backend]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
@@ -115,8 +117,9 @@ def start_service(source: list[str], max_batch: int) -> tuple[subprocess.Popen, 
     raise RuntimeError("service did not become SERVING within 2 minutes")
 
 
-def service(model: str, frames: list[bytes], streams: list[int], max_batch: int) -> dict[int, dict[str, float]]:
-    proc, target = start_service(["--model", model], max_batch)
+def service(model: str, frames: list[bytes], streams: list[int], max_batch: int,
+            backend: str = "eager") -> dict[int, dict[str, float]]:
+    proc, target = start_service(["--model", model], max_batch, backend)
     out = {}
     try:
         for n in streams:
@@ -137,10 +140,12 @@ def machine() -> str:
     return f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def table(rows: list[tuple[str, dict[str, float]]], reference: float) -> str:
+def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     lines = ["| pipeline | frames/s | x in-process batched | p50 ms | p90 ms | p99 ms | server CPU (cores) | client CPU |",
              "|---|---|---|---|---|---|---|---|"]
+    batched = {name.split(":")[0]: r["fps"] for name, r in rows if "in-process, batch" in name and "batch 1" not in name}
     for name, r in rows:
+        reference = batched[name.split(":")[0]]
         lines.append(f"| {name} | {r['fps']:.1f} | {r['fps'] / reference:.2f} | {r['p50']:.1f} | {r['p90']:.1f} | "
                      f"{r['p99']:.1f} | {r['cpu']:.2f} | {r.get('client_cpu', float('nan')):.2f} |")
     return "\n".join(lines)
@@ -162,14 +167,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="frame side, px")
     parser.add_argument("--frames", type=int, default=200, help="frames per measurement")
     parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
+    parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=("eager", "torchscript", "onnx"))
     parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
     args = parser.parse_args()
     n = 24 if args.quick else args.frames
     frames = make_frames(n, args.size)
-    rows = [("in-process, batch 1", in_process(args.model, frames, 1)),
-            (f"in-process, batch {args.batch}", in_process(args.model, frames, args.batch))]
-    for streams, r in service(args.model, frames, [1, 4], args.batch).items():
-        rows.append((f"service, {streams} stream{'s' if streams > 1 else ''} (closed loop)", r))
+    rows = []
+    for backend in args.backends:
+        if backend != "eager":
+            export_model(args.model, backend)
+        rows += [(f"{backend}: in-process, batch 1", in_process(args.model, frames, 1, backend)),
+                 (f"{backend}: in-process, batch {args.batch}", in_process(args.model, frames, args.batch, backend))]
+        for streams, r in service(args.model, frames, [1, 4], args.batch, backend).items():
+            rows.append((f"{backend}: service, {streams} stream{'s' if streams > 1 else ''} (closed loop)", r))
     text = "\n".join([
         f"## Service vs in-process ({args.size}x{args.size} grayscale JPEG, {n} frames per row)",
         "",
@@ -177,7 +187,9 @@ def main() -> None:
         f"- machine: {machine()}; device: cpu",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        table(rows, rows[1][1]["fps"]),
+        "Ratios are to the in-process batched throughput of the same backend.",
+        "",
+        table(rows),
     ])
     print(text)
     if not args.quick:
