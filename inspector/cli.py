@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--weights", dest="weights_path", help="ImageNet weights file for backbones that need one")
     p.add_argument("--init", help="continue from this bundle (retraining on new images), not from ImageNet")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="random encoder weights instead of ImageNet (to measure what pretraining brings)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_cmd_train)
 

@@ -86,6 +86,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # DataLoader worker processes
     device: str = "auto"  # "auto" picks CUDA when present
+    pretrained: bool = True  # start the encoder from ImageNet weights (False: random, for comparison)
     weights_path: str | None = None  # ImageNet weights file for backbones that need one
     init: str | None = None  # continue from this bundle (its backbone and preprocessing) instead of ImageNet
 

@@ -123,7 +123,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     if init is not None:
         model = model_from_bundle(init, dataset.classes)
     else:
-        model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=True, weights_path=cfg.weights_path)
+        model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=cfg.pretrained, weights_path=cfg.weights_path)
     model = model.to(device).to(memory_format=torch.channels_last)
     log.info("training %s on %d images (%s), %s, %d process(es)", cfg.backbone, len(dataset.samples), dataset.layout,
              device, ranks.world)

@@ -171,3 +171,16 @@ def test_compare_prints_both_models_and_their_disagreements(tiny_bundle, demo_da
     assert head["figures"]["image.auroc_defect"]["A"] == head["figures"]["image.auroc_defect"]["B"]  # same weights
     for row in rows:  # thresholds differ, so labels may; every listed frame really disagrees
         assert row["A"] != row["B"] and row["truth"] in ("good", "crack", "scratch", "spot")
+
+
+def test_no_pretrained_starts_from_random_weights(demo_data, tmp_path, capsys, monkeypatch):
+    from inspector.model import lite0
+
+    def forbidden():
+        raise AssertionError("ImageNet weights must not be loaded")
+
+    monkeypatch.setattr(lite0, "encoder_state_dict", forbidden)
+    args = ["train", "--data", str(demo_data), "--out", str(tmp_path), "--name", "scratch", "--no-pretrained",
+            "--image-size", "64", "--epochs-frozen", "0", "--epochs-finetune", "1", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    assert load_bundle(capsys.readouterr().out.strip()).meta["train_config"]["pretrained"] is False
