@@ -69,8 +69,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from inspector.predict_files import predict_paths
+    from inspector.tiling import Window
 
-    for line in predict_paths(args.model, args.paths, args.device, args.overlays):
+    options = {k: getattr(args, k) for k in ("tile", "tile_overlap") if getattr(args, k) is not None}
+    options["roi"] = Window(*args.roi) if args.roi else None
+    for line in predict_paths(args.model, args.paths, args.device, args.overlays, options):
         print(json.dumps(line), flush=True)
 
 
@@ -81,9 +84,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
     fields = ("host", "grpc_port", "health_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
               "max_in_flight", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
-              "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file")
+              "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
-                      cameras=tuple(args.camera or ()))
+                      cameras=tuple(args.camera or ()), roi=tuple(args.roi) if args.roi else None)
     if args.model:
         serve(cfg, bundle=Path(args.model))
         return
@@ -122,6 +125,13 @@ def _cmd_audit(args: argparse.Namespace) -> None:
 
     counts = export_reviewed(args.audit, args.out, args.use_model_labels)
     print(json.dumps({"out": args.out, "images": counts}))
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, help="inspect large frames as tiles of this side, px (about the training "
+                   "image size; default 0: whole frame resized)")
+    p.add_argument("--tile-overlap", dest="tile_overlap", type=float, help="least tile overlap (default 0.125)")
+    p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="region of interest, frame px")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--overlays", help="folder to write overlay PNGs to")
     p.add_argument("--device", default="auto")
+    _add_tiling(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("serve", help="the gRPC inspection service")
@@ -224,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file holding a bearer token inference calls need (else $INSPECTOR_TOKEN; none: open)")
     p.add_argument("--backend", choices=("eager", "torchscript", "onnx"),
                    help="eager (default) or an export of the bundle (inspector export); onnx runs on ONNX Runtime")
+    _add_tiling(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="the model store: list versions, promote one, roll back")

@@ -103,6 +103,9 @@ class ServeConfig:
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"
     device: str = "auto"
     backend: str = "eager"  # or "torchscript" / "onnx": the bundle's checked export (inspector export)
+    tile: int = 0  # tile side in frame px for large frames (0: whole frame resized); about the training image size
+    tile_overlap: float = 0.125  # least overlap of neighbouring tiles, fraction of their side
+    roi: tuple[int, int, int, int] | None = None  # region of interest x, y, width, height in frame px
     max_batch: int = 8  # frames per forward pass
     max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED

@@ -40,10 +40,14 @@ def prediction_dict(pred: Prediction) -> dict:
 
 
 def predict_paths(
-    model: str | Path, paths: list[str], device: str = "auto", overlays: str | None = None
+    model: str | Path, paths: list[str], device: str = "auto", overlays: str | None = None,
+    options: dict | None = None,
 ) -> Iterator[dict]:
-    """Yields one dict per image; an unreadable image yields an ``error`` entry and the rest go on."""
-    predictor = Predictor.from_bundle(model, device)
+    """Yields one dict per image; an unreadable image yields an ``error`` entry and the rest go on.
+
+    ``options``: Predictor options (``tile``, ``tile_overlap``, ``roi``).
+    """
+    predictor = Predictor.from_bundle(model, device, **(options or {}))
     for path in expand_paths(paths):
         try:
             image = read_image(path)

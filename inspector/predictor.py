@@ -19,6 +19,7 @@ from inspector.config import Thresholds
 from inspector.devices import resolve_device
 from inspector.postprocess import Region, decide, find_regions
 from inspector.preprocess import Letterbox, mask_to_frame, preprocess
+from inspector.tiling import Window, plan, stitch
 
 
 @dataclass
@@ -36,10 +37,13 @@ class Prediction:
 
 @dataclass
 class Prepared:
-    """Preprocessed frames ready for the model."""
+    """Preprocessed frames ready for the model: one or more parts (whole frame, ROI or tiles) per frame."""
 
-    batch: np.ndarray  # (b, 3, H, W) float32
-    geometry: list[Letterbox]
+    batch: np.ndarray  # (parts, 3, H, W) float32
+    owners: list[int]  # frame index of each part
+    windows: list[Window]  # where each part lies in its frame
+    geometry: list[Letterbox]  # how each part was letterboxed
+    shapes: list[tuple[int, int]]  # (h, w) of each frame
 
 
 class Predictor:
@@ -51,9 +55,14 @@ class Predictor:
         fp16: Half-precision autocast on CUDA.
         backend: ``eager`` (the bundle's weights in PyTorch), ``torchscript`` or ``onnx`` (its checked exports;
             ``onnx`` runs on ONNX Runtime).
+        tile: Tile side in frame px for large frames (0: none); choose about the size of the training images.
+        tile_overlap: Least overlap of neighbouring tiles, as a fraction of their side.
+        roi: Region of interest inspected in every frame (None: all of it).
     """
 
-    def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager") -> None:
+    def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager",
+                 tile: int = 0, tile_overlap: float = 0.125, roi: Window | None = None) -> None:
+        self.tile, self.tile_overlap, self.roi = tile, tile_overlap, roi
         self.bundle = bundle
         self.device = resolve_device(device)
         self.spec = bundle.spec
@@ -70,17 +79,26 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; choose eager, torchscript or onnx")
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager") -> Predictor:
-        return cls(load_bundle(path), device, fp16, backend)
+    def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",
+                    **options) -> Predictor:
+        """``options``: ``tile``, ``tile_overlap``, ``roi`` as for the constructor."""
+        return cls(load_bundle(path), device, fp16, backend, **options)
 
     @property
     def version(self) -> str:
         return f"{self.bundle.name}/{self.bundle.version}"
 
     def prepare(self, frames: Sequence[np.ndarray]) -> Prepared:
-        """Letterboxes and normalises each frame by the bundle's spec."""
-        done = [preprocess(frame, self.spec) for frame in frames]
-        return Prepared(np.stack([t for t, _ in done]), [g for _, g in done])
+        """Cuts each frame into its parts (whole, ROI or tiles), then letterboxes and normalises them by the spec."""
+        tensors, owners, windows, geometry = [], [], [], []
+        for i, frame in enumerate(frames):
+            for win in plan(frame.shape[0], frame.shape[1], self.tile, self.tile_overlap, self.roi):
+                tensor, geo = preprocess(frame[win.y : win.y + win.h, win.x : win.x + win.w], self.spec)
+                tensors.append(tensor)
+                owners.append(i)
+                windows.append(win)
+                geometry.append(geo)
+        return Prepared(np.stack(tensors), owners, windows, geometry, [f.shape[:2] for f in frames])
 
     @torch.inference_mode()
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,27 +110,28 @@ class Predictor:
         masks = mask_logits.float().sigmoid()[:, 0]  # (b, H, W)
         return probs.cpu().numpy(), masks.cpu().numpy()
 
-    def finish(
-        self, probs: np.ndarray, masks: np.ndarray, geometry: list[Letterbox], thresholds: Thresholds | None = None
-    ) -> list[Prediction]:
-        """Decisions, masks at each frame's size and regions."""
+    def finish(self, probs: np.ndarray, masks: np.ndarray, prepared: Prepared,
+               thresholds: Thresholds | None = None) -> list[Prediction]:
+        """Decisions, masks at each frame's size and regions, from the model outputs of the prepared parts."""
         thresholds = thresholds or self.thresholds
+        good = self.classes.index("good")
         out = []
-        for p, m, geo in zip(probs, masks, geometry):
+        for i, (h, w) in enumerate(prepared.shapes):
+            parts = [k for k, owner in enumerate(prepared.owners) if owner == i]
+            windows = [prepared.windows[k] for k in parts]
+            frame_mask = stitch(h, w, windows, [mask_to_frame(masks[k], prepared.geometry[k]) for k in parts])
+            p = probs[max(parts, key=lambda k: 1.0 - probs[k][good])]  # the frame answers as its worst part
             decision = decide(p, self.classes, thresholds)
-            frame_mask = mask_to_frame(m, geo)
-            out.append(
-                Prediction(
-                    verdict=decision.verdict,
-                    label=decision.label,
-                    defect_class=decision.defect_class,
-                    defect_score=decision.defect_score,
-                    class_scores={c: float(v) for c, v in zip(self.classes, p)},
-                    mask=frame_mask,
-                    regions=find_regions(frame_mask, decision.defect_class, thresholds),
-                    model_version=self.version,
-                )
-            )
+            out.append(Prediction(
+                verdict=decision.verdict,
+                label=decision.label,
+                defect_class=decision.defect_class,
+                defect_score=decision.defect_score,
+                class_scores={c: float(v) for c, v in zip(self.classes, p)},
+                mask=frame_mask,
+                regions=find_regions(frame_mask, decision.defect_class, thresholds),
+                model_version=self.version,
+            ))
         return out
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Prediction]:
@@ -124,7 +143,7 @@ class Predictor:
         t1 = time.perf_counter()
         probs, masks = self.infer(prepared.batch)
         t2 = time.perf_counter()
-        predictions = self.finish(probs, masks, prepared.geometry)
+        predictions = self.finish(probs, masks, prepared)
         timings = {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": time.perf_counter() - t2}
         for p in predictions:
             p.timings = timings

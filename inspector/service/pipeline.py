@@ -18,7 +18,7 @@ import numpy as np
 from inspector.config import FrameLimits, Thresholds
 from inspector.drift import frame_statistics
 from inspector.predictor import Prediction
-from inspector.preprocess import FrameError, decode, preprocess
+from inspector.preprocess import FrameError, decode
 from inspector.service.batcher import BatcherClosed, DeadlineExpired, Job, MicroBatcher
 from inspector.service.models import ModelManager, ModelUnavailable
 
@@ -103,12 +103,14 @@ class Pipeline:
         except ModelUnavailable as err:
             raise Rejected(grpc.StatusCode.UNAVAILABLE, "not_ready", str(err)) from err
         t1 = time.monotonic()
-        tensor, geometry = preprocess(image, predictor.spec)
+        prepared = predictor.prepare([image])  # one part, or a region of interest, or tiles
         t2 = time.monotonic()
-        probs, mask, queue_s, infer_s, batch_size = self._run(Job(tensor, predictor, deadline), deadline)
+        results = self._run([Job(tensor, predictor, deadline) for tensor in prepared.batch], deadline)
         t3 = time.monotonic()
+        probs, masks = np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
+        queue_s, infer_s, batch_size = max(r[2] for r in results), max(r[3] for r in results), results[0][4]
         thresholds = self.models.thresholds(predictor)
-        prediction = predictor.finish(probs[None], mask[None], [geometry], thresholds)[0]
+        prediction = predictor.finish(probs, masks, prepared, thresholds)[0]
         self.models.drift.add(frame_statistics(image) | {"defect_score": prediction.defect_score})
         png = encode_mask(prediction.mask, thresholds.mask) if frame.return_mask else b""
         t4 = time.monotonic()
@@ -116,12 +118,14 @@ class Pipeline:
                    "postprocess": t4 - t3, "total": t4 - t0}
         return Inspection(prediction, thresholds, png, timings, batch_size)
 
-    def _run(self, job: Job, deadline: float | None) -> tuple:
+    def _run(self, jobs: list[Job], deadline: float | None) -> list[tuple]:
+        """Submits a frame's parts to the batcher and waits for all of them."""
         try:
-            future = self.batcher.submit(job)
+            futures = [self.batcher.submit(job) for job in jobs]
         except BatcherClosed as err:
             raise Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down", str(err)) from err
         try:
-            return future.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0)
+            return [f.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0)
+                    for f in futures]
         except (DeadlineExpired, FutureTimeout) as err:
             raise Rejected(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "deadline passed before the frame was inspected") from err

@@ -24,6 +24,7 @@ from inspector.service.models import ModelManager
 from inspector.service.pipeline import Pipeline
 from inspector.service.security import TokenInterceptor, read_secret, server_credentials
 from inspector.service.servicer import AdminServicer, InspectorServicer
+from inspector.tiling import Window
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
@@ -114,8 +115,9 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
     """
     metrics = metrics or Metrics(cameras=cfg.cameras)
+    options = {"tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "roi": Window(*cfg.roi) if cfg.roi else None}
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
-                          on_swap=_on_swap(metrics))
+                          on_swap=_on_swap(metrics), options=options)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)

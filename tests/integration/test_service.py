@@ -776,3 +776,15 @@ def test_client_streams_a_video_file(served, images, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["frame_id"] for line in lines] == [f"{video}#{i}" for i in range(5)]
     assert all(line["camera_id"] == "cam-7" and line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"} for line in lines)
+
+
+def test_tiled_frames_are_answered_at_full_size(make_store, servers, images):
+    running = servers.start(make_store(), tile=48, max_batch=16)
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    frame = np.ascontiguousarray(np.tile(images["crack_0000"], (2, 3)))  # (128, 192): 5 x 3 tiles of 48 px
+    response = stub.Inspect(png_request(frame, "tiled"), timeout=TIMEOUT)
+    assert_valid(response, frame.shape[:2])
+    local = Predictor.from_bundle(running.models.current.bundle.path, "cpu", tile=48)
+    assert len(local.prepare([frame]).batch) == 15
+    direct = local.predict([frame])[0]
+    assert response.defect_score == pytest.approx(direct.defect_score, abs=1e-4)

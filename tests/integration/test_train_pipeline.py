@@ -75,7 +75,7 @@ def test_cli_reports_user_errors_without_a_traceback(tiny_bundle, tmp_path, caps
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg at all")
     assert main(["predict", "--model", str(tiny_bundle), str(bad)]) == 0
-    assert "not a decodable JPEG" in json.loads(capsys.readouterr().out)["error"]
+    assert "does not start like a JPEG" in json.loads(capsys.readouterr().out)["error"]
 
 
 def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):

@@ -1,0 +1,86 @@
+"""Tiles and regions of interest: coverage, stitching, and a small defect that only tiling finds."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.bundle import load_bundle, write_bundle
+from inspector.config import PreprocessSpec, Thresholds
+from inspector.model import DefectNet
+from inspector.predictor import Predictor
+from inspector.tiling import Window, plan, stitch
+
+
+def test_small_frames_are_one_window_and_large_ones_are_covered():
+    assert plan(300, 400, tile=320) == [Window(0, 0, 400, 300)]
+    assert plan(300, 400, tile=0) == [Window(0, 0, 400, 300)]
+    windows = plan(768, 1024, tile=256, overlap=0.125)
+    covered = np.zeros((768, 1024), bool)
+    for w in windows:
+        assert w.w == w.h == 256 and 0 <= w.x <= 1024 - 256 and 0 <= w.y <= 768 - 256
+        covered[w.y : w.y + w.h, w.x : w.x + w.w] = True
+    assert covered.all()
+    xs = sorted({w.x for w in windows})
+    assert min(b - a for a, b in zip(xs, xs[1:])) <= 256 * (1 - 0.125)  # neighbours overlap enough
+
+
+def test_roi_limits_the_windows_and_must_fit_the_frame():
+    roi = Window(100, 50, 600, 200)
+    windows = plan(768, 1024, tile=256, roi=roi)
+    assert all(roi.x <= w.x and w.x + w.w <= roi.x + roi.w and roi.y <= w.y and w.y + w.h <= roi.y + roi.h
+               for w in windows)
+    assert plan(768, 1024, tile=0, roi=roi) == [roi]
+    with pytest.raises(ValueError, match="not inside"):
+        plan(100, 100, tile=0, roi=Window(50, 50, 100, 10))
+
+
+def test_stitch_takes_the_maximum_where_windows_overlap():
+    windows = [Window(0, 0, 4, 4), Window(2, 0, 4, 4)]
+    out = stitch(4, 6, windows, [np.full((4, 4), 0.2, np.float32), np.full((4, 4), 0.7, np.float32)])
+    assert out[0, 0] == pytest.approx(0.2) and out[0, 3] == pytest.approx(0.7) and out[0, 5] == pytest.approx(0.7)
+
+
+class DarkSpotNet(torch.nn.Module):
+    """A stand-in network: defect wherever the input is nearly black, and the part is defective if any pixel is."""
+
+    def forward(self, x: torch.Tensor):
+        dark = (x[:, :1] < -0.6).float()  # (b, 1, h, w): grey below ~50 with (x - 127) / 128
+        found = dark.amax(dim=(1, 2, 3))  # (b,)
+        return torch.stack([8 - 16 * found, -8 + 16 * found], dim=1), dark * 20 - 10
+
+
+@pytest.fixture()
+def predictor_factory(tmp_path):
+    meta = {"backbone": "efficientnet_lite0", "classes": ["good", "spot"],
+            "preprocess": dataclasses.asdict(PreprocessSpec(64, 64)), "thresholds": dataclasses.asdict(Thresholds(
+                min_region_area=4))}
+    bundle = load_bundle(write_bundle(tmp_path, "spots", DefectNet("efficientnet_lite0", 2, pretrained=False), meta))
+
+    def make(**options) -> Predictor:
+        predictor = Predictor(bundle, "cpu", **options)
+        predictor.model = DarkSpotNet()
+        return predictor
+
+    return make
+
+
+def test_a_small_defect_found_in_a_tile_is_missed_by_plain_resizing(predictor_factory):
+    frame = np.full((768, 1024), 200, np.uint8)
+    frame[500:505, 700:705] = 0  # 5 x 5 px pit in a 0.8 MP frame
+    [resized] = predictor_factory().predict([frame])
+    [tiled] = predictor_factory(tile=64).predict([frame])
+    assert resized.verdict == "ACCEPT" and resized.regions == []  # averaged away at 64 px
+    assert tiled.verdict == "REJECT" and tiled.mask.shape == frame.shape
+    [region] = tiled.regions
+    assert (region.x, region.y) == (700, 500) and (region.width, region.height) == (5, 5)
+
+
+def test_roi_ignores_what_lies_outside(predictor_factory):
+    frame = np.full((200, 300), 200, np.uint8)
+    frame[20:40, 20:40] = 0  # a dark mark outside the region of interest
+    [pred] = predictor_factory(roi=Window(100, 50, 150, 120)).predict([frame])
+    assert pred.verdict == "ACCEPT" and pred.mask.shape == (200, 300) and pred.mask.max() < 0.5
+    [whole] = predictor_factory().predict([frame])
+    assert whole.verdict == "REJECT"
