@@ -7,7 +7,7 @@ STORE ?= models
 DEMO ?= build/demo-data
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test demo-model clean proto
+.PHONY: install run test demo-model clean proto bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,10 @@ clean:
 # Regenerates the gRPC modules from protos/ (they are committed; a test checks they match).
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/inspector/v1/inspector.proto
+
+# Benchmarks on this machine (figures go to bench/RESULTS.md); MODEL defaults to the store's default model.
+MODEL ?= $(STORE)/default
+bench: demo-model
+	$(BIN)/python bench/serve_bench.py --model $(MODEL)
+	$(BIN)/python bench/frame_size_bench.py --model $(MODEL)
+	$(BIN)/python bench/soak.py --model $(MODEL)
