@@ -160,6 +160,7 @@ def accepted_frames() -> list[tuple[Frame, np.ndarray]]:
     bits = np.where(g > 100, 255, 0).astype(np.uint8)
     fill_jpeg = encode(g, ".jpg")
     sof = jpeg_sof_offset(fill_jpeg)
+    plain_jpeg = cv2.imdecode(np.frombuffer(fill_jpeg, np.uint8), cv2.IMREAD_UNCHANGED)  # libjpeg skips both
     top_down = encode(g, ".bmp")
     rows_at = struct.unpack("<I", top_down[10:14])[0]
     top_down = (top_down[:22] + struct.pack("<i", -h) + top_down[26:rows_at]
@@ -178,8 +179,8 @@ def accepted_frames() -> list[tuple[Frame, np.ndarray]]:
         (Frame("png-1bit", make_png(w, h, 1, 0, [np.packbits(g[r] > 100).tobytes() for r in range(h)]), PNG), bits),
         (Frame("bmp-os2-core-header", core_bmp(g), BMP), g),
         (Frame("bmp-top-down", top_down, BMP), g),
-        (Frame("jpeg-fill-byte", fill_jpeg[:sof] + b"\xff" + fill_jpeg[sof:], JPEG), cv2.imdecode(
-            np.frombuffer(fill_jpeg, np.uint8), cv2.IMREAD_UNCHANGED)),
+        (Frame("jpeg-fill-bytes", fill_jpeg[:sof] + b"\xff\xff" + fill_jpeg[sof:], JPEG), plain_jpeg),
+        (Frame("jpeg-stray-bytes-before-marker", fill_jpeg[:sof] + b"\0\x17\x2a" + fill_jpeg[sof:], JPEG), plain_jpeg),
     ]
 
 

@@ -7,7 +7,8 @@ encoding's signature to be put in front of the payload (bit 3) and, for raw enco
 payload (bit 4); bytes 1-12 are width, height and stride (little-endian uint32); the rest is the payload.
 ``decode`` must return a uint8 gray or BGR image within the limits or raise FrameError with a known reason; any
 other exception, or an image breaking that contract, is a finding. Without a corpus directory the run is seeded
-with the malformed-frame corpus (``frames.py``) written to a temporary directory.
+with the malformed-frame corpus (``frames.py``); that corpus and any finding (unless ``-artifact_prefix`` is given)
+go to a fresh temporary directory, printed at the start.
 
 Not collected by pytest (no ``test_`` prefix); ``tests/unit/test_fuzz_target.py`` runs :func:`one_input` without
 atheris.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import struct
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -71,15 +74,12 @@ def one_input(data: bytes) -> None:
     check_image(image)
 
 
-def _seed_dir() -> str:
-    """A temporary directory holding the malformed-frame corpus and the accepted frames as fuzz inputs."""
-    import tempfile
-    from pathlib import Path
-
+def _seed_dir(out: Path) -> str:
+    """``out`` filled with the malformed-frame corpus and the accepted frames as fuzz inputs."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import frames  # noqa: PLC0415 - a sibling module, only needed to seed a run
 
-    out = Path(tempfile.mkdtemp(prefix="fuzz-decode-seeds-"))
+    out.mkdir(parents=True, exist_ok=True)
     every = frames.bad_frames() + [f for f, _ in frames.accepted_frames() + frames.good_frames()]
     for i, f in enumerate(every):
         if len(f.data) <= LIMITS.max_bytes and max(f.width, f.height, f.stride) < 2**32:
@@ -93,11 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     import inspector.preprocess as preprocess
 
     argv = list(sys.argv if argv is None else argv)
+    work = Path(tempfile.mkdtemp(prefix="fuzz-decode-"))
     if not any(not arg.startswith("-") for arg in argv[1:]):  # no corpus directory given
-        seeds = _seed_dir()
-        print(f"seeding from {seeds}", file=sys.stderr)
-        argv.append(seeds)
-    for name in ("decode", "_decode_compressed", "_decode_raw", "_probe_size", "_probe_jpeg", "_check_size"):
+        argv.append(_seed_dir(work / "corpus"))
+    if not any(arg.startswith("-artifact_prefix=") for arg in argv[1:]):  # findings out of the working tree
+        argv.append(f"-artifact_prefix={work}/")
+    print(f"corpus and findings under {work}", file=sys.stderr)
+    for name in ("decode", "_decode_compressed", "_decode_raw", "_probe_size", "_probe_jpeg", "_check_png_chunks",
+                 "_check_size"):
         atheris.instrument_func(getattr(preprocess, name))
     atheris.instrument_func(parse)
     atheris.Setup(argv, one_input)
