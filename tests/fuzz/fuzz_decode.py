@@ -90,6 +90,7 @@ def _seed_dir(out: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     import atheris  # optional: imported here so that importing this module never needs it
 
+    import inspector.headers as headers
     import inspector.preprocess as preprocess
 
     argv = list(sys.argv if argv is None else argv)
