@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,18 @@ def set_active(model_dir: str | Path, version: str) -> None:
         f.write(version + "\n")
     os.chmod(tmp, 0o644)
     os.replace(tmp, model_dir / ACTIVE_FILE)
+
+
+def clean_stale(model_dir: str | Path, max_age_s: float = 3600.0) -> list[str]:
+    """Removes temporary folders and pointer files older than ``max_age_s`` that a crashed writer left behind
+    (younger ones may belong to a writer still at work); returns their names."""
+    model_dir = Path(model_dir)
+    removed = []
+    for path in model_dir.glob(".*"):
+        if path.name.startswith((".tmp-", ".active-")) and time.time() - path.stat().st_mtime > max_age_s:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 def model_names(store: str | Path) -> list[str]:

@@ -17,7 +17,7 @@ from inspector.bundle import VERSION_RE, BundleError, load_bundle
 from inspector.config import Thresholds
 from inspector.drift import DriftMonitor
 from inspector.predictor import Predictor
-from inspector.store import active_version, previous_version, promote, rollback
+from inspector.store import active_version, clean_stale, previous_version, promote, rollback
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ class ModelManager:
         """Loads the initial model (the store's active version, or the fixed bundle)."""
         if self.bundle_path is not None:
             return self._swap(self.bundle_path)
+        for name in clean_stale(self.model_dir):
+            log.warning("removed %s left in %s by an interrupted write", name, self.model_dir)
         version = active_version(self.model_dir)
         if version is None:
             raise BundleError(f"{self.model_dir} has no active version; promote one first")
