@@ -56,8 +56,11 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
             "p99": float(np.percentile(ms, 99))}
 
 
+DEVICE = "cpu"  # set from --device
+
+
 def in_process(model: str, frames: list[bytes], batch: int, backend: str = "eager") -> dict[str, float]:
-    predictor = Predictor.from_bundle(model, "cpu", backend=backend)
+    predictor = Predictor.from_bundle(model, DEVICE, backend=backend)
     predictor.predict([decode(f, "JPEG") for f in frames[:batch]])  # warm-up
     latencies, cpu0, start = [], time.process_time(), time.perf_counter()
     for i in range(0, len(frames), batch):
@@ -101,7 +104,7 @@ def start_service(source: list[str], max_batch: int, backend: str = "eager") -> 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "inspector", "serve", *source, "--host", "127.0.0.1",
-           "--grpc-port", str(port), "--device", "cpu", "--max-batch", str(max_batch), "--metrics-port", "0",
+           "--grpc-port", str(port), "--device", DEVICE, "--max-batch", str(max_batch), "--metrics-port", "0",
            "--backend", backend]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
@@ -140,6 +143,23 @@ def machine() -> str:
     return f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def device_name() -> str:
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        return f"{DEVICE} ({torch.cuda.get_device_name()}, fp16 autocast)"
+    return DEVICE
+
+
+def gpu_memory_mib() -> float | None:
+    """Peak GPU memory of this process (the in-process runs), MiB."""
+    if not DEVICE.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
 def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     lines = ["| pipeline | frames/s | x in-process batched | p50 ms | p90 ms | p99 ms | server CPU (cores) | client CPU |",
              "|---|---|---|---|---|---|---|---|"]
@@ -168,8 +188,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200, help="frames per measurement")
     parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
     parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=("eager", "torchscript", "onnx"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast)")
+    parser.add_argument("--section", default="serve_bench", help="RESULTS.md section to write")
     parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     n = 24 if args.quick else args.frames
     frames = make_frames(n, args.size)
     rows = []
@@ -184,16 +208,17 @@ def main() -> None:
         f"## Service vs in-process ({args.size}x{args.size} grayscale JPEG, {n} frames per row)",
         "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- machine: {machine()}; device: cpu",
+        f"- machine: {machine()}; device: {device_name()}",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
         "Ratios are to the in-process batched throughput of the same backend.",
         "",
         table(rows),
+        *(["", f"Peak GPU memory of the in-process runs: {gpu_memory_mib():.0f} MiB"] if gpu_memory_mib() else []),
     ])
     print(text)
     if not args.quick:
-        write_results(text)
+        write_results(text, args.section)
 
 
 if __name__ == "__main__":
