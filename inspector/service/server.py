@@ -108,6 +108,30 @@ def _on_swap(metrics: Metrics) -> Callable[[str, Predictor | None], None]:
     return record
 
 
+def _grpc_server(cfg: ServeConfig, metrics: Metrics) -> grpc.Server:
+    """The gRPC server: message size limits, the metrics interceptor (outermost: it also counts refusals), tokens."""
+    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
+               ("grpc.max_send_message_length", cfg.max_message_bytes)]
+    tokens = TokenInterceptor(read_secret(cfg.admin_token_file, ADMIN_TOKEN_ENV),
+                              read_secret(cfg.inference_token_file, INFERENCE_TOKEN_ENV))
+    return grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options,
+                       interceptors=[MetricsInterceptor(metrics), tokens])
+
+
+def _listen(server: grpc.Server, cfg: ServeConfig) -> int:
+    """Binds the gRPC port, TLS-only when a certificate is configured; returns the port."""
+    address = f"{cfg.host}:{cfg.grpc_port}"
+    if cfg.tls_cert or cfg.tls_key:
+        if not (cfg.tls_cert and cfg.tls_key):
+            raise ValueError("TLS needs both a certificate and a key file")
+        port = server.add_secure_port(address, server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
+
+
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
                  limits: FrameLimits = FrameLimits(), metrics: Metrics | None = None) -> InspectionServer:
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
@@ -123,12 +147,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)
     metrics.track(batcher.depth, lambda: pipeline.in_flight, lambda statistic: models.drift.value(statistic))
     workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
-    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
-               ("grpc.max_send_message_length", cfg.max_message_bytes)]
-    tokens = TokenInterceptor(read_secret(cfg.admin_token_file, ADMIN_TOKEN_ENV),
-                              read_secret(cfg.inference_token_file, INFERENCE_TOKEN_ENV))
-    server = grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options,
-                         interceptors=[MetricsInterceptor(metrics), tokens])
+    server = _grpc_server(cfg, metrics)
     audit = None if cfg.audit_dir is None else AuditSink(
         AuditConfig(cfg.audit_dir, cfg.audit_sample_accept, int(cfg.audit_quota_mb * 2**20), cfg.audit_max_per_second),
         on_result=lambda result: metrics.audit.labels(result).inc())
@@ -137,15 +156,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
     health_servicer = _health(server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"{cfg.host}:{cfg.grpc_port}"
-    if cfg.tls_cert or cfg.tls_key:
-        if not (cfg.tls_cert and cfg.tls_key):
-            raise ValueError("TLS needs both a certificate and a key file")
-        port = server.add_secure_port(address, server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca))
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {cfg.host}:{cfg.grpc_port}")
+    port = _listen(server, cfg)
     metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(cfg.metrics_port,
                                                                                                cfg.metrics_host)
     server.start()
