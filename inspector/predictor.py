@@ -69,6 +69,8 @@ class Predictor:
         self.classes = bundle.classes
         self.thresholds = bundle.thresholds
         self.autocast = fp16 and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # input sizes are fixed by the spec: tune the kernels once
         if backend == "eager":
             self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
         elif backend in ("torchscript", "onnx"):
@@ -103,7 +105,10 @@ class Predictor:
     @torch.inference_mode()
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(b, 3, H, W)`` -> class probabilities ``(b, n_classes)`` and defect probabilities ``(b, H, W)``."""
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            x = x.pin_memory()  # page-locked: the copy below overlaps with the host
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast):
             logits, mask_logits = self.model(x)[:2]  # a DefectOutput, or the plain tuple of an export
         probs = logits.float().softmax(dim=1)  # (b, n_classes)
