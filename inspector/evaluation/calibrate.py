@@ -1,7 +1,8 @@
 """``inspector calibrate``: decision thresholds chosen on validation data, written into a new bundle version.
 
 The reject threshold meets a target escape rate (defective parts accepted), a target false-reject rate (good
-parts rejected), or, by default, maximises F1 of defect vs good. The review band below it is as wide as it must be
+parts rejected), or, by default, maximises F1 of defect vs good; with an escape-rate target, a defect class whose own
+images need a lower threshold to meet it gets one. The review band below it is as wide as it must be
 to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate left at the
 reject threshold. The minimum region area drops components smaller than half of the smallest true defects.
 """
@@ -77,6 +78,25 @@ def choose_thresholds(
     return reject, review, {"method": method, **rates(scores, is_defect, reject, review)}
 
 
+MIN_CLASS_IMAGES = 5  # a class needs this many validation images for a threshold of its own
+
+
+def per_class_thresholds(scores: np.ndarray, labels: list[str], reject: float, escape_rate: float | None
+                         ) -> dict[str, float]:
+    """With an escape-rate target, each defect class with enough images gets the threshold that meets the target on
+    its own images when that is lower than the global one (a rare class must not hide in the average)."""
+    if escape_rate is None:
+        return {}
+    out = {}
+    for cls in sorted(set(labels) - {GOOD_CLASS}):
+        own = scores[[label == cls for label in labels]]
+        if len(own) >= MIN_CLASS_IMAGES:
+            t = escape_threshold(own, escape_rate)
+            if t < reject:
+                out[cls] = t
+    return out
+
+
 def min_region_area(true_areas: list[int], current: int) -> int:
     """Half of the 1st percentile of true defect component areas (frame px); the current value without masks."""
     if not true_areas:
@@ -96,17 +116,18 @@ def run_calibration(model: str | Path, data: str | Path, escape_rate: float | No
     predictor = Predictor.from_bundle(model, device)
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
-    scores, is_defect, areas = [], [], []
+    scores, labels, areas = [], [], []
     for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
         scores.append(pred.defect_score)
-        is_defect.append(sample.label != GOOD_CLASS)
+        labels.append(sample.label)
         if sample.label != GOOD_CLASS and sample.mask is not None:
             areas += _component_areas(read_mask(sample, pred.mask.shape)[0])
-    scores_a, defect_a = np.array(scores), np.array(is_defect)
+    scores_a, defect_a = np.array(scores), np.array([label != GOOD_CLASS for label in labels])
     reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
     current = predictor.thresholds
     thresholds = Thresholds(reject=reject, review=review, mask=current.mask,
-                            min_region_area=min_region_area(areas, current.min_region_area), per_class={})
+                            min_region_area=min_region_area(areas, current.min_region_area),
+                            per_class=per_class_thresholds(scores_a, labels, reject, escape_rate))
     calibration = {**figures, "split": used_split, "n_good": int((~defect_a).sum()), "n_defect": int(defect_a.sum()),
                    "data": str(Path(data).resolve())}
     path = derive_bundle(predictor.bundle, {"thresholds": dataclasses.asdict(thresholds), "calibration": calibration})

@@ -53,3 +53,13 @@ def test_choose_thresholds_review_band_and_figures():
 def test_min_region_area():
     assert min_region_area([], 16) == 16
     assert min_region_area([100] * 50 + [40] * 2, 16) == 20
+
+
+def test_a_rare_class_that_would_escape_gets_its_own_threshold():
+    from inspector.evaluation.calibrate import per_class_thresholds
+
+    scores = np.array([0.9] * 20 + [0.3, 0.35, 0.4, 0.45, 0.9, 0.95])
+    labels = ["crack"] * 20 + ["fray"] * 6
+    assert per_class_thresholds(scores, labels, reject=0.5, escape_rate=0.0) == {"fray": 0.3}
+    assert per_class_thresholds(scores, labels, reject=0.5, escape_rate=None) == {}
+    assert per_class_thresholds(scores[:23], labels[:23], reject=0.5, escape_rate=0.0) == {}  # too few fray images
