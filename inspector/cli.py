@@ -38,7 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from inspector.evaluation.report import run_evaluation
 
-    report = run_evaluation(args.model, args.data, args.report, args.device, args.split)
+    report = run_evaluation(args.model, args.data, args.report, args.device, args.split, tta=args.tta)
     summary = {k: report["image"][k] for k in ("accuracy", "macro_f1", "auroc_defect", "ap_defect")}
     print(json.dumps({"report": str(Path(args.report) / "report.json"), **summary, **report["pixel"]}))
 
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("auto", "val", "all"), default="auto",
                    help="auto: the bundle's validation split when DATA is its training data, else all images")
     p.add_argument("--device", default="auto")
+    p.add_argument("--tta", action="store_true", help="test-time horizontal flip (twice the compute)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="two bundles on the same data: figures side by side, frames they disagree on")

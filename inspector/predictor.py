@@ -58,11 +58,12 @@ class Predictor:
         tile: Tile side in frame px for large frames (0: none); choose about the size of the training images.
         tile_overlap: Least overlap of neighbouring tiles, as a fraction of their side.
         roi: Region of interest inspected in every frame (None: all of it).
+        tta: Test-time augmentation: also run the horizontally flipped frame and average (twice the compute).
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager",
-                 tile: int = 0, tile_overlap: float = 0.125, roi: Window | None = None) -> None:
-        self.tile, self.tile_overlap, self.roi = tile, tile_overlap, roi
+                 tile: int = 0, tile_overlap: float = 0.125, roi: Window | None = None, tta: bool = False) -> None:
+        self.tile, self.tile_overlap, self.roi, self.tta = tile, tile_overlap, roi, tta
         self.bundle = bundle
         self.device = resolve_device(device)
         self.spec = bundle.spec
@@ -83,7 +84,7 @@ class Predictor:
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",
                     **options) -> Predictor:
-        """``options``: ``tile``, ``tile_overlap``, ``roi`` as for the constructor."""
+        """``options``: ``tile``, ``tile_overlap``, ``roi``, ``tta`` as for the constructor."""
         return cls(load_bundle(path), device, fp16, backend, **options)
 
     @property
@@ -109,11 +110,16 @@ class Predictor:
         if self.device.type == "cuda":
             x = x.pin_memory()  # page-locked: the copy below overlaps with the host
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        probs, masks = self._probabilities(x)
+        if self.tta:  # test-time horizontal flip: average the two views, the flipped mask flipped back
+            flipped_probs, flipped_masks = self._probabilities(x.flip(-1))
+            probs, masks = (probs + flipped_probs) / 2, (masks + flipped_masks.flip(-1)) / 2
+        return probs.cpu().numpy(), masks.cpu().numpy()
+
+    def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast):
             logits, mask_logits = self.model(x)[:2]  # a DefectOutput, or the plain tuple of an export
-        probs = logits.float().softmax(dim=1)  # (b, n_classes)
-        masks = mask_logits.float().sigmoid()[:, 0]  # (b, H, W)
-        return probs.cpu().numpy(), masks.cpu().numpy()
+        return logits.float().softmax(dim=1), mask_logits.float().sigmoid()[:, 0]  # (b, n_classes), (b, H, W)
 
     def finish(self, probs: np.ndarray, masks: np.ndarray, prepared: Prepared,
                thresholds: Thresholds | None = None) -> list[Prediction]:

@@ -84,3 +84,17 @@ def test_roi_ignores_what_lies_outside(predictor_factory):
     assert pred.verdict == "ACCEPT" and pred.mask.shape == (200, 300) and pred.mask.max() < 0.5
     [whole] = predictor_factory().predict([frame])
     assert whole.verdict == "REJECT"
+
+
+def test_tta_averages_the_flipped_view(predictor_factory):
+    frame = np.full((64, 64), 200, np.uint8)
+    frame[10:20, 5:15] = 0
+    plain = predictor_factory().predict([frame])[0]
+    flipped = predictor_factory(tta=True).predict([frame])[0]
+    # the stand-in network is flip-equivariant: the average of both views is the same answer
+    assert flipped.verdict == plain.verdict == "REJECT"
+    assert np.abs(flipped.mask - plain.mask).max() < 1e-5
+    frame[10:20, 5:15] = 200
+    frame[:, :1] = 0  # a dark first column: the flipped view sees it on the last column, flipped back: same place
+    both = predictor_factory(tta=True).predict([frame])[0]
+    assert both.mask[:, 0].min() > 0.5 and both.mask[:, -1].max() < 0.5
