@@ -40,12 +40,15 @@ from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
-def make_frames(n: int, size: int) -> list[bytes]:
-    """Distinct synthetic parts (grayscale JPEG, quality 90) of ``size`` px."""
+def make_frames(n: int, size: int | tuple[int, int]) -> list[bytes]:
+    """Distinct synthetic parts (grayscale JPEG, quality 90), ``size`` px square or ``(width, height)``."""
     kinds = ("good", "scratch", "spot", "crack")
+    w, h = (size, size) if isinstance(size, int) else size
     out = []
     for i in range(n):
-        image, _ = make_part(kinds[i % 4], np.random.default_rng([7, i]), size)
+        image, _ = make_part(kinds[i % 4], np.random.default_rng([7, i]), min(w, h, 512))
+        if image.shape != (h, w):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
         out.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
     return out
 
@@ -71,26 +74,44 @@ def in_process(model: str, frames: list[bytes], batch: int, backend: str = "eage
     return summary(latencies, wall) | {"cpu": (time.process_time() - cpu0) / wall}
 
 
-async def _stream(stub, frames: list[bytes], latencies: list[float], stream_id: int) -> None:
-    call = stub.InspectStream()
-    for i, data in enumerate(frames):
-        t = time.perf_counter()
-        await call.write(pb.InspectRequest(data=data, encoding=pb.JPEG, frame_id=f"{stream_id}-{i}"))
-        response = await call.read()
-        latencies.append(time.perf_counter() - t)
-        if response.HasField("error"):
-            raise RuntimeError(f"frame {response.frame_id}: {response.error.message}")
-    await call.done_writing()
+async def _stream(stub, frames: list[bytes], latencies: list[float], stream_id: int, window: int = 1) -> None:
+    """One camera: up to ``window`` frames sent ahead of their answers (1: send, wait, send...)."""
+    call, slots, sent = stub.InspectStream(), asyncio.Semaphore(window), {}
+
+    async def write() -> None:
+        for i, data in enumerate(frames):
+            await slots.acquire()
+            sent[f"{stream_id}-{i}"] = time.perf_counter()
+            await call.write(pb.InspectRequest(data=data, encoding=pb.JPEG, frame_id=f"{stream_id}-{i}"))
+        await call.done_writing()
+
+    async def read() -> None:
+        for _ in frames:
+            response = await call.read()
+            latencies.append(time.perf_counter() - sent.pop(response.frame_id))
+            slots.release()
+            if response.HasField("error"):
+                raise RuntimeError(f"frame {response.frame_id}: {response.error.message}")
+
+    await asyncio.gather(write(), read())
 
 
-async def _load(target: str, frames: list[bytes], streams: int) -> tuple[list[float], float]:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def _load(target: str, frames: list[bytes], streams: int, window: int) -> tuple[list[float], float]:
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         stub = pb_grpc.InspectorStub(channel)
         await _stream(stub, frames[:4], [], -1)  # warm the connection
         latencies: list[float] = []
+        per_stream = frames[: max(20, len(frames) // streams)]
         start = time.perf_counter()
-        await asyncio.gather(*(_stream(stub, frames, latencies, s) for s in range(streams)))
+        await asyncio.gather(*(_stream(stub, per_stream, latencies, s, window) for s in range(streams)))
         return latencies, time.perf_counter() - start
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -120,22 +141,24 @@ def start_service(source: list[str], max_batch: int, backend: str = "eager") -> 
     raise RuntimeError("service did not become SERVING within 2 minutes")
 
 
-def service(model: str, frames: list[bytes], streams: list[int], max_batch: int,
-            backend: str = "eager") -> dict[int, dict[str, float]]:
+def service(model: str, frames: list[bytes], loads: list[tuple[int, int]], max_batch: int,
+            backend: str = "eager") -> tuple[dict[tuple[int, int], dict[str, float]], float]:
+    """Each (streams, window) load in turn on one service process; returns figures and the server's peak RSS."""
     proc, target = start_service(["--model", model], max_batch, backend)
     out = {}
     try:
-        for n in streams:
+        for streams, window in loads:
             cpu_server0, cpu_client0 = _cpu_seconds(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
-            latencies, wall = asyncio.run(_load(target, frames, n))
+            latencies, wall = asyncio.run(_load(target, frames, streams, window))
             client = resource.getrusage(resource.RUSAGE_SELF)
             client_cpu = client.ru_utime + client.ru_stime - cpu_client0.ru_utime - cpu_client0.ru_stime
-            out[n] = summary(latencies, wall) | {"cpu": (_cpu_seconds(proc.pid) - cpu_server0) / wall,
-                                                 "client_cpu": client_cpu / wall}
+            out[streams, window] = summary(latencies, wall) | {"cpu": (_cpu_seconds(proc.pid) - cpu_server0) / wall,
+                                                               "client_cpu": client_cpu / wall}
+        rss = peak_rss_mib(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return out
+    return out, rss
 
 
 def machine() -> str:
@@ -184,7 +207,7 @@ def write_results(text: str, section: str = "serve_bench") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/default")
-    parser.add_argument("--size", type=int, default=512, help="frame side, px")
+    parser.add_argument("--sizes", nargs="+", default=["512x512", "1280x1024"], help="frame sizes, WxH px")
     parser.add_argument("--frames", type=int, default=200, help="frames per measurement")
     parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
     parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=("eager", "torchscript", "onnx"))
@@ -195,26 +218,37 @@ def main() -> None:
     global DEVICE
     DEVICE = args.device
     n = 24 if args.quick else args.frames
-    frames = make_frames(n, args.size)
-    rows = []
-    for backend in args.backends:
-        if backend != "eager":
-            export_model(args.model, backend)
-        rows += [(f"{backend}: in-process, batch 1", in_process(args.model, frames, 1, backend)),
-                 (f"{backend}: in-process, batch {args.batch}", in_process(args.model, frames, args.batch, backend))]
-        for streams, r in service(args.model, frames, [1, 4], args.batch, backend).items():
-            rows.append((f"{backend}: service, {streams} stream{'s' if streams > 1 else ''} (closed loop)", r))
+    loads = [(1, 1), (4, 1), (8, 1), (4, 2)]  # (streams, frames each stream sends ahead of its answers)
+    parts = []
+    for size in args.sizes:
+        w, h = (int(v) for v in size.split("x"))
+        frames = make_frames(n, (w, h))
+        rows, rss = [], {}
+        for backend in args.backends:
+            if backend != "eager":
+                export_model(args.model, backend)
+            rows += [(f"{backend}: in-process, batch 1", in_process(args.model, frames, 1, backend)),
+                     (f"{backend}: in-process, batch {args.batch}", in_process(args.model, frames, args.batch,
+                                                                              backend))]
+            figures, rss[backend] = service(args.model, frames, loads, args.batch, backend)
+            for (streams, window), r in figures.items():
+                ahead = f", {window} ahead" if window > 1 else ""
+                rows.append((f"{backend}: service, {streams} stream{'s' if streams > 1 else ''}{ahead}", r))
+        memory = ", ".join(f"{b} {v:.0f} MiB" for b, v in rss.items())
+        parts += [f"### {w}x{h} grayscale JPEG", "", table(rows), "", f"Peak RSS of the server process: {memory}", ""]
     text = "\n".join([
-        f"## Service vs in-process ({args.size}x{args.size} grayscale JPEG, {n} frames per row)",
+        f"## Service vs in-process ({n} frames per row)",
         "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         f"- machine: {machine()}; device: {device_name()}",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        "- in-process: decode + preprocess + model + postprocess through `Predictor`, one thread of calls; service:",
+        "  `inspector serve` in its own process, an asyncio gRPC client, each stream a camera that sends a frame and",
+        "  waits for its answer (or keeps 2 frames ahead). Ratios are to the in-process batched throughput of the",
+        "  same backend.",
         "",
-        "Ratios are to the in-process batched throughput of the same backend.",
-        "",
-        table(rows),
-        *(["", f"Peak GPU memory of the in-process runs: {gpu_memory_mib():.0f} MiB"] if gpu_memory_mib() else []),
+        *parts,
+        *([f"Peak GPU memory of the in-process runs: {gpu_memory_mib():.0f} MiB"] if gpu_memory_mib() else []),
     ])
     print(text)
     if not args.quick:
