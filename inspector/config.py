@@ -58,12 +58,15 @@ class Thresholds:
     reject: float = 0.5  # defect score at or above which a part is rejected
     review: float = 0.3  # defect score at or above which (and below ``reject``) a part goes to review
     mask: float = 0.5  # per-pixel defect probability that marks a pixel as defect
-    min_region_area: int = 16  # px at model input scale; smaller connected components are ignored
+    min_region_area: int = 16  # px of the frame; smaller connected components are ignored
+    mask_weight: float = 0.0  # share of the mask's highest pixel in the defect score (0: classifier alone)
     per_class: dict[str, float] = field(default_factory=dict)  # optional reject threshold per defect class
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.review <= self.reject <= 1.0:
             raise ValueError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
+        if not 0.0 <= self.mask_weight <= 1.0:
+            raise ValueError(f"mask_weight must be within 0..1, got {self.mask_weight}")
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,29 @@ class Decision:
     verdict: str  # ACCEPT | REVIEW | REJECT
     label: str  # good, or the most likely defect class when the score reaches the reject threshold
     defect_class: str  # most likely defect class (whatever the verdict)
-    defect_score: float  # 1 - p(good), in [0, 1]
+    defect_score: float  # classifier and segmentation evidence together, in [0, 1] (see defect_score)
 
 
-def decide(probs: np.ndarray, classes: tuple[str, ...], thresholds: Thresholds) -> Decision:
-    """Verdict from class probabilities ``(n_classes,)``: reject at or above the (per-class) reject threshold,
-    review in the band ``[review, reject)``, accept below."""
+def defect_score(probs: np.ndarray, good: int, mask_peak: float | None, mask_weight: float) -> float:
+    """How defective a part looks: ``1 - p(good)``, blended with the highest pixel of the defect mask.
+
+    The classifier sees the whole part, the segmentation head sees where: a part it classifies good but whose mask
+    has a confident defect pixel is suspicious, and the other way round.
+    """
+    score = 1.0 - float(probs[good])
+    if mask_peak is not None:
+        score = (1.0 - mask_weight) * score + mask_weight * float(mask_peak)
+    return float(np.clip(score, 0.0, 1.0))
+
+
+def decide(probs: np.ndarray, classes: tuple[str, ...], thresholds: Thresholds,
+           mask_peak: float | None = None) -> Decision:
+    """Verdict from class probabilities ``(n_classes,)`` and the mask's highest pixel: reject at or above the
+    (per-class) reject threshold, review in the band ``[review, reject)``, accept below."""
     good = classes.index(GOOD_CLASS)
     defect_idx = [i for i in range(len(classes)) if i != good]
     defect_class = classes[max(defect_idx, key=lambda i: probs[i])]
-    score = float(np.clip(1.0 - probs[good], 0.0, 1.0))
+    score = defect_score(probs, good, mask_peak, thresholds.mask_weight)
     reject_at = thresholds.per_class.get(defect_class, thresholds.reject)
     review_at = min(thresholds.review, reject_at)
     if score >= reject_at:

@@ -17,7 +17,7 @@ import torch
 from inspector.bundle import Bundle, load_bundle
 from inspector.config import Thresholds
 from inspector.devices import resolve_device
-from inspector.postprocess import Region, decide, find_regions
+from inspector.postprocess import ACCEPT, Region, decide, find_regions
 from inspector.preprocess import Letterbox, mask_to_frame, preprocess
 from inspector.tiling import Window, plan, stitch
 
@@ -27,9 +27,9 @@ class Prediction:
     verdict: str  # ACCEPT | REVIEW | REJECT
     label: str  # predicted class under the thresholds (good unless rejected)
     defect_class: str  # most likely defect class
-    defect_score: float  # 1 - p(good)
+    defect_score: float  # 1 - p(good) blended with the mask's highest pixel (Thresholds.mask_weight)
     class_scores: dict[str, float]
-    mask: np.ndarray  # (h, w) float32 defect probability at the frame's own size
+    mask: np.ndarray  # (h, w) float32 defect probability at the frame's own size; all zero when accepted
     regions: list[Region]
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, shared by the batch
@@ -132,7 +132,9 @@ class Predictor:
             windows = [prepared.windows[k] for k in parts]
             frame_mask = stitch(h, w, windows, [mask_to_frame(masks[k], prepared.geometry[k]) for k in parts])
             p = probs[max(parts, key=lambda k: 1.0 - probs[k][good])]  # the frame answers as its worst part
-            decision = decide(p, self.classes, thresholds)
+            decision = decide(p, self.classes, thresholds, float(frame_mask.max()))
+            if decision.verdict == ACCEPT:
+                frame_mask = np.zeros_like(frame_mask)  # an accepted part shows no defect area
             out.append(Prediction(
                 verdict=decision.verdict,
                 label=decision.label,

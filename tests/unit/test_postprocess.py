@@ -176,3 +176,16 @@ def test_find_regions_caps_count_largest_first() -> None:
     regions = find_regions(mask, "crack", REGION_THRESHOLDS)
     assert len(regions) == MAX_REGIONS
     assert [r.area_px for r in regions] == sorted(sizes, reverse=True)[:MAX_REGIONS]
+
+
+def test_defect_score_blends_the_mask_peak_by_its_weight():
+    from inspector.postprocess import defect_score
+
+    probs = np.array([0.8, 0.2])
+    assert defect_score(probs, 0, None, 0.5) == pytest.approx(0.2)
+    assert defect_score(probs, 0, 0.9, 0.0) == pytest.approx(0.2)
+    assert defect_score(probs, 0, 0.9, 0.5) == pytest.approx(0.55)
+    assert decide(probs, ("good", "crack"), Thresholds(mask_weight=0.5), mask_peak=0.9).verdict == "REJECT"
+    assert decide(probs, ("good", "crack"), Thresholds(), mask_peak=0.9).verdict == "ACCEPT"  # default: classifier
+    with pytest.raises(ValueError, match="mask_weight"):
+        Thresholds(mask_weight=1.5)

@@ -98,3 +98,20 @@ def test_tta_averages_the_flipped_view(predictor_factory):
     frame[:, :1] = 0  # a dark first column: the flipped view sees it on the last column, flipped back: same place
     both = predictor_factory(tta=True).predict([frame])[0]
     assert both.mask[:, 0].min() > 0.5 and both.mask[:, -1].max() < 0.5
+
+
+class SureItIsGoodNet(DarkSpotNet):
+    """Segments dark pixels but always classifies the part good."""
+
+    def forward(self, x: torch.Tensor):
+        logits, mask_logits = super().forward(x)
+        return torch.stack([torch.full_like(logits[:, 0], 8.0), torch.full_like(logits[:, 0], -8.0)], 1), mask_logits
+
+
+def test_an_accepted_part_reports_no_defect_area(predictor_factory):
+    frame = np.full((64, 64), 200, np.uint8)
+    frame[10:20, 5:15] = 0
+    predictor = predictor_factory()
+    predictor.model = SureItIsGoodNet()
+    [pred] = predictor.predict([frame])
+    assert pred.verdict == "ACCEPT" and pred.regions == [] and not pred.mask.any()
