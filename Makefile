@@ -23,7 +23,7 @@ demo-model: install
 	@if [ -f $(STORE)/default/ACTIVE ]; then echo "model store $(STORE) has a default model"; else \
 	  $(BIN)/inspector demo-data --out $(DEMO) --per-class 40 --size 256 && \
 	  $(BIN)/inspector train --data $(DEMO) --out $(STORE) --name default --image-size 192 \
-	    --epochs-frozen 2 --epochs-finetune 6; fi
+	    --epochs-frozen 2 --epochs-finetune 10; fi
 
 run: demo-model
 	$(BIN)/inspector serve --store $(STORE) --name default --host 127.0.0.1

@@ -13,6 +13,7 @@ from torch import nn
 
 from inspector.model.backbones import get_backbone
 
+MASK_PRIOR_LOGIT = -4.6  # log(0.01 / 0.99): start the mask head at "1 % of pixels are defect", not 50 %
 DECODER_CHANNELS = (128, 64, 32, 16, 8)  # deepest first; light at full resolution, where the cost is
 
 
@@ -51,6 +52,7 @@ class DefectNet(nn.Module):
         self.encoder = unet.encoder
         self.decoder = unet.decoder
         self.segmentation_head = unet.segmentation_head
+        torch.nn.init.constant_(self.segmentation_head[0].bias, MASK_PRIOR_LOGIT)  # defects are rare pixels
         self.classification_head = ClassifierHead(self.encoder.out_channels[-1], num_classes)
         self.encoder_bn_frozen = False
         if pretrained:

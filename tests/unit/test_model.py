@@ -94,3 +94,11 @@ def test_unfreeze_can_keep_batchnorm_statistics():
     assert all(p.requires_grad for p in net.encoder.parameters())
     assert _bn_modes(net.encoder) == {False}
     assert _bn_modes(net.decoder) == {True}
+
+
+def test_mask_head_starts_from_a_rare_defect_prior():
+    torch.manual_seed(0)
+    net = DefectNet("efficientnet_lite0", num_classes=2, pretrained=False).eval()
+    with torch.no_grad():
+        mask = net(torch.zeros(1, 3, 64, 64)).mask_logits.sigmoid()
+    assert mask.mean() < 0.05  # not the 50 % an untrained zero-bias head predicts
