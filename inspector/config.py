@@ -112,6 +112,7 @@ class ServeConfig:
     max_batch: int = 8  # frames per forward pass
     max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED
+    max_in_flight_pixels: int = 256_000_000  # decoded pixels of those frames (a lone frame always passes)
     stream_window: int = 16  # frames of one stream in the pipeline at once (more waits: gRPC flow control)
     workers: int = 4  # threads decoding and preprocessing stream frames
     grpc_threads: int = 32  # threads serving RPCs (each stream holds one)

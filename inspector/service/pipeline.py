@@ -18,7 +18,8 @@ import numpy as np
 from inspector.config import FrameLimits, Thresholds
 from inspector.drift import frame_statistics
 from inspector.predictor import Prediction
-from inspector.preprocess import FrameError, decode
+from inspector.headers import MAGIC, probe_size
+from inspector.preprocess import RAW_CHANNELS, FrameError, decode
 from inspector.service.batcher import BatcherClosed, DeadlineExpired, Job, MicroBatcher
 from inspector.service.models import ModelManager, ModelUnavailable
 
@@ -58,21 +59,45 @@ def encode_mask(mask: np.ndarray, threshold: float) -> bytes:
     return png.tobytes()
 
 
-class Pipeline:
-    """Inspects frames for any number of concurrent callers, at most ``max_in_flight`` at once."""
+def claimed_pixels(frame: FrameIn, limits: FrameLimits) -> int:
+    """Pixels the frame will take once decoded, from its header; sides beyond the limits count as the limit (decoding
+    refuses those frames as invalid, so they must not be mistaken for overload). 0 when unknown."""
+    if frame.encoding in RAW_CHANNELS:
+        w, h = frame.width, frame.height
+    else:
+        w, h = (probe_size(frame.data, frame.encoding) if frame.encoding in MAGIC else None) or (0, 0)
+    return min(w, limits.max_side) * min(h, limits.max_side)
 
-    def __init__(self, models: ModelManager, batcher: MicroBatcher, max_in_flight: int, limits: FrameLimits) -> None:
+
+class Pipeline:
+    """Inspects frames for any number of concurrent callers: at most ``max_in_flight`` frames and, unless a frame is
+    alone, ``max_pixels`` decoded pixels at once (memory stays bounded whatever the frame sizes)."""
+
+    def __init__(self, models: ModelManager, batcher: MicroBatcher, max_in_flight: int, limits: FrameLimits,
+                 max_pixels: int = 256_000_000) -> None:
         self.models = models
         self.batcher = batcher
         self.limits = limits
         self.max_in_flight = max_in_flight
-        self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._count = 0
-        self._count_lock = threading.Lock()
+        self.max_pixels = max_pixels
+        self._count = self._pixels = 0
+        self._lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
         return self._count
+
+    def _admit(self, pixels: int) -> None:
+        with self._lock:
+            if self._count >= self.max_in_flight:
+                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
+                               f"{self.max_in_flight} frames already in flight; retry later")
+            if self._count and self._pixels + pixels > self.max_pixels:
+                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
+                               f"{self._pixels} px already in flight, this frame's {pixels} px would pass the "
+                               f"{self.max_pixels} px budget; retry later")
+            self._count += 1
+            self._pixels += pixels
 
     def inspect(self, frame: FrameIn, deadline: float | None = None) -> Inspection:
         """Inspects one frame; ``deadline`` is a ``time.monotonic()`` limit.
@@ -80,17 +105,14 @@ class Pipeline:
         Raises:
             Rejected: Bad frame, overload, no model yet, deadline passed, shutting down.
         """
-        if not self._slots.acquire(blocking=False):
-            raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
-                           f"{self.max_in_flight} frames already in flight; retry later")
-        with self._count_lock:
-            self._count += 1
+        pixels = claimed_pixels(frame, self.limits)
+        self._admit(pixels)
         try:
             return self._inspect(frame, deadline)
         finally:
-            with self._count_lock:
+            with self._lock:
                 self._count -= 1
-            self._slots.release()
+                self._pixels -= pixels
 
     def _inspect(self, frame: FrameIn, deadline: float | None) -> Inspection:
         t0 = time.monotonic()

@@ -144,7 +144,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
                           on_swap=_on_swap(metrics), options=options)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
-    pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits)
+    pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
     metrics.track(batcher.depth, lambda: pipeline.in_flight, lambda statistic: models.drift.value(statistic))
     workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
     server = _grpc_server(cfg, metrics)

@@ -498,6 +498,23 @@ def test_overload_gives_resource_exhausted(make_store, servers, monkeypatch, ima
     assert_valid(stub.Inspect(png_request(images["good_0000"], "after"), timeout=TIMEOUT), (64, 64))
 
 
+def test_pixel_budget_bounds_memory_but_a_lone_frame_passes(make_store, servers, monkeypatch, images):
+    running = servers.start(make_store(), max_in_flight_pixels=5000)
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    big = np.ascontiguousarray(np.tile(images["good_0000"], (2, 2)))  # 128 x 128 = 16384 px, over the budget
+    assert_valid(stub.Inspect(png_request(big, "alone"), timeout=TIMEOUT), big.shape)  # nothing else in flight
+    held = hold_inference(running, monkeypatch)
+    try:
+        first = stub.Inspect.future(png_request(images["crack_0000"], "first"), timeout=TIMEOUT)  # 4096 px
+        assert held.entered.wait(TIMEOUT)
+        with pytest.raises(grpc.RpcError) as info:  # 4096 + 4096 > 5000
+            stub.Inspect(png_request(images["good_0000"], "second"), timeout=TIMEOUT)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "px budget" in info.value.details()
+    finally:
+        held.release.set()
+    assert first.result(timeout=TIMEOUT).frame_id == "first"
+
+
 def test_expired_frame_is_not_run(make_store, servers, monkeypatch, images):
     running = servers.start(make_store())
     stub = pb_grpc.InspectorStub(servers.channel(running))
