@@ -87,7 +87,10 @@ def _cmd_serve(args: argparse.Namespace) -> None:
               "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
                       cameras=tuple(args.camera or ()), roi=tuple(args.roi) if args.roi else None)
+    from inspector.bundle import load_bundle
+
     if args.model:
+        load_bundle(args.model)  # a wrong path or a foreign folder fails here, not in the background
         serve(cfg, bundle=Path(args.model))
         return
     names = model_names(args.store)

@@ -99,15 +99,6 @@ class InspectionServer:
             self.audit.close()
 
 
-def _on_swap(metrics: Metrics) -> Callable[[str, Predictor | None], None]:
-    def record(result: str, predictor: Predictor | None) -> None:
-        metrics.swaps.labels(result).inc()
-        if predictor is not None:
-            metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta["backbone"])
-
-    return record
-
-
 def _grpc_server(cfg: ServeConfig, metrics: Metrics) -> grpc.Server:
     """The gRPC server: message size limits, the metrics interceptor (outermost: it also counts refusals), tokens."""
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -139,9 +130,18 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
     """
     metrics = metrics or Metrics(cameras=cfg.cameras)
+    loaded = threading.Event()
+
+    def on_swap(result: str, predictor: Predictor | None) -> None:
+        metrics.swaps.labels(result).inc()
+        if predictor is not None:  # a model is loaded and warm: serving (also after a failed start, once fixed)
+            metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta["backbone"])
+            _set_health(health_servicer, SERVING)
+            loaded.set()
+
     options = {"tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "roi": Window(*cfg.roi) if cfg.roi else None}
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
-                          on_swap=_on_swap(metrics), options=options)
+                          on_swap=on_swap, options=options)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
@@ -162,18 +162,14 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     server.start()
     health_server, health_port = (None, None) if cfg.health_port is None else _health_only_server(
         health_servicer, cfg.host, cfg.health_port)
-    loaded = threading.Event()
     running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded,
                                metrics, metrics_port, metrics_server, audit, health_server, health_port)
 
     def load() -> None:
         try:
             models.load()
-        except Exception:  # noqa: BLE001 - stay up, NOT_SERVING, and say why
-            log.exception("no model could be loaded; health stays NOT_SERVING")
-            return
-        _set_health(health_servicer, SERVING)
-        loaded.set()
+        except Exception as err:  # noqa: BLE001 - stay up, NOT_SERVING, and say why; a promotion can fix it
+            log.error("no model could be loaded, health stays NOT_SERVING until one is: %s", err)
         if cfg.watch_seconds > 0:
             models.watch(cfg.watch_seconds)
 

@@ -69,3 +69,22 @@ def test_clean_stale_keeps_young_temporaries(tmp_path):
     os.utime(tmp_path / ".active-old", (old, old))
     assert clean_stale(tmp_path) == [".active-old"]
     assert (tmp_path / ".tmp-young").exists()
+
+
+def test_a_service_that_started_without_a_usable_model_recovers_on_promotion(store):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    promote(store, "v2")  # truncated weights: the start fails
+    cfg = ServeConfig(host="127.0.0.1", grpc_port=0, device="cpu", metrics_port=None, watch_seconds=0.2,
+                      grace_seconds=1.0)
+    running = start_server(cfg, model_dir=store)
+    try:
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+        time.sleep(1.0)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        promote(store, "v1")
+        assert running.loaded.wait(30)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        assert running.models.current.bundle.path.name == "v1"
+    finally:
+        running.stop(grace=0)
