@@ -1,10 +1,12 @@
 """``inspector calibrate``: decision thresholds chosen on validation data, written into a new bundle version.
 
-The reject threshold meets a target escape rate (defective parts accepted), a target false-reject rate (good
-parts rejected), or, by default, maximises F1 of defect vs good; with an escape-rate target, a defect class whose own
-images need a lower threshold to meet it gets one. The review band below it is as wide as it must be
-to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate left at the
-reject threshold. The minimum region area drops components smaller than half of the smallest true defects.
+The defect score first takes the blend of classifier and mask peak that best separates defective from good parts
+(``Thresholds.mask_weight``). The reject threshold meets a target escape rate (defective parts accepted), a target
+false-reject rate (good parts rejected), or, by default, maximises F1 of defect vs good; with an escape-rate target,
+a defect class whose own images need a lower threshold to meet it gets one. The review band below it is as wide as
+it must be to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate
+left at the reject threshold. The minimum region area drops components smaller than half of the smallest true
+defects.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from inspector.bundle import derive_bundle
 from inspector.config import GOOD_CLASS, Thresholds
 from inspector.data.dataset import read_mask
+from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, run_over
 from inspector.predictor import Predictor
 
@@ -109,6 +112,17 @@ def _component_areas(mask: np.ndarray) -> list[int]:
     return [int(a) for a in stats[1:n, cv2.CC_STAT_AREA]]
 
 
+MASK_WEIGHTS = (0.0, 0.25, 0.5)  # blends of the mask's peak into the defect score that calibration compares
+
+
+def choose_mask_weight(p_defect: np.ndarray, peaks: np.ndarray, is_defect: np.ndarray,
+                       weights: tuple[float, ...] = MASK_WEIGHTS) -> tuple[float, dict[str, float]]:
+    """The blend whose defect score separates defective from good parts best (AUROC; ties: the smaller weight)."""
+    aurocs = {w: auroc(is_defect, (1 - w) * p_defect + w * peaks) for w in weights}
+    best = max(weights, key=lambda w: (round(aurocs[w], 6), -w))
+    return best, {f"{w:g}": a for w, a in aurocs.items()}
+
+
 def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,
                     false_reject_rate: float | None = None, device: str = "auto", split: str = "auto",
                     show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -116,19 +130,23 @@ def run_calibration(model: str | Path, data: str | Path, escape_rate: float | No
     predictor = Predictor.from_bundle(model, device)
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
-    scores, labels, areas = [], [], []
+    current = predictor.thresholds
+    predictor.thresholds = dataclasses.replace(current, reject=1.0, review=0.0, per_class={})  # keep every mask
+    p_defect, peaks, labels, areas = [], [], [], []
     for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
-        scores.append(pred.defect_score)
+        p_defect.append(1.0 - pred.class_scores[GOOD_CLASS])
+        peaks.append(float(pred.mask.max()))
         labels.append(sample.label)
         if sample.label != GOOD_CLASS and sample.mask is not None:
             areas += _component_areas(read_mask(sample, pred.mask.shape)[0])
-    scores_a, defect_a = np.array(scores), np.array([label != GOOD_CLASS for label in labels])
+    defect_a = np.array([label != GOOD_CLASS for label in labels])
+    weight, by_weight = choose_mask_weight(np.array(p_defect), np.array(peaks), defect_a)
+    scores_a = (1 - weight) * np.array(p_defect) + weight * np.array(peaks)
     reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
-    current = predictor.thresholds
     thresholds = Thresholds(reject=reject, review=review, mask=current.mask,
                             min_region_area=min_region_area(areas, current.min_region_area),
-                            per_class=per_class_thresholds(scores_a, labels, reject, escape_rate))
-    calibration = {**figures, "split": used_split, "n_good": int((~defect_a).sum()), "n_defect": int(defect_a.sum()),
-                   "data": str(Path(data).resolve())}
+                            per_class=per_class_thresholds(scores_a, labels, reject, escape_rate), mask_weight=weight)
+    calibration = {**figures, "auroc_by_mask_weight": by_weight, "split": used_split,
+                   "n_good": int((~defect_a).sum()), "n_defect": int(defect_a.sum()), "data": str(Path(data).resolve())}
     path = derive_bundle(predictor.bundle, {"thresholds": dataclasses.asdict(thresholds), "calibration": calibration})
     return path, {"thresholds": dataclasses.asdict(thresholds), **calibration}

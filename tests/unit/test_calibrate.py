@@ -63,3 +63,16 @@ def test_a_rare_class_that_would_escape_gets_its_own_threshold():
     assert per_class_thresholds(scores, labels, reject=0.5, escape_rate=0.0) == {"fray": 0.3}
     assert per_class_thresholds(scores, labels, reject=0.5, escape_rate=None) == {}
     assert per_class_thresholds(scores[:23], labels[:23], reject=0.5, escape_rate=0.0) == {}  # too few fray images
+
+
+def test_mask_weight_is_chosen_by_how_well_it_separates():
+    from inspector.evaluation.calibrate import choose_mask_weight
+
+    is_defect = np.array([False] * 4 + [True] * 4)
+    p_defect = np.array([0.1, 0.2, 0.6, 0.3, 0.5, 0.9, 0.4, 0.8])  # the classifier mixes two pairs up
+    peaks = np.array([0.1, 0.1, 0.1, 0.2, 0.9, 0.9, 0.9, 0.9])  # the mask separates cleanly
+    weight, by_weight = choose_mask_weight(p_defect, peaks, is_defect)
+    assert by_weight["0"] < 1.0 and by_weight["0.25"] == by_weight["0.5"] == 1.0
+    assert weight == 0.25  # the smallest blend that separates as well as any
+    weight, _ = choose_mask_weight(peaks, peaks, is_defect)  # every blend separates: the smallest weight wins
+    assert weight == 0.0
