@@ -6,7 +6,7 @@ false-reject rate (good parts rejected), or, by default, maximises F1 of defect 
 a defect class whose own images need a lower threshold to meet it gets one. The review band below it is as wide as
 it must be to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate
 left at the reject threshold. The minimum region area drops components smaller than half of the smallest true
-defects.
+defects (the largest component of each defect image's mask: soft mask edges leave specks that are not defects).
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def min_region_area(true_areas: list[int], current: int) -> int:
 
 
 def _component_areas(mask: np.ndarray) -> list[int]:
+    """Areas of the mask's connected components, largest first."""
     n, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
-    return [int(a) for a in stats[1:n, cv2.CC_STAT_AREA]]
+    return sorted((int(a) for a in stats[1:n, cv2.CC_STAT_AREA]), reverse=True)
 
 
 MASK_WEIGHTS = (0.0, 0.25, 0.5)  # blends of the mask's peak into the defect score that calibration compares
@@ -138,7 +139,7 @@ def run_calibration(model: str | Path, data: str | Path, escape_rate: float | No
         peaks.append(float(pred.mask.max()))
         labels.append(sample.label)
         if sample.label != GOOD_CLASS and sample.mask is not None:
-            areas += _component_areas(read_mask(sample, pred.mask.shape)[0])
+            areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
     defect_a = np.array([label != GOOD_CLASS for label in labels])
     weight, by_weight = choose_mask_weight(np.array(p_defect), np.array(peaks), defect_a)
     scores_a = (1 - weight) * np.array(p_defect) + weight * np.array(peaks)
