@@ -25,13 +25,12 @@ import torch
 
 from inspector.config import PreprocessSpec, Thresholds, from_dict
 from inspector.model import DefectNet
-from inspector.store import active_version
+from inspector.store import active_version, versions
 
 FORMAT = "inspector-bundle"
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
-VERSION_RE = re.compile(r"^v(\d+)$")
 REQUIRED_KEYS = ("name", "version", "backbone", "classes", "preprocess", "thresholds", "weights_sha256")
 
 
@@ -102,8 +101,7 @@ def library_versions() -> dict[str, str]:
 
 def next_version(model_dir: Path) -> str:
     """``v1``, ``v2``, ...: one more than the highest version in ``model_dir``."""
-    numbers = [int(m.group(1)) for p in model_dir.glob("v*") if (m := VERSION_RE.match(p.name))]
-    return f"v{max(numbers, default=0) + 1}"
+    return f"v{max((int(v[1:]) for v in versions(model_dir)), default=0) + 1}"
 
 
 def write_bundle(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from inspector.bundle import Bundle, load_bundle
-from inspector.config import Thresholds
+from inspector.config import GOOD_CLASS, Thresholds
 from inspector.devices import resolve_device
 from inspector.postprocess import ACCEPT, Region, decide, find_regions
 from inspector.preprocess import Letterbox, mask_to_frame, preprocess
@@ -125,7 +125,7 @@ class Predictor:
                thresholds: Thresholds | None = None) -> list[Prediction]:
         """Decisions, masks at each frame's size and regions, from the model outputs of the prepared parts."""
         thresholds = thresholds or self.thresholds
-        good = self.classes.index("good")
+        good = self.classes.index(GOOD_CLASS)
         out = []
         for i, (h, w) in enumerate(prepared.shapes):
             parts = [k for k, owner in enumerate(prepared.owners) if owner == i]
@@ -134,7 +134,7 @@ class Predictor:
             p = probs[max(parts, key=lambda k: 1.0 - probs[k][good])]  # the frame answers as its worst part
             decision = decide(p, self.classes, thresholds, float(frame_mask.max()))
             if decision.verdict == ACCEPT:
-                frame_mask = np.zeros_like(frame_mask)  # an accepted part shows no defect area
+                frame_mask.fill(0.0)  # an accepted part shows no defect area (stitch gave a fresh array)
             out.append(Prediction(
                 verdict=decision.verdict,
                 label=decision.label,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACTIVE_FILE = "ACTIVE"
+VERSION_RE = re.compile(r"^v(\d+)$")  # bundle folders: v1, v2, ...
 
 
 def active_version(model_dir: str | Path) -> str | None:
@@ -64,8 +66,13 @@ HISTORY_FILE = "HISTORY"
 def versions(model_dir: str | Path) -> list[str]:
     """Bundle versions of one model, oldest first (``v1``, ``v2``, ... by number)."""
     model_dir = Path(model_dir)
-    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name[:1] == "v" and p.name[1:].isdigit()]
+    found = [p.name for p in model_dir.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
     return sorted(found, key=lambda v: int(v[1:]))
+
+
+def validation_figures(meta: dict) -> dict[str, float]:
+    """The numeric validation figures a bundle.json records."""
+    return {k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))}
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,8 @@ def describe(model_dir: str | Path) -> list[VersionInfo]:
             meta = json.loads((model_dir / version / "bundle.json").read_text())
         except (OSError, ValueError):
             meta = {}
-        figures = {k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))}
-        out.append(VersionInfo(version, version == active, meta.get("backbone"), meta.get("created_at", ""), figures))
+        out.append(VersionInfo(version, version == active, meta.get("backbone"), meta.get("created_at", ""),
+                               validation_figures(meta)))
     return out
 
 

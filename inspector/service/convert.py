@@ -7,6 +7,7 @@ import dataclasses
 from inspector.config import Thresholds
 from inspector.predictor import Prediction, Predictor
 from inspector.service.audit import AuditRecord
+from inspector.store import validation_figures
 from inspector.service.pipeline import FrameIn, Inspection, Rejected
 from inspector.v1 import inspector_pb2 as pb
 
@@ -75,5 +76,5 @@ def model_info(predictor: Predictor, thresholds: Thresholds) -> pb.ModelInfo:
         input_width=predictor.spec.width,
         thresholds=thresholds_pb(thresholds),
         created_at=meta.get("created_at", ""),
-        validation={k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))},
+        validation=validation_figures(meta),
     )

@@ -13,11 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from inspector.bundle import VERSION_RE, BundleError, load_bundle
+from inspector.bundle import BundleError, load_bundle
 from inspector.config import Thresholds
 from inspector.drift import DriftMonitor
 from inspector.predictor import Predictor
-from inspector.store import active_version, clean_stale, previous_version, promote, rollback
+from inspector.store import active_version, clean_stale, previous_version, promote, rollback, versions
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class ModelManager:
     def _version_dir(self, version: str) -> Path:
         if self.model_dir is None:
             raise ValueError("serving a single bundle: there is no store to choose versions from")
-        if not VERSION_RE.match(version) or not (self.model_dir / version).is_dir():
+        if version not in versions(self.model_dir):  # never a path: only the store's own version folders
             raise ValueError(f"{self.model_dir.name} has no version {version!r}")
         return self.model_dir / version
 
