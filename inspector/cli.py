@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="continue from this bundle (retraining on new images), not from ImageNet")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="random encoder weights instead of ImageNet (to measure what pretraining brings)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", default=None, help="train in fp32 throughout")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
+                   help="keep the default thresholds instead of choosing them on the validation split")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_cmd_train)
 

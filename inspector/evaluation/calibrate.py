@@ -22,6 +22,7 @@ import numpy as np
 from inspector.bundle import derive_bundle
 from inspector.config import GOOD_CLASS, Thresholds
 from inspector.data.dataset import read_mask
+from inspector.data.layouts import Sample
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, run_over
 from inspector.predictor import Predictor
@@ -124,22 +125,25 @@ def choose_mask_weight(p_defect: np.ndarray, peaks: np.ndarray, is_defect: np.nd
     return best, {f"{w:g}": a for w, a in aurocs.items()}
 
 
-def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,
-                    false_reject_rate: float | None = None, device: str = "auto", split: str = "auto",
-                    show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Scores the data with the bundle, chooses thresholds, writes a new bundle version; returns it and the figures."""
-    predictor = Predictor.from_bundle(model, device)
-    samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
-    check_classes(data_classes, predictor.classes)
+def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | None = None,
+              false_reject_rate: float | None = None, show_progress: bool = True) -> tuple[Thresholds, dict[str, Any]]:
+    """Scores ``samples`` with ``predictor`` and chooses its thresholds; returns them and the figures behind them.
+
+    Raises:
+        ValueError: the samples lack good or defective images.
+    """
     current = predictor.thresholds
     predictor.thresholds = dataclasses.replace(current, reject=1.0, review=0.0, per_class={})  # keep every mask
     p_defect, peaks, labels, areas = [], [], [], []
-    for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
-        p_defect.append(1.0 - pred.class_scores[GOOD_CLASS])
-        peaks.append(float(pred.mask.max()))
-        labels.append(sample.label)
-        if sample.label != GOOD_CLASS and sample.mask is not None:
-            areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
+    try:
+        for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
+            p_defect.append(1.0 - pred.class_scores[GOOD_CLASS])
+            peaks.append(float(pred.mask.max()))
+            labels.append(sample.label)
+            if sample.label != GOOD_CLASS and sample.mask is not None:
+                areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
+    finally:
+        predictor.thresholds = current
     defect_a = np.array([label != GOOD_CLASS for label in labels])
     weight, by_weight = choose_mask_weight(np.array(p_defect), np.array(peaks), defect_a)
     scores_a = (1 - weight) * np.array(p_defect) + weight * np.array(peaks)
@@ -147,7 +151,18 @@ def run_calibration(model: str | Path, data: str | Path, escape_rate: float | No
     thresholds = Thresholds(reject=reject, review=review, mask=current.mask,
                             min_region_area=min_region_area(areas, current.min_region_area),
                             per_class=per_class_thresholds(scores_a, labels, reject, escape_rate), mask_weight=weight)
-    calibration = {**figures, "auroc_by_mask_weight": by_weight, "split": used_split,
-                   "n_good": int((~defect_a).sum()), "n_defect": int(defect_a.sum()), "data": str(Path(data).resolve())}
+    return thresholds, {**figures, "auroc_by_mask_weight": by_weight, "n_good": int((~defect_a).sum()),
+                        "n_defect": int(defect_a.sum())}
+
+
+def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,
+                    false_reject_rate: float | None = None, device: str = "auto", split: str = "auto",
+                    show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Scores the data with the bundle, chooses thresholds, writes a new bundle version; returns it and the figures."""
+    predictor = Predictor.from_bundle(model, device)
+    samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
+    check_classes(data_classes, predictor.classes)
+    thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress)
+    calibration = {**figures, "split": used_split, "data": str(Path(data).resolve())}
     path = derive_bundle(predictor.bundle, {"thresholds": dataclasses.asdict(thresholds), "calibration": calibration})
     return path, {"thresholds": dataclasses.asdict(thresholds), **calibration}

@@ -20,8 +20,10 @@ from inspector.config import PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import split_record, stratified_split
+from inspector.evaluation.calibrate import calibrate
 from inspector.evaluation.plots import plot_training_curves
 from inspector.model import DefectNet, get_backbone
+from inspector.predictor import Predictor
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
@@ -85,9 +87,9 @@ def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes
     for epoch in range(1, epochs + 1):
         t0 = time.time()
         row = train_one_epoch(net, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
-                              cfg.mask_loss_weight, cfg.label_smoothing, show=ranks.main)
+                              cfg.mask_loss_weight, cfg.label_smoothing, show=ranks.main, bf16=cfg.bf16)
         if ranks.main:
-            row |= evaluate(model, val_loader, device, classes)
+            row |= evaluate(model, val_loader, device, classes, bf16=cfg.bf16)
         row = broadcast(row, ranks)  # every rank takes the same best-epoch and stopping decisions
         scheduler.step()
         best.update(model, row)
@@ -157,4 +159,22 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         plot_training_curves(history, Path(tmp) / "curves.png")
         curves = (Path(tmp) / "curves.png").read_bytes()
     files = {"history.json": json.dumps(history, indent=1).encode(), "training_curves.png": curves}
-    return write_bundle(Path(out), name, model.cpu(), meta, files)
+    model = model.cpu()
+    if cfg.calibrate:
+        meta |= _calibration(model, meta, files, val, str(device))
+    return write_bundle(Path(out), name, model, meta, files)
+
+
+def _calibration(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[Sample], device: str) -> dict:
+    """Thresholds chosen on the validation split through the serving predictor (F1-optimal, as
+    ``inspector calibrate`` does by default); the defaults when the split cannot support it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        draft = load_bundle(write_bundle(Path(tmp), "draft", model, meta, files))
+        try:
+            thresholds, figures = calibrate(Predictor(draft, device), val, show_progress=False)
+        except ValueError as err:
+            log.warning("thresholds left at their defaults: %s", err)
+            return {}
+    log.info("thresholds chosen on the validation split: reject %.3f, review %.3f, mask weight %.2f",
+             thresholds.reject, thresholds.review, thresholds.mask_weight)
+    return {"thresholds": dataclasses.asdict(thresholds), "calibration": {**figures, "split": "val", "at": "train"}}

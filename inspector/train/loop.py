@@ -9,14 +9,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from inspector.devices import training_autocast
 from inspector.evaluation.metrics import PixelConfusion, classification_report
-from inspector.model import DefectNet
+from inspector.model import DefectNet, DefectOutput
 from inspector.progress import progress
 from inspector.train.losses import defect_loss
 
 
 def _to(device: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.to(device, non_blocking=True) for t in tensors]
+
+
+def _fp32(out: DefectOutput) -> DefectOutput:
+    """Losses and metrics in fp32 whatever precision the forward pass ran in."""
+    return DefectOutput(out.logits.float(), out.mask_logits.float())
 
 
 def train_one_epoch(
@@ -28,6 +34,7 @@ def train_one_epoch(
     mask_weight: float,
     label_smoothing: float,
     show: bool = True,
+    bf16: bool = True,
 ) -> dict[str, float]:
     """Trains for one pass over ``loader``; returns the mean of each loss term."""
     model.train()
@@ -36,8 +43,9 @@ def train_one_epoch(
     bar = progress(loader, desc, show)
     for images, masks, has_mask, labels in bar:
         images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
-        out = model(images.contiguous(memory_format=torch.channels_last))
-        losses = defect_loss(out, labels, masks, has_mask, mask_weight, label_smoothing)
+        with training_autocast(device, bf16):
+            out = model(images.contiguous(memory_format=torch.channels_last))
+        losses = defect_loss(_fp32(out), labels, masks, has_mask, mask_weight, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
@@ -51,7 +59,8 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    model: DefectNet, loader: DataLoader, device: torch.device, classes: tuple[str, ...], show: bool = True
+    model: DefectNet, loader: DataLoader, device: torch.device, classes: tuple[str, ...], show: bool = True,
+    bf16: bool = True,
 ) -> dict[str, float]:
     """Validation loss, image metrics and pixel metrics at model input scale.
 
@@ -63,7 +72,8 @@ def evaluate(
     all_probs, all_labels, loss_sum, n = [], [], 0.0, 0
     for images, masks, has_mask, labels in progress(loader, "validate", show):
         images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
-        out = model(images.contiguous(memory_format=torch.channels_last))
+        with training_autocast(device, bf16):
+            out = _fp32(model(images.contiguous(memory_format=torch.channels_last)))
         loss_sum += defect_loss(out, labels, masks, has_mask)["total"].item() * len(labels)
         n += len(labels)
         probs = out.logits.softmax(dim=1)  # (b, n_classes)
