@@ -14,7 +14,8 @@ from inspector.data.demo import write_demo_data  # noqa: E402
 
 torch.set_num_threads(2)
 
-TINY_TRAIN = TrainConfig(image_size=64, epochs_frozen=1, epochs_finetune=2, batch_size=8, workers=0, device="cpu")
+TINY_TRAIN = TrainConfig(image_size=64, epochs_frozen=1, epochs_finetune=2, batch_size=8, workers=0, device="cpu",
+                         calibrate=False)
 
 
 @pytest.fixture(scope="session")

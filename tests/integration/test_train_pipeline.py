@@ -7,6 +7,7 @@ import pytest
 
 from inspector.bundle import load_bundle
 from inspector.cli import main
+from inspector.config import Thresholds
 from inspector.predictor import Predictor
 from inspector.preprocess import read_image
 
@@ -30,6 +31,7 @@ def test_training_lowers_the_loss_and_records_everything(tiny_bundle):
     assert (tiny_bundle / "training_curves.png").stat().st_size > 1000
     assert set(meta["reference"]) == {"defect_score", "brightness", "contrast", "sharpness"}
     assert sum(meta["reference"]["brightness"]["fractions"]) == pytest.approx(1.0)
+    assert meta["calibration"] is None and bundle.thresholds == Thresholds()  # trained with calibrate=False
 
 
 def test_bundle_predicts_on_frames_of_any_size(tiny_bundle, demo_data):
@@ -84,7 +86,16 @@ def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):
     assert main(args) == 0
     assert capsys.readouterr().out.strip().endswith("line1/v1")
     assert (tmp_path / "line1" / "ACTIVE").read_text().strip() == "v1"
-    assert load_bundle(tmp_path / "line1").version == "v1"
+    bundle = load_bundle(tmp_path / "line1")
+    assert bundle.version == "v1"
+    cal = bundle.meta["calibration"]  # thresholds chosen on the validation split by default
+    assert cal["at"] == "train" and cal["split"] == "val" and cal["method"] == "f1_optimal"
+    assert cal["n_good"] + cal["n_defect"] == len(bundle.meta["split"]["val"])
+    t = bundle.thresholds
+    assert 0.0 <= t.review <= t.reject <= 1.0 and t.reject != Thresholds().reject
+    by_weight = {float(w): a for w, a in cal["auroc_by_mask_weight"].items()}
+    assert t.mask_weight == max(by_weight, key=lambda w: (round(by_weight[w], 6), -w))
+    assert 0 <= cal["escape_rate"] <= 1
 
 
 def test_calibrate_writes_a_new_version_with_its_figures(tiny_bundle, demo_data, capsys):
