@@ -25,6 +25,7 @@ import torch
 
 from inspector.config import PreprocessSpec, Thresholds, from_dict
 from inspector.model import DefectNet
+from inspector.model.anomaly import MemoryBank
 from inspector.store import active_version, versions
 
 FORMAT = "inspector-bundle"
@@ -68,6 +69,8 @@ class Bundle:
     def build_model(self, device: str | torch.device = "cpu") -> DefectNet:
         """The network with the bundle's weights, in eval mode on ``device``."""
         model = DefectNet(self.meta["backbone"], len(self.classes), pretrained=False)
+        if self.meta.get("anomaly"):
+            model.attach_anomaly(MemoryBank(self.meta["anomaly"]["bank_size"], self.meta["anomaly"]["dim"]))
         data = (self.path / WEIGHTS_FILE).read_bytes()
         _verify_digest(data, self.meta["weights_sha256"], self.path)
         try:

@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="random encoder weights instead of ImageNet (to measure what pretraining brings)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", default=None, help="train in fp32 throughout")
+    p.add_argument("--no-anomaly", dest="anomaly", action="store_false", default=None,
+                   help="no anomaly head (memory bank of good parts' patches) beside the classifier")
+    p.add_argument("--anomaly-bank", dest="anomaly_bank", type=int,
+                   help=f"patches in the anomaly memory bank (default {TrainConfig.anomaly_bank})")
+    p.add_argument("--good-only", dest="good_only", action="store_true", default=None,
+                   help="an anomaly-only model from the good images (e.g. MVTec train/good); other classes are "
+                        "used only to evaluate")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
                    help="keep the default thresholds instead of choosing them on the validation split")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")

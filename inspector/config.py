@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 GOOD_CLASS = "good"
+ANOMALY_CLASS = "anomaly"  # the one defect class of a model trained on good parts only (train --good-only)
 
 T = TypeVar("T")
 
@@ -61,12 +62,18 @@ class Thresholds:
     min_region_area: int = 16  # px of the frame; smaller connected components are ignored
     mask_weight: float = 0.0  # share of the mask's highest pixel in the defect score (0: classifier alone)
     per_class: dict[str, float] = field(default_factory=dict)  # optional reject threshold per defect class
+    anomaly: float = 1.0  # anomaly score at or above which a part the classifier accepts goes to anomaly_verdict
+    anomaly_verdict: str = "REVIEW"  # REVIEW or REJECT: what an abnormal part the classifier accepts gets
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.review <= self.reject <= 1.0:
             raise ValueError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
         if not 0.0 <= self.mask_weight <= 1.0:
             raise ValueError(f"mask_weight must be within 0..1, got {self.mask_weight}")
+        if self.anomaly_verdict not in ("REVIEW", "REJECT"):
+            raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {self.anomaly_verdict!r}")
+        if self.anomaly < 0:
+            raise ValueError(f"anomaly threshold must be >= 0, got {self.anomaly}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ class TrainConfig:
     weights_path: str | None = None  # ImageNet weights file for backbones that need one
     init: str | None = None  # continue from this bundle (its backbone and preprocessing) instead of ImageNet
     bf16: bool = True  # bf16 autocast where the hardware runs it natively (about 2x faster on CPU); fp32 elsewhere
+    anomaly: bool = True  # also fit the anomaly head (memory bank of good training patches) after training
+    anomaly_bank: int = 2048  # patches kept in the anomaly memory bank (greedy coreset)
+    good_only: bool = False  # anomaly head alone, from the good images (no classifier or segmentation training)
     calibrate: bool = True  # choose the bundle's thresholds on the validation split (F1-optimal) after training
 
 

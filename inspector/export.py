@@ -41,10 +41,21 @@ def golden_batch(bundle: Bundle, n: int = 8) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames))  # (n, 3, H, W)
 
 
-def probabilities(out: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(class probabilities (b, n), defect probabilities (b, H, W)) from a model's (logits, mask_logits)."""
-    logits, mask_logits = out[0], out[1]
-    return logits.float().softmax(dim=1), mask_logits.float().sigmoid()[:, 0]
+def probabilities(out: Any) -> list[torch.Tensor]:
+    """Class probabilities (b, n), defect probabilities (b, H, W)[, anomaly map (b, H, W)] from a model's outputs."""
+    out = [t for t in out if t is not None]
+    return [out[0].float().softmax(dim=1), out[1].float().sigmoid()[:, 0]] + [a.float()[:, 0] for a in out[2:]]
+
+
+class _Tensors(torch.nn.Module):
+    """The network with a plain tuple of tensors as output (no NamedTuple, no ``None``): what exporters take."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t for t in self.model(x) if t is not None)
 
 
 def parity(reference: Callable, exported: Callable, batch: torch.Tensor) -> float:
@@ -56,19 +67,20 @@ def parity(reference: Callable, exported: Callable, batch: torch.Tensor) -> floa
 def _write_torchscript(model: torch.nn.Module, batch: torch.Tensor, path: Path) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still a format here
-        torch.jit.save(torch.jit.freeze(torch.jit.trace(model, batch[:1], strict=False)), str(path))
+        torch.jit.save(torch.jit.freeze(torch.jit.trace(_Tensors(model).eval(), batch[:1], strict=False)), str(path))
 
 
 def _write_onnx(model: torch.nn.Module, batch: torch.Tensor, path: Path) -> None:
     dims = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (batch[:1],), str(path), input_names=["image"],
-                          output_names=["logits", "mask_logits"], dynamic_shapes=dims, dynamo=True, verbose=False)
+        names = ["logits", "mask_logits"] + (["anomaly_map"] if getattr(model, "anomaly", None) is not None else [])
+        torch.onnx.export(_Tensors(model).eval(), (batch[:1],), str(path), input_names=["image"], output_names=names,
+                          dynamic_shapes=dims, dynamo=True, verbose=False)
 
 
 class OnnxModel:
-    """An ONNX Runtime session called like the network: ``(b, 3, H, W)`` tensor -> (logits, mask_logits)."""
+    """An ONNX Runtime session called like the network: ``(b, 3, H, W)`` tensor -> (logits, mask_logits[, anomaly])."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
         import onnxruntime as ort
@@ -81,9 +93,9 @@ class OnnxModel:
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.device = device
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, masks = self.session.run(None, {"image": x.detach().cpu().float().contiguous().numpy()})
-        return torch.from_numpy(logits).to(self.device), torch.from_numpy(masks).to(self.device)
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.session.run(None, {"image": x.detach().cpu().float().contiguous().numpy()})
+        return tuple(torch.from_numpy(o).to(self.device) for o in outputs)
 
     def eval(self) -> OnnxModel:
         return self

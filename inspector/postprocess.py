@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inspector.config import GOOD_CLASS, Thresholds
+from inspector.config import ANOMALY_CLASS, GOOD_CLASS, Thresholds
 
 ACCEPT, REVIEW, REJECT = "ACCEPT", "REVIEW", "REJECT"
 MAX_REGIONS = 32  # largest regions reported per frame
@@ -33,6 +33,7 @@ class Decision:
     label: str  # good, or the most likely defect class when the score reaches the reject threshold
     defect_class: str  # most likely defect class (whatever the verdict)
     defect_score: float  # classifier and segmentation evidence together, in [0, 1] (see defect_score)
+    by_anomaly: bool = False  # the verdict comes from the anomaly score (the classifier alone would accept)
 
 
 def defect_score(probs: np.ndarray, good: int, mask_peak: float | None, mask_weight: float) -> float:
@@ -47,10 +48,16 @@ def defect_score(probs: np.ndarray, good: int, mask_peak: float | None, mask_wei
     return float(np.clip(score, 0.0, 1.0))
 
 
+def anomaly_probability(anomaly: np.ndarray | float) -> np.ndarray | float:
+    """Anomaly score (1.0 = the bank's reference) -> [0, 1), 0.5 at the reference: ``a / (1 + a)``."""
+    return anomaly / (1.0 + anomaly)
+
+
 def decide(probs: np.ndarray, classes: tuple[str, ...], thresholds: Thresholds,
-           mask_peak: float | None = None) -> Decision:
+           mask_peak: float | None = None, anomaly: float | None = None) -> Decision:
     """Verdict from class probabilities ``(n_classes,)`` and the mask's highest pixel: reject at or above the
-    (per-class) reject threshold, review in the band ``[review, reject)``, accept below."""
+    (per-class) reject threshold, review in the band ``[review, reject)``, accept below. A part so accepted whose
+    ``anomaly`` score reaches ``thresholds.anomaly`` gets ``thresholds.anomaly_verdict`` instead."""
     good = classes.index(GOOD_CLASS)
     defect_idx = [i for i in range(len(classes)) if i != good]
     defect_class = classes[max(defect_idx, key=lambda i: probs[i])]
@@ -59,6 +66,9 @@ def decide(probs: np.ndarray, classes: tuple[str, ...], thresholds: Thresholds,
     review_at = min(thresholds.review, reject_at)
     if score >= reject_at:
         return Decision(REJECT, defect_class, defect_class, score)
+    if score < review_at and anomaly is not None and anomaly >= thresholds.anomaly:
+        verdict = thresholds.anomaly_verdict
+        return Decision(verdict, ANOMALY_CLASS if verdict == REJECT else GOOD_CLASS, defect_class, score, True)
     return Decision(REVIEW if score >= review_at else ACCEPT, GOOD_CLASS, defect_class, score)
 
 

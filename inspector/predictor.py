@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from inspector.bundle import Bundle, load_bundle
-from inspector.config import GOOD_CLASS, Thresholds
+from inspector.config import ANOMALY_CLASS, GOOD_CLASS, Thresholds
 from inspector.devices import resolve_device
-from inspector.postprocess import ACCEPT, Region, decide, find_regions
+from inspector.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
 from inspector.preprocess import Letterbox, mask_to_frame, preprocess
 from inspector.tiling import Window, plan, stitch
 
@@ -33,6 +33,26 @@ class Prediction:
     regions: list[Region]
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, shared by the batch
+    anomaly_score: float | None = None  # peak of the anomaly map (1.0 = the bank's reference); None without a bank
+    anomaly_map: np.ndarray | None = None  # (h, w) float32 anomaly map at the frame's size; None without a bank
+    by_anomaly: bool = False  # the verdict comes from the anomaly head, not the classifier
+
+
+@dataclass
+class Outputs:
+    """The model's answers for a batch of parts, as probabilities (numpy)."""
+
+    probs: np.ndarray  # (b, n_classes)
+    masks: np.ndarray  # (b, H, W) defect probability
+    anomaly: np.ndarray | None = None  # (b, H, W) anomaly map (1.0 = the bank's reference), when the bundle has one
+
+    def row(self, i: int) -> Outputs:
+        return Outputs(self.probs[i : i + 1], self.masks[i : i + 1], None if self.anomaly is None else self.anomaly[i : i + 1])
+
+    @staticmethod
+    def concat(rows: Sequence[Outputs]) -> Outputs:
+        anomaly = None if rows[0].anomaly is None else np.concatenate([r.anomaly for r in rows])
+        return Outputs(np.concatenate([r.probs for r in rows]), np.concatenate([r.masks for r in rows]), anomaly)
 
 
 @dataclass
@@ -69,6 +89,7 @@ class Predictor:
         self.spec = bundle.spec
         self.classes = bundle.classes
         self.thresholds = bundle.thresholds
+        self.anomaly_only = bool((bundle.meta.get("anomaly") or {}).get("only"))  # trained with --good-only
         self.autocast = fp16 and self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # input sizes are fixed by the spec: tune the kernels once
@@ -104,48 +125,67 @@ class Predictor:
         return Prepared(np.stack(tensors), owners, windows, geometry, [f.shape[:2] for f in frames])
 
     @torch.inference_mode()
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(b, 3, H, W)`` -> class probabilities ``(b, n_classes)`` and defect probabilities ``(b, H, W)``."""
+    def infer(self, batch: np.ndarray) -> Outputs:
+        """``(b, 3, H, W)`` -> class probabilities, defect probabilities and anomaly maps of each part."""
         x = torch.from_numpy(batch)
         if self.device.type == "cuda":
             x = x.pin_memory()  # page-locked: the copy below overlaps with the host
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        probs, masks = self._probabilities(x)
-        if self.tta:  # test-time horizontal flip: average the two views, the flipped mask flipped back
-            flipped_probs, flipped_masks = self._probabilities(x.flip(-1))
-            probs, masks = (probs + flipped_probs) / 2, (masks + flipped_masks.flip(-1)) / 2
-        return probs.cpu().numpy(), masks.cpu().numpy()
+        out = self._probabilities(x)
+        if self.tta:  # test-time horizontal flip: average the two views, the flipped maps flipped back
+            flipped = self._probabilities(x.flip(-1))
+            out = [(a + (b if a.dim() == 2 else b.flip(-1))) / 2 for a, b in zip(out, flipped)]
+        return Outputs(*(t.cpu().numpy() for t in out))
 
-    def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _probabilities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(b, n_classes) class probabilities, (b, H, W) defect probabilities[, (b, H, W) anomaly map]."""
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast):
-            logits, mask_logits = self.model(x)[:2]  # a DefectOutput, or the plain tuple of an export
-        return logits.float().softmax(dim=1), mask_logits.float().sigmoid()[:, 0]  # (b, n_classes), (b, H, W)
+            out = [t for t in self.model(x) if t is not None]  # a DefectOutput, or the plain tuple of an export
+        maps = [out[1].float().sigmoid()] + [a.float() for a in out[2:]]
+        return [out[0].float().softmax(dim=1)] + [m[:, 0] for m in maps]
 
-    def finish(self, probs: np.ndarray, masks: np.ndarray, prepared: Prepared,
-               thresholds: Thresholds | None = None) -> list[Prediction]:
+    def finish(self, out: Outputs, prepared: Prepared, thresholds: Thresholds | None = None) -> list[Prediction]:
         """Decisions, masks at each frame's size and regions, from the model outputs of the prepared parts."""
         thresholds = thresholds or self.thresholds
         good = self.classes.index(GOOD_CLASS)
-        out = []
+        preds = []
         for i, (h, w) in enumerate(prepared.shapes):
             parts = [k for k, owner in enumerate(prepared.owners) if owner == i]
-            windows = [prepared.windows[k] for k in parts]
-            frame_mask = stitch(h, w, windows, [mask_to_frame(masks[k], prepared.geometry[k]) for k in parts])
-            p = probs[max(parts, key=lambda k: 1.0 - probs[k][good])]  # the frame answers as its worst part
-            decision = decide(p, self.classes, thresholds, float(frame_mask.max()))
+            frame_mask = self._to_frame(out.masks, parts, prepared, h, w)
+            anomaly_map = None if out.anomaly is None else self._to_frame(out.anomaly, parts, prepared, h, w)
+            anomaly = None if anomaly_map is None else float(anomaly_map.max())
+            if self.anomaly_only:  # the anomaly score is the defect score; its map is the mask
+                s = anomaly_probability(anomaly)
+                p, frame_mask = np.array([1.0 - s, s])[[good, 1 - good]], anomaly_probability(anomaly_map)
+                decision = decide(p, self.classes, thresholds, float(frame_mask.max()))
+            else:
+                p = out.probs[max(parts, key=lambda k: 1.0 - out.probs[k][good])]  # a frame answers as its worst part
+                decision = decide(p, self.classes, thresholds, float(frame_mask.max()), anomaly)
+                if decision.by_anomaly:  # the classifier saw nothing: show where the part differs from good ones
+                    frame_mask = anomaly_probability(anomaly_map)
             if decision.verdict == ACCEPT:
-                frame_mask.fill(0.0)  # an accepted part shows no defect area (stitch gave a fresh array)
-            out.append(Prediction(
+                frame_mask.fill(0.0)  # an accepted part shows no defect area (a fresh array, never the model's)
+            region_class = ANOMALY_CLASS if decision.by_anomaly or self.anomaly_only else decision.defect_class
+            preds.append(Prediction(
                 verdict=decision.verdict,
                 label=decision.label,
                 defect_class=decision.defect_class,
                 defect_score=decision.defect_score,
                 class_scores={c: float(v) for c, v in zip(self.classes, p)},
                 mask=frame_mask,
-                regions=find_regions(frame_mask, decision.defect_class, thresholds),
+                regions=find_regions(frame_mask, region_class, thresholds),
                 model_version=self.version,
+                anomaly_score=anomaly,
+                anomaly_map=anomaly_map,
+                by_anomaly=decision.by_anomaly or (self.anomaly_only and decision.verdict != ACCEPT),
             ))
-        return out
+        return preds
+
+    @staticmethod
+    def _to_frame(maps: np.ndarray, parts: list[int], prepared: Prepared, h: int, w: int) -> np.ndarray:
+        """One frame's ``(h, w)`` map from the maps of its parts (letterbox undone, tiles stitched)."""
+        return stitch(h, w, [prepared.windows[k] for k in parts],
+                      [mask_to_frame(maps[k], prepared.geometry[k]) for k in parts])
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Prediction]:
         """Runs a batch of frames of any sizes through all three stages."""
@@ -154,9 +194,9 @@ class Predictor:
         t0 = time.perf_counter()
         prepared = self.prepare(frames)
         t1 = time.perf_counter()
-        probs, masks = self.infer(prepared.batch)
+        outputs = self.infer(prepared.batch)
         t2 = time.perf_counter()
-        predictions = self.finish(probs, masks, prepared)
+        predictions = self.finish(outputs, prepared)
         timings = {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": time.perf_counter() - t2}
         for p in predictions:
             p.timings = timings

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from inspector.config import GOOD_CLASS
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
-from inspector.evaluation.metrics import PixelConfusion, classification_report
+from inspector.evaluation.metrics import PixelConfusion, auroc, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
-from inspector.evaluation.runner import check_classes, choose_samples, run_over
+from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_over
 from inspector.predictor import Prediction, Predictor
 
 MAX_OVERLAYS = 16
@@ -30,15 +30,19 @@ class Outcome:
     pred: int
     score: float
     error: float  # how wrong: ranks the overlay grid
+    by_anomaly: bool = False  # sent to review or rejected by the anomaly head
 
 
-def _pixel_update(pixels: PixelConfusion, sample: Sample, pred: Prediction, index: dict[str, int], mask_t: float) -> float:
+def _pixel_update(pixels: PixelConfusion, sample: Sample, pred: Prediction, index: Callable[[str], int],
+                  mask_t: float, anomaly: AnomalyPixels) -> float:
     """Adds one image's pixels; returns its defect IoU (nan when it has no pixel label)."""
     truth_mask, labelled = read_mask(sample, pred.mask.shape)
     if not labelled:
         return math.nan
-    truth = (truth_mask > 0) * index[sample.label]
-    predicted = (pred.mask >= mask_t) * index[pred.defect_class]
+    if pred.anomaly_map is not None:
+        anomaly.add(truth_mask > 0, pred.anomaly_map)
+    truth = (truth_mask > 0) * index(sample.label)
+    predicted = (pred.mask >= mask_t) * index(pred.defect_class)
     pixels.update(truth, predicted)
     inter, union = np.logical_and(truth > 0, predicted > 0).sum(), np.logical_or(truth > 0, predicted > 0).sum()
     return float(inter / union) if union else 1.0
@@ -54,6 +58,22 @@ def _clean(value: Any) -> Any:
 
 
 @dataclass
+class AnomalyPixels:
+    """Anomaly map values and pixel truth of the labelled images, every ``STRIDE``-th pixel in each direction."""
+
+    STRIDE = 4
+    truth: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, truth: np.ndarray, anomaly_map: np.ndarray) -> None:
+        self.truth.append(truth[:: self.STRIDE, :: self.STRIDE].ravel())
+        self.scores.append(anomaly_map[:: self.STRIDE, :: self.STRIDE].ravel())
+
+    def auroc(self) -> float:
+        return auroc(np.concatenate(self.truth), np.concatenate(self.scores)) if self.truth else math.nan
+
+
+@dataclass
 class Collected:
     """A model's answers over a set of samples, ready to summarise."""
 
@@ -61,27 +81,37 @@ class Collected:
     outcomes: list[Outcome]
     pixels: PixelConfusion
     worst: list[tuple]  # (error, sample, image, prediction), the MAX_OVERLAYS worst, worst first
+    anomaly_scores: list[float] = field(default_factory=list)  # per outcome, when the model has an anomaly head
+    anomaly_pixels: AnomalyPixels = field(default_factory=AnomalyPixels)
 
     def report(self) -> dict[str, Any]:
-        """The report.json figures (NaN as None)."""
+        """The report.json figures (NaN as None); an ``anomaly`` section when the model has an anomaly head."""
         y_true, y_pred, scores = (np.array([getattr(o, k) for o in self.outcomes]) for k in ("truth", "pred", "score"))
         image = classification_report(y_true, y_pred, scores, list(self.classes))
-        return _clean({"n_images": len(self.outcomes), "classes": list(self.classes), "image": image,
-                       "pixel": self.pixels.report()})
+        out = {"n_images": len(self.outcomes), "classes": list(self.classes), "image": image,
+               "pixel": self.pixels.report()}
+        if self.anomaly_scores:
+            is_defect = y_true != self.classes.index(GOOD_CLASS)
+            out["anomaly"] = {"image_auroc": auroc(is_defect, np.array(self.anomaly_scores)),
+                              "pixel_auroc": self.anomaly_pixels.auroc(),
+                              "flagged_by_anomaly": sum(o.by_anomaly for o in self.outcomes)}
+        return _clean(out)
 
 
 def collect(predictor: Predictor, samples: list[Sample], desc: str = "evaluate", batch_size: int = 16,
             show: bool = True) -> Collected:
     """Runs the predictor over the samples and accumulates image outcomes and pixel confusion."""
     classes = predictor.classes
-    index = {c: i for i, c in enumerate(classes)}
+    index = class_index(classes)
     done = Collected(classes, [], PixelConfusion(len(classes)), [])
     for sample, image, pred in run_over(predictor, samples, desc, batch_size, show):
-        iou = _pixel_update(done.pixels, sample, pred, index, predictor.thresholds.mask)
-        truth, guess = index[sample.label], index[pred.label]
-        error = (1.0 + abs(float(truth != index[GOOD_CLASS]) - pred.defect_score)) if truth != guess else (
+        iou = _pixel_update(done.pixels, sample, pred, index, predictor.thresholds.mask, done.anomaly_pixels)
+        truth, guess = index(sample.label), index(pred.label)
+        error = (1.0 + abs(float(truth != index(GOOD_CLASS)) - pred.defect_score)) if truth != guess else (
             0.0 if math.isnan(iou) else 1.0 - iou)
-        done.outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error))
+        done.outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error, pred.by_anomaly))
+        if pred.anomaly_score is not None:
+            done.anomaly_scores.append(pred.anomaly_score)
         done.worst = sorted([*done.worst, (error, sample, image, pred)], key=lambda t: -t[0])[:MAX_OVERLAYS]
     return done
 

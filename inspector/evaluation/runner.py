@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from inspector.config import ANOMALY_CLASS
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
 from inspector.predictor import Prediction, Predictor
@@ -25,9 +26,16 @@ def choose_samples(model_meta: dict[str, Any], data: Path, split: str) -> tuple[
 
 
 def check_classes(data_classes: tuple[str, ...], model_classes: tuple[str, ...]) -> None:
+    """A model must know every class of the data; an anomaly-only model counts every defect class as its one."""
     unknown = sorted(set(data_classes) - set(model_classes))
-    if unknown:
+    if unknown and ANOMALY_CLASS not in model_classes:
         raise ValueError(f"data has classes the model does not know: {unknown}; model classes: {list(model_classes)}")
+
+
+def class_index(model_classes: tuple[str, ...]) -> Callable[[str], int]:
+    """Data class name -> the model's class index (for an anomaly-only model every defect class is ``anomaly``)."""
+    index = {c: i for i, c in enumerate(model_classes)}
+    return lambda label: index.get(label, index.get(ANOMALY_CLASS, -1))
 
 
 def run_over(

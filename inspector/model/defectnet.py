@@ -11,6 +11,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from inspector.model.anomaly import MemoryBank, patch_features
 from inspector.model.backbones import get_backbone
 
 MASK_PRIOR_LOGIT = -4.6  # log(0.01 / 0.99): start the mask head at "1 % of pixels are defect", not 50 %
@@ -20,6 +21,7 @@ DECODER_CHANNELS = (128, 64, 32, 16, 8)  # deepest first; light at full resoluti
 class DefectOutput(NamedTuple):
     logits: torch.Tensor  # (b, n_classes) class logits, softmax over good + defect classes
     mask_logits: torch.Tensor  # (b, 1, h, w) defect-vs-background logits at input resolution
+    anomaly_map: torch.Tensor | None = None  # (b, 1, h, w) distance to good parts' patches, when there is a bank
 
 
 class ClassifierHead(nn.Module):
@@ -55,13 +57,19 @@ class DefectNet(nn.Module):
         torch.nn.init.constant_(self.segmentation_head[0].bias, MASK_PRIOR_LOGIT)  # defects are rare pixels
         self.classification_head = ClassifierHead(self.encoder.out_channels[-1], num_classes)
         self.encoder_bn_frozen = False
+        self.anomaly: MemoryBank | None = None  # set by attach_anomaly
         if pretrained:
             load_encoder_weights(self.encoder, spec.load_weights(weights_path))
 
     def forward(self, x: torch.Tensor) -> DefectOutput:
         features = self.encoder(x)  # [x, (b, c1, h/2, w/2), ..., (b, c5, h/32, w/32)]
         mask_logits = self.segmentation_head(self.decoder(features))  # (b, 1, h, w)
-        return DefectOutput(self.classification_head(features[-1]), mask_logits)
+        anomaly_map = None if self.anomaly is None else self.anomaly(patch_features(features), x.shape[-2:])
+        return DefectOutput(self.classification_head(features[-1]), mask_logits, anomaly_map)
+
+    def attach_anomaly(self, bank: MemoryBank) -> None:
+        """Adds the anomaly head: every forward pass also gives the anomaly map (same encoder features)."""
+        self.anomaly = bank
 
     def freeze_encoder(self) -> None:
         """Transfer learning: encoder weights fixed and its BatchNorm statistics frozen (eval mode)."""

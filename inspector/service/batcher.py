@@ -35,7 +35,7 @@ class Job:
     tensor: np.ndarray  # (3, H, W) float32 model input
     predictor: Predictor  # the predictor whose spec prepared it
     deadline: float | None  # time.monotonic() limit, None = no deadline
-    future: Future = field(default_factory=Future)  # -> (probs (n,), mask (H, W), queue_s, infer_s, batch_size)
+    future: Future = field(default_factory=Future)  # -> (Outputs of this part, queue_s, infer_s, batch_size)
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -106,7 +106,7 @@ class MicroBatcher:
     def _infer(self, predictor: Predictor, jobs: list[Job]) -> None:
         start = time.monotonic()
         try:
-            probs, masks = predictor.infer(np.stack([j.tensor for j in jobs]))
+            outputs = predictor.infer(np.stack([j.tensor for j in jobs]))
         except Exception as err:  # noqa: BLE001 - every waiting caller must hear about it
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:
@@ -116,4 +116,4 @@ class MicroBatcher:
         if self.on_batch:
             self.on_batch(len(jobs), infer_s)
         for i, j in enumerate(jobs):
-            j.future.set_result((probs[i], masks[i], start - j.queued_at, infer_s, len(jobs)))
+            j.future.set_result((outputs.row(i), start - j.queued_at, infer_s, len(jobs)))

@@ -12,18 +12,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from inspector.bundle import load_bundle, write_bundle
-from inspector.config import PreprocessSpec, Thresholds, TrainConfig
+from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import split_record, stratified_split
 from inspector.evaluation.calibrate import calibrate
+from inspector.evaluation.metrics import auroc
 from inspector.evaluation.plots import plot_training_curves
 from inspector.model import DefectNet, get_backbone
+from inspector.postprocess import anomaly_probability
 from inspector.predictor import Predictor
+from inspector.train.anomaly import fit_anomaly, image_scores
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
@@ -121,35 +125,39 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         cfg = dataclasses.replace(cfg, backbone=init.meta["backbone"], image_size=init.spec.height)
     spec = init.spec if init is not None else make_spec(cfg)
     train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
-    train_loader, val_loader = _loaders(train, val, dataset.classes, cfg, spec, ranks)
+    classes = (GOOD_CLASS, ANOMALY_CLASS) if cfg.good_only else dataset.classes
     if init is not None:
-        model = model_from_bundle(init, dataset.classes)
+        model = model_from_bundle(init, classes)
     else:
-        model = DefectNet(cfg.backbone, len(dataset.classes), pretrained=cfg.pretrained, weights_path=cfg.weights_path)
+        model = DefectNet(cfg.backbone, len(classes), pretrained=cfg.pretrained, weights_path=cfg.weights_path)
     model = model.to(device).to(memory_format=torch.channels_last)
     log.info("training %s on %d images (%s), %s, %d process(es)", cfg.backbone, len(dataset.samples), dataset.layout,
              device, ranks.world)
     best, history, started = _Best(), [], time.time()
-    model.freeze_encoder()
-    loaders = (train_loader, val_loader)
-    _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, best, history, dataset.classes, ranks)
-    model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
-    _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, best, history, dataset.classes, ranks)
+    if not cfg.good_only:  # the supervised phases
+        loaders = _loaders(train, val, classes, cfg, spec, ranks)
+        model.freeze_encoder()
+        _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, best, history, classes, ranks)
+        model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
+        _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, best, history, classes, ranks)
     if not ranks.main:
         return None
     if best.state is not None:
         model.load_state_dict(best.state)
+    anomaly, figures, defect_scores = _anomaly_head(model, train, val, classes, spec, device, cfg)
+    thresholds = Thresholds(review=Thresholds().reject) if cfg.good_only else Thresholds()  # no band: see README
     meta = {
         "backbone": cfg.backbone,
-        "classes": list(dataset.classes),
+        "classes": list(classes),
         "preprocess": dataclasses.asdict(spec),
-        "thresholds": dataclasses.asdict(Thresholds()),
+        "thresholds": dataclasses.asdict(thresholds),
         "calibration": None,
-        "validation": best.metrics,
+        "anomaly": anomaly,
+        "validation": best.metrics or figures,
         "data": {"hash": data_hash(dataset), "root": str(Path(data).resolve()), "layout": dataset.layout,
                  "n_images": len(dataset.samples), "per_class": dict(Counter(s.label for s in dataset.samples))},
         "split": split_record(dataset, train, val),
-        "reference": validation_reference(model, val, spec, device),
+        "reference": validation_reference(model, val, spec, device, defect_scores=defect_scores),
         "train_config": dataclasses.asdict(cfg),
         "train_seconds": round(time.time() - started, 1),
         "train_processes": ranks.world,
@@ -163,6 +171,22 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     if cfg.calibrate:
         meta |= _calibration(model, meta, files, val, str(device))
     return write_bundle(Path(out), name, model, meta, files)
+
+
+def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], classes: tuple[str, ...],
+                  spec: PreprocessSpec, device: torch.device, cfg: TrainConfig
+                  ) -> tuple[dict | None, dict, np.ndarray | None]:
+    """Fits the anomaly head when asked; for a good-only model also its validation AUROC and defect scores."""
+    if not (cfg.anomaly or cfg.good_only):
+        return None, {}, None
+    good = [[s for s in part if s.label == GOOD_CLASS] for part in (train, val)]
+    record = fit_anomaly(model, *good, classes, spec, device, cfg.anomaly_bank, cfg.seed) | {"only": cfg.good_only}
+    if not cfg.good_only:
+        return record, {}, None
+    probs = anomaly_probability(image_scores(model, val, spec, device))
+    is_defect = np.array([s.label != GOOD_CLASS for s in val])
+    figures = {"val_auroc": auroc(is_defect, probs)} if 0 < is_defect.sum() < len(val) else {}
+    return record, figures, probs
 
 
 def _calibration(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[Sample], device: str) -> dict:

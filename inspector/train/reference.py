@@ -14,8 +14,11 @@ from inspector.preprocess import preprocess, read_image
 
 @torch.inference_mode()
 def validation_reference(model: DefectNet, samples: list[Sample], spec: PreprocessSpec, device: torch.device,
-                         batch_size: int = 16) -> dict:
-    """Runs the trained model over the validation samples and bins each statistic (see :mod:`inspector.drift`)."""
+                         batch_size: int = 16, defect_scores: np.ndarray | None = None) -> dict:
+    """Runs the trained model over the validation samples and bins each statistic (see :mod:`inspector.drift`).
+
+    ``defect_scores``: the samples' defect scores when they do not come from the classifier (anomaly-only models).
+    """
     model.eval()
     values: dict[str, list[float]] = {"defect_score": [], "brightness": [], "contrast": [], "sharpness": []}
     for i in range(0, len(samples), batch_size):
@@ -26,4 +29,6 @@ def validation_reference(model: DefectNet, samples: list[Sample], spec: Preproce
         batch = torch.from_numpy(np.stack([preprocess(im, spec)[0] for im in images])).to(device)
         probs = model(batch.contiguous(memory_format=torch.channels_last)).logits.softmax(dim=1)
         values["defect_score"] += (1.0 - probs[:, 0]).tolist()
+    if defect_scores is not None:
+        values["defect_score"] = list(defect_scores)
     return reference(values)

@@ -11,7 +11,7 @@ from inspector.config import Thresholds
 from inspector.predictor import Predictor
 from inspector.preprocess import read_image
 
-REPORT_KEYS = {"n_images", "classes", "image", "pixel"}
+REPORT_KEYS = {"n_images", "classes", "image", "pixel", "anomaly"}  # anomaly: the tiny bundle has the head
 IMAGE_KEYS = {"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}
 PIXEL_KEYS = {"iou_defect", "dice_defect", "miou"}
 
@@ -195,3 +195,33 @@ def test_no_pretrained_starts_from_random_weights(demo_data, tmp_path, capsys, m
             "--image-size", "64", "--epochs-frozen", "0", "--epochs-finetune", "1", "--workers", "0", "--device", "cpu"]
     assert main(args) == 0
     assert load_bundle(capsys.readouterr().out.strip()).meta["train_config"]["pretrained"] is False
+
+
+def test_the_anomaly_head_is_fitted_and_scores_defects_higher(tiny_bundle, demo_data, tmp_path):
+    record = load_bundle(tiny_bundle).meta["anomaly"]
+    assert 0 < record["bank_size"] <= record["patches_seen"] and record["reference"] > 0 and not record["only"]
+    assert record["good_images"] == 6 and record["reference_split"] == "val"
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(demo_data), "--report", str(tmp_path)]) == 0
+    anomaly = json.loads((tmp_path / "report.json").read_text())["anomaly"]
+    assert anomaly["image_auroc"] > 0.7 and anomaly["pixel_auroc"] > 0.7
+    image = read_image(demo_data / "images" / "spot" / "spot_0000.png")
+    pred = Predictor.from_bundle(tiny_bundle, device="cpu").predict([image])[0]
+    assert pred.anomaly_map.shape == image.shape and pred.anomaly_score == pytest.approx(float(pred.anomaly_map.max()))
+
+
+def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path, capsys):
+    args = ["train", "--data", str(demo_data), "--out", str(tmp_path), "--name", "go", "--image-size", "64",
+            "--good-only", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    bundle = load_bundle(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bundle.classes == ("good", "anomaly") and bundle.meta["anomaly"]["only"]
+    assert bundle.meta["validation"]["val_auroc"] > 0.7
+    report_dir = tmp_path / "report"
+    assert main(["evaluate", "--model", str(bundle.path), "--data", str(demo_data), "--report", str(report_dir)]) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["classes"] == ["good", "anomaly"] and report["n_images"] == 8
+    assert report["anomaly"]["image_auroc"] == pytest.approx(report["image"]["auroc_defect"])
+    image = read_image(demo_data / "images" / "crack" / "crack_0000.png")
+    pred = Predictor.from_bundle(bundle.path, device="cpu").predict([image])[0]
+    assert pred.defect_score == pytest.approx(pred.anomaly_score / (1 + pred.anomaly_score), abs=1e-6)
+    assert all(r.defect_class == "anomaly" for r in pred.regions)

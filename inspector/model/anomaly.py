@@ -1,0 +1,85 @@
+"""Anomaly head: a memory bank of good-part patch features and nearest-neighbour distances (PatchCore).
+
+Patch features are the encoder's stride-8 and stride-16 features, each averaged over its 3x3 neighbourhood (local
+context) and brought to the stride-8 grid. The bank keeps a greedy coreset of the good training patches, so its size
+is bounded whatever the number of good images. A patch's anomaly is its distance to the nearest bank entry, divided
+by the bank's ``scale`` (a high percentile of good validation parts' scores, so 1.0 means "as unusual as the most
+unusual good parts"). The map is lightly smoothed and brought to the input resolution; the image score is its peak.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STAGES = (3, 4)  # encoder feature indices: strides 8 and 16 (index 0 is the input itself)
+SMOOTH_SIGMA = 0.5  # Gaussian smoothing of the patch-grid map, in grid cells (PatchCore: sigma 4 px at stride 8)
+
+
+def patch_features(features: list[torch.Tensor], stages: tuple[int, ...] = STAGES) -> torch.Tensor:
+    """``(b, d, h, w)`` locally aggregated features on the grid of the first stage in ``stages``."""
+    size = features[stages[0]].shape[-2:]
+    out = [F.avg_pool2d(features[i].float(), 3, stride=1, padding=1) for i in stages]
+    out[1:] = [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in out[1:]]
+    return torch.cat(out, dim=1)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(2 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    return (k[:, None] * k[None, :])[None, None]  # (1, 1, k, k)
+
+
+class MemoryBank(nn.Module):
+    """Good-part patch features ``(size, dim)`` and the distance scale; maps patch features to anomaly maps.
+
+    Args:
+        size: Number of stored patches.
+        dim: Feature dimension.
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("bank", torch.zeros(size, dim))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("smooth", _gaussian_kernel(SMOOTH_SIGMA), persistent=False)
+
+    def distances(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(b, d, h, w)`` features -> ``(b, 1, h, w)`` Euclidean distance to the nearest bank patch."""
+        b, d, h, w = feats.shape
+        q = feats.permute(0, 2, 3, 1).reshape(-1, d)  # (b*h*w, d)
+        sq = (q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + (self.bank * self.bank).sum(1)[None]
+        return sq.amin(dim=1).clamp_min(0).sqrt().reshape(b, 1, h, w)
+
+    def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``(b, d, h, w)`` features -> ``(b, 1, *size)`` anomaly map in units of ``scale``."""
+        grid = self.distances(feats) / self.scale
+        pad = self.smooth.shape[-1] // 2
+        grid = F.conv2d(F.pad(grid, (pad, pad, pad, pad), mode="replicate"), self.smooth)
+        return F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+
+
+def greedy_coreset(x: torch.Tensor, k: int, seed: int = 0, projection_dim: int = 128) -> torch.Tensor:
+    """Indices of ``k`` rows of ``x`` ``(n, d)`` chosen by greedy k-center selection (PatchCore, Sec. 3.2).
+
+    Each step takes the row farthest from those already chosen, so the chosen rows cover the feature space;
+    distances are computed on a random projection to ``projection_dim`` dims (Johnson-Lindenstrauss), as PatchCore does.
+    """
+    n = x.shape[0]
+    if k >= n:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    if x.shape[1] > projection_dim:
+        x = x @ (torch.randn(x.shape[1], projection_dim, generator=gen) / math.sqrt(projection_dim))
+    chosen = torch.empty(k, dtype=torch.long)
+    chosen[0] = int(torch.randint(n, (1,), generator=gen))
+    nearest = torch.cdist(x, x[chosen[:1]]).squeeze(1)  # (n,) distance to the chosen set
+    for i in range(1, k):
+        chosen[i] = int(nearest.argmax())
+        nearest = torch.minimum(nearest, torch.cdist(x, x[chosen[i : i + 1]]).squeeze(1))
+    return chosen

@@ -1,0 +1,72 @@
+"""Fitting the anomaly head: good training parts' patch features -> coreset memory bank -> reference scale."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from inspector.config import PreprocessSpec
+from inspector.data.dataset import DefectDataset
+from inspector.data.layouts import Sample
+from inspector.model import DefectNet
+from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
+from inspector.preprocess import mask_to_frame, preprocess, read_image
+from inspector.progress import progress
+
+log = logging.getLogger(__name__)
+
+PATCH_POOL = 200_000  # good patches drawn at random before the coreset: bounds memory and coreset time
+SCALE_QUANTILE = 0.99  # the reference: this quantile of good validation parts' scores maps to 1.0
+
+
+@torch.inference_mode()
+def _good_patches(model: DefectNet, samples: list[Sample], classes: tuple[str, ...], spec: PreprocessSpec,
+                  device: torch.device, seed: int, show: bool) -> tuple[torch.Tensor, int]:
+    """``(n, d)`` patch features of the samples, at most :data:`PATCH_POOL` drawn evenly; and how many there were."""
+    loader = DataLoader(DefectDataset(samples, classes, spec, train=False), batch_size=16, shuffle=False)
+    gen = torch.Generator().manual_seed(seed)
+    kept, seen = [], 0
+    for images, *_ in progress(loader, "anomaly bank", show):
+        feats = patch_features(model.encoder(images.to(device).contiguous(memory_format=torch.channels_last)), STAGES)
+        rows = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).cpu()
+        share = min(1.0, PATCH_POOL / (len(samples) * rows.shape[0] / len(images)))
+        kept.append(rows[torch.rand(len(rows), generator=gen) < share])
+        seen += len(rows)
+    return torch.cat(kept), seen
+
+
+@torch.inference_mode()
+def image_scores(model: DefectNet, samples: list[Sample], spec: PreprocessSpec, device: torch.device) -> np.ndarray:
+    """Each sample's anomaly score as the predictor gives it: the peak of its map over the frame (no letterbox)."""
+    scores = []
+    for sample in samples:
+        tensor, geometry = preprocess(read_image(sample.image), spec)
+        anomaly_map = model(torch.from_numpy(tensor[None]).to(device)).anomaly_map[0, 0].cpu().numpy()
+        scores.append(float(mask_to_frame(anomaly_map, geometry).max()))
+    return np.array(scores)
+
+
+def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Sample], classes: tuple[str, ...],
+                spec: PreprocessSpec, device: torch.device, bank_size: int, seed: int = 0, show: bool = True) -> dict:
+    """Attaches a memory bank of ``train_good``'s patches to ``model`` and scales it on ``reference`` good parts.
+
+    Returns the bundle's ``anomaly`` record (bank size and dimension, what it was fitted on, the reference).
+    """
+    if not train_good:
+        raise ValueError("the anomaly head needs good training images; the data has none")
+    model.eval()
+    patches, seen = _good_patches(model, train_good, classes, spec, device, seed, show)
+    chosen = patches[greedy_coreset(patches.to(device), bank_size, seed).cpu()]
+    bank = MemoryBank(len(chosen), chosen.shape[1]).to(device)
+    bank.bank.copy_(chosen)
+    model.attach_anomaly(bank)
+    scores = image_scores(model, reference or train_good, spec, device)
+    bank.scale.fill_(float(np.quantile(scores, SCALE_QUANTILE)))
+    log.info("anomaly bank: %d of %d good patches (dim %d), reference %.3f from %d good images", len(chosen), seen,
+             chosen.shape[1], float(bank.scale), len(scores))
+    return {"bank_size": len(chosen), "dim": int(chosen.shape[1]), "stages": list(STAGES), "patches_seen": seen,
+            "good_images": len(train_good), "reference": float(bank.scale), "reference_quantile": SCALE_QUANTILE,
+            "reference_images": len(scores), "reference_split": "val" if reference else "train"}

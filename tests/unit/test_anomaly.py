@@ -1,0 +1,97 @@
+"""The anomaly head: coreset, nearest-neighbour maps, and how the anomaly score enters the verdict."""
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.config import Thresholds
+from inspector.model import DefectNet
+from inspector.model.anomaly import MemoryBank, greedy_coreset, patch_features
+from inspector.postprocess import anomaly_probability, decide
+
+CLASSES = ("good", "crack", "spot")
+CONFIDENT_GOOD = np.array([0.95, 0.03, 0.02], dtype=np.float32)
+
+
+def test_coreset_covers_every_cluster_before_repeating_one():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [50.0, 0.0], [0.0, 50.0], [50.0, 50.0]])
+    x = torch.cat([c + torch.randn(500, 2, generator=gen) for c in centres])  # 4 tight clusters of 500
+    chosen = greedy_coreset(x, 4, seed=1)
+    assert len(set(chosen.tolist())) == 4
+    assert sorted(int(i) // 500 for i in chosen) == [0, 1, 2, 3]  # one point from each cluster
+
+
+def test_coreset_of_fewer_points_than_asked_keeps_them_all():
+    assert greedy_coreset(torch.randn(10, 3), 64).tolist() == list(range(10))
+
+
+def test_bank_distance_is_the_nearest_neighbour_distance():
+    gen = torch.Generator().manual_seed(2)
+    bank = MemoryBank(50, 8)
+    bank.bank.copy_(torch.randn(50, 8, generator=gen))
+    feats = torch.randn(2, 8, 3, 4, generator=gen)
+    feats[0, :, 0, 0] = bank.bank[7]  # a patch that is in the bank
+    got = bank.distances(feats)
+    queries = feats.permute(0, 2, 3, 1).reshape(-1, 8)
+    expected = torch.cdist(queries, bank.bank).amin(dim=1).reshape(2, 1, 3, 4)
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert float(got[0, 0, 0, 0]) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_anomaly_map_is_scaled_and_at_the_input_size():
+    bank = MemoryBank(4, 8)
+    feats = torch.ones(1, 8, 5, 5)  # every patch at distance sqrt(8) from the all-zero bank
+    bank.scale.fill_(8**0.5)
+    out = bank(feats, (40, 40))
+    assert out.shape == (1, 1, 40, 40)
+    assert torch.allclose(out, torch.ones_like(out), atol=1e-5)  # smoothing keeps a constant map constant
+
+
+def test_patch_features_put_both_stages_on_the_stride_8_grid():
+    model = DefectNet("efficientnet_lite0", 3, pretrained=False).eval()
+    with torch.inference_mode():
+        feats = patch_features(model.encoder(torch.randn(1, 3, 64, 96)))
+    assert feats.shape[-2:] == (8, 12)
+    assert feats.shape[1] == model.encoder.out_channels[3] + model.encoder.out_channels[4]
+
+
+def test_model_with_a_bank_also_returns_the_anomaly_map():
+    model = DefectNet("efficientnet_lite0", 3, pretrained=False).eval()
+    assert model(torch.randn(1, 3, 64, 64)).anomaly_map is None
+    dim = model.encoder.out_channels[3] + model.encoder.out_channels[4]
+    model.attach_anomaly(MemoryBank(16, dim))
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert out.anomaly_map.shape == (2, 1, 64, 64) and bool((out.anomaly_map > 0).all())
+
+
+def test_an_accepted_but_abnormal_part_goes_to_review_by_default():
+    d = decide(CONFIDENT_GOOD, CLASSES, Thresholds(), anomaly=1.2)
+    assert (d.verdict, d.label, d.by_anomaly) == ("REVIEW", "good", True)
+    assert decide(CONFIDENT_GOOD, CLASSES, Thresholds(), anomaly=0.8).verdict == "ACCEPT"
+    assert decide(CONFIDENT_GOOD, CLASSES, Thresholds(), anomaly=None).verdict == "ACCEPT"
+
+
+def test_the_anomaly_verdict_can_be_reject():
+    d = decide(CONFIDENT_GOOD, CLASSES, Thresholds(anomaly=0.5, anomaly_verdict="REJECT"), anomaly=0.5)
+    assert (d.verdict, d.label, d.by_anomaly) == ("REJECT", "anomaly", True)
+
+
+def test_the_classifier_verdict_stands_when_it_is_not_accept():
+    defect = np.array([0.1, 0.85, 0.05], dtype=np.float32)
+    d = decide(defect, CLASSES, Thresholds(anomaly_verdict="REJECT"), anomaly=0.1)
+    assert (d.verdict, d.label, d.by_anomaly) == ("REJECT", "crack", False)
+
+
+def test_anomaly_thresholds_are_validated():
+    with pytest.raises(ValueError, match="anomaly_verdict"):
+        Thresholds(anomaly_verdict="ACCEPT")
+    with pytest.raises(ValueError, match="anomaly threshold"):
+        Thresholds(anomaly=-0.1)
+
+
+def test_anomaly_probability_is_one_half_at_the_reference():
+    assert anomaly_probability(1.0) == 0.5
+    assert anomaly_probability(0.0) == 0.0
+    assert np.all(np.diff(anomaly_probability(np.linspace(0, 10, 50))) > 0)
