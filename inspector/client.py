@@ -65,9 +65,11 @@ def request_for(frame: FrameSource, camera_id: str = "", return_mask: bool = Fal
 
 
 def response_dict(response: pb.InspectResponse) -> dict:
-    """A response as JSON-ready dict (the mask left out: see :func:`decode_mask`)."""
+    """A response as JSON-ready dict (the mask and anomaly map PNGs left out: see :func:`decode_mask`);
+    ``anomaly_score`` appears only when the model has an anomaly head."""
     out = MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     out.pop("mask_png", None)
+    out.pop("anomaly_map_png", None)
     if not response.HasField("error"):
         out.pop("error", None)
     return out

@@ -72,7 +72,7 @@ class Thresholds:
             raise ValueError(f"mask_weight must be within 0..1, got {self.mask_weight}")
         if self.anomaly_verdict not in ("REVIEW", "REJECT"):
             raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {self.anomaly_verdict!r}")
-        if self.anomaly < 0:
+        if not self.anomaly >= 0:  # NaN too
             raise ValueError(f"anomaly threshold must be >= 0, got {self.anomaly}")
 
 

@@ -11,6 +11,7 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 AREA_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+ANOMALY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)  # multiples of the model's good-part reference
 STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")
 STATISTICS = ("defect_score", "brightness", "contrast", "sharpness")  # drift, see inspector.drift
 OTHER_CAMERA = "other"
@@ -45,6 +46,10 @@ class Metrics:
                                       buckets=RATIO_BUCKETS, registry=r)
         self.defect_area = Histogram("inspector_defect_area_ratio", "Defect area as a fraction of the frame",
                                      buckets=AREA_BUCKETS, registry=r)
+        self.anomaly_score = Histogram("inspector_anomaly_score_ratio", "Peak anomaly score of answered frames "
+                                       "(1.0 = the model's good-part reference)", buckets=ANOMALY_BUCKETS, registry=r)
+        self.anomaly_verdicts = Counter("inspector_anomaly_verdicts_total", "Frames whose verdict came from the "
+                                        "anomaly head (the classifier accepted them)", ["verdict"], registry=r)
         self.invalid = Counter("inspector_invalid_frames_total", "Frames refused as invalid, by reason", ["reason"],
                                registry=r)
         self.frame_errors = Counter("inspector_frame_errors_total", "Frames not inspected, by status code", ["code"],
@@ -70,13 +75,19 @@ class Metrics:
             self.drift_psi.labels(statistic).set_function(lambda s=statistic: drift(s))
 
     def observe_frame(self, camera_id: str, verdict: str, defect_class: str, defect_score: float,
-                      defect_area: float, timings: dict[str, float]) -> None:
+                      defect_area: float, timings: dict[str, float], anomaly_score: float | None = None,
+                      by_anomaly: bool = False) -> None:
+        """Counts an answered frame; ``anomaly_score`` is None for models without an anomaly head."""
         camera = self.camera(camera_id)
         self.frames.labels(verdict, camera).inc()
         if verdict != "ACCEPT":
             self.defects.labels(defect_class, verdict, camera).inc()
             self.defect_area.observe(defect_area)
         self.defect_score.observe(defect_score)
+        if anomaly_score is not None:
+            self.anomaly_score.observe(anomaly_score)
+        if by_anomaly:
+            self.anomaly_verdicts.labels(verdict).inc()
         for stage in STAGES:
             if stage in timings:
                 self.stage_seconds.labels(stage).observe(timings[stage])

@@ -12,24 +12,31 @@ from inspector.service.pipeline import FrameIn, Inspection, Rejected
 from inspector.v1 import inspector_pb2 as pb
 
 VERDICTS = {"ACCEPT": pb.ACCEPT, "REJECT": pb.REJECT, "REVIEW": pb.REVIEW}
+ANOMALY_VERDICTS = {pb.REVIEW: "REVIEW", pb.REJECT: "REJECT"}  # what the anomaly head may give
 
 
 def frame_in(request: pb.InspectRequest) -> FrameIn:
     """The payload and its description; an unspecified encoding passes through as a name the decoder refuses."""
     encoding = pb.Encoding.Name(request.encoding) if request.encoding in pb.Encoding.values() else str(request.encoding)
-    return FrameIn(request.data, encoding, request.width, request.height, request.stride, request.return_mask)
+    return FrameIn(request.data, encoding, request.width, request.height, request.stride, request.return_mask,
+                   request.return_anomaly_map)
 
 
 def thresholds_pb(t: Thresholds) -> pb.Thresholds:
     return pb.Thresholds(reject=t.reject, review=t.review, mask=t.mask, min_region_area=t.min_region_area,
-                         per_class=t.per_class)
+                         per_class=t.per_class, anomaly=t.anomaly, anomaly_verdict=VERDICTS[t.anomaly_verdict])
 
 
 def thresholds_from_pb(t: pb.Thresholds, current: Thresholds) -> Thresholds:
     """``current`` with the fields set in ``t`` changed, validated (ValueError names what is inconsistent)."""
-    changes = {f: getattr(t, f) for f in ("reject", "review", "mask", "min_region_area") if t.HasField(f)}
+    changes = {f: getattr(t, f) for f in ("reject", "review", "mask", "min_region_area", "anomaly") if t.HasField(f)}
     if t.per_class:
         changes["per_class"] = dict(t.per_class)
+    if t.HasField("anomaly_verdict"):
+        if t.anomaly_verdict not in ANOMALY_VERDICTS:
+            name = pb.Verdict.Name(t.anomaly_verdict) if t.anomaly_verdict in pb.Verdict.values() else t.anomaly_verdict
+            raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {name}")
+        changes["anomaly_verdict"] = ANOMALY_VERDICTS[t.anomaly_verdict]
     return dataclasses.replace(current, **changes)
 
 
@@ -45,6 +52,9 @@ def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectRespon
         defect_score=p.defect_score,
         class_scores=p.class_scores,
         mask_png=result.mask_png,
+        anomaly_score=p.anomaly_score,
+        anomaly_map_png=result.anomaly_map_png,
+        by_anomaly=p.by_anomaly,
         regions=[pb.Region(**dataclasses.asdict(r)) for r in p.regions],
         thresholds=thresholds_pb(result.thresholds),
         model_version=p.model_version,

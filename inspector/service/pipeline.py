@@ -17,7 +17,8 @@ import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
 from inspector.drift import frame_statistics
-from inspector.predictor import Prediction
+from inspector.postprocess import anomaly_probability
+from inspector.predictor import Outputs, Prediction
 from inspector.headers import MAGIC, probe_size
 from inspector.preprocess import RAW_CHANNELS, FrameError, decode
 from inspector.service.batcher import BatcherClosed, DeadlineExpired, Job, MicroBatcher
@@ -40,6 +41,7 @@ class FrameIn:
     height: int = 0
     stride: int = 0
     return_mask: bool = False
+    return_anomaly_map: bool = False
 
 
 @dataclass
@@ -49,14 +51,25 @@ class Inspection:
     mask_png: bytes
     timings: dict[str, float]  # seconds: decode, preprocess, queue, infer, postprocess, total
     batch_size: int
+    anomaly_map_png: bytes = b""
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """An ``(h, w)`` uint8 image -> PNG bytes."""
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes()
 
 
 def encode_mask(mask: np.ndarray, threshold: float) -> bytes:
     """Defect probabilities -> 8-bit PNG, 255 where the probability reaches ``threshold``."""
-    ok, png = cv2.imencode(".png", np.where(mask >= threshold, 255, 0).astype(np.uint8))
-    if not ok:
-        raise RuntimeError("PNG encoding of the mask failed")
-    return png.tobytes()
+    return encode_png(np.where(mask >= threshold, 255, 0).astype(np.uint8))
+
+
+def encode_anomaly_map(anomaly_map: np.ndarray) -> bytes:
+    """Anomaly map (>= 0, 1.0 = the reference) -> 8-bit PNG of ``round(255 * a / (1 + a))``: 128 = the reference."""
+    return encode_png(np.rint(255.0 * anomaly_probability(np.maximum(anomaly_map, 0.0))).astype(np.uint8))
 
 
 def claimed_pixels(frame: FrameIn, limits: FrameLimits) -> int:
@@ -129,16 +142,18 @@ class Pipeline:
         t2 = time.monotonic()
         results = self._run([Job(tensor, predictor, deadline) for tensor in prepared.batch], deadline)
         t3 = time.monotonic()
-        probs, masks = np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
-        queue_s, infer_s, batch_size = max(r[2] for r in results), max(r[3] for r in results), results[0][4]
+        outputs = Outputs.concat([r[0] for r in results])
+        queue_s, infer_s, batch_size = max(r[1] for r in results), max(r[2] for r in results), results[0][3]
         thresholds = self.models.thresholds(predictor)
-        prediction = predictor.finish(probs, masks, prepared, thresholds)[0]
+        prediction = predictor.finish(outputs, prepared, thresholds)[0]
         self.models.drift.add(frame_statistics(image) | {"defect_score": prediction.defect_score})
         png = encode_mask(prediction.mask, thresholds.mask) if frame.return_mask else b""
+        wants_map = frame.return_anomaly_map and prediction.anomaly_map is not None
+        anomaly_png = encode_anomaly_map(prediction.anomaly_map) if wants_map else b""
         t4 = time.monotonic()
         timings = {"decode": t1 - t0, "preprocess": t2 - t1, "queue": queue_s, "infer": infer_s,
                    "postprocess": t4 - t3, "total": t4 - t0}
-        return Inspection(prediction, thresholds, png, timings, batch_size)
+        return Inspection(prediction, thresholds, png, timings, batch_size, anomaly_png)
 
     def _run(self, jobs: list[Job], deadline: float | None) -> list[tuple]:
         """Submits a frame's parts to the batcher and waits for all of them."""

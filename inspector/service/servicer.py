@@ -52,7 +52,8 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             raise
         p = result.prediction
         self.metrics.observe_frame(request.camera_id, p.verdict, p.defect_class, p.defect_score,
-                                   sum(r.area_fraction for r in p.regions), result.timings)
+                                   sum(r.area_fraction for r in p.regions), result.timings, p.anomaly_score,
+                                   p.by_anomaly)
         if self.audit is not None:
             self.audit.offer(convert.audit_record(request, p), frame.data, frame.encoding, frame.width, frame.height,
                              frame.stride)

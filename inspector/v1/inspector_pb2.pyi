@@ -39,7 +39,7 @@ REJECT: Verdict
 REVIEW: Verdict
 
 class InspectRequest(_message.Message):
-    __slots__ = ("data", "encoding", "width", "height", "stride", "camera_id", "frame_id", "capture_time", "return_mask")
+    __slots__ = ("data", "encoding", "width", "height", "stride", "camera_id", "frame_id", "capture_time", "return_mask", "return_anomaly_map")
     DATA_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class InspectRequest(_message.Message):
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
     RETURN_MASK_FIELD_NUMBER: _ClassVar[int]
+    RETURN_ANOMALY_MAP_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     encoding: Encoding
     width: int
@@ -58,7 +59,8 @@ class InspectRequest(_message.Message):
     frame_id: str
     capture_time: _timestamp_pb2.Timestamp
     return_mask: bool
-    def __init__(self, data: _Optional[bytes] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., stride: _Optional[int] = ..., camera_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., return_mask: _Optional[bool] = ...) -> None: ...
+    return_anomaly_map: bool
+    def __init__(self, data: _Optional[bytes] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., stride: _Optional[int] = ..., camera_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., return_mask: _Optional[bool] = ..., return_anomaly_map: _Optional[bool] = ...) -> None: ...
 
 class Region(_message.Message):
     __slots__ = ("defect_class", "x", "y", "width", "height", "area_px", "area_fraction", "max_score")
@@ -81,7 +83,7 @@ class Region(_message.Message):
     def __init__(self, defect_class: _Optional[str] = ..., x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., area_px: _Optional[int] = ..., area_fraction: _Optional[float] = ..., max_score: _Optional[float] = ...) -> None: ...
 
 class Thresholds(_message.Message):
-    __slots__ = ("reject", "review", "mask", "min_region_area", "per_class")
+    __slots__ = ("reject", "review", "mask", "min_region_area", "per_class", "anomaly", "anomaly_verdict")
     class PerClassEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,12 +96,16 @@ class Thresholds(_message.Message):
     MASK_FIELD_NUMBER: _ClassVar[int]
     MIN_REGION_AREA_FIELD_NUMBER: _ClassVar[int]
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_VERDICT_FIELD_NUMBER: _ClassVar[int]
     reject: float
     review: float
     mask: float
     min_region_area: int
     per_class: _containers.ScalarMap[str, float]
-    def __init__(self, reject: _Optional[float] = ..., review: _Optional[float] = ..., mask: _Optional[float] = ..., min_region_area: _Optional[int] = ..., per_class: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    anomaly: float
+    anomaly_verdict: Verdict
+    def __init__(self, reject: _Optional[float] = ..., review: _Optional[float] = ..., mask: _Optional[float] = ..., min_region_area: _Optional[int] = ..., per_class: _Optional[_Mapping[str, float]] = ..., anomaly: _Optional[float] = ..., anomaly_verdict: _Optional[_Union[Verdict, str]] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("decode_ms", "preprocess_ms", "queue_ms", "infer_ms", "postprocess_ms", "total_ms")
@@ -128,7 +134,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class InspectResponse(_message.Message):
-    __slots__ = ("frame_id", "camera_id", "verdict", "label", "defect_class", "defect_score", "class_scores", "mask_png", "regions", "thresholds", "model_version", "timings", "error")
+    __slots__ = ("frame_id", "camera_id", "verdict", "label", "defect_class", "defect_score", "class_scores", "mask_png", "regions", "thresholds", "model_version", "timings", "error", "anomaly_score", "anomaly_map_png", "by_anomaly")
     class ClassScoresEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +155,9 @@ class InspectResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_MAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    BY_ANOMALY_FIELD_NUMBER: _ClassVar[int]
     frame_id: str
     camera_id: str
     verdict: Verdict
@@ -162,7 +171,10 @@ class InspectResponse(_message.Message):
     model_version: str
     timings: StageTimings
     error: FrameError
-    def __init__(self, frame_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., label: _Optional[str] = ..., defect_class: _Optional[str] = ..., defect_score: _Optional[float] = ..., class_scores: _Optional[_Mapping[str, float]] = ..., mask_png: _Optional[bytes] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., model_version: _Optional[str] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ...) -> None: ...
+    anomaly_score: float
+    anomaly_map_png: bytes
+    by_anomaly: bool
+    def __init__(self, frame_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., label: _Optional[str] = ..., defect_class: _Optional[str] = ..., defect_score: _Optional[float] = ..., class_scores: _Optional[_Mapping[str, float]] = ..., mask_png: _Optional[bytes] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., model_version: _Optional[str] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., anomaly_score: _Optional[float] = ..., anomaly_map_png: _Optional[bytes] = ..., by_anomaly: _Optional[bool] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

@@ -6,12 +6,26 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from inspector.config import ServeConfig
+from inspector.metrics import Metrics
 from inspector.service.server import start_server
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
+
+
+def parse(text: str) -> dict:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def scrape(running) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=10).read().decode()
 
 
 @pytest.fixture(scope="module")
@@ -22,24 +36,25 @@ def scraped(tiny_bundle, demo_data):
     assert running.loaded.wait(60)
     png = cv2.imencode(".png", cv2.imread(str(demo_data / "images" / "spot" / "spot_0000.png")))[1].tobytes()
     stub = pb_grpc.InspectorStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+    answers = []
     try:
         for i in range(3):
-            stub.Inspect(pb.InspectRequest(data=png, encoding=pb.PNG, frame_id=f"u{i}", camera_id="cam-1"), timeout=30)
+            answers.append(stub.Inspect(pb.InspectRequest(data=png, encoding=pb.PNG, frame_id=f"u{i}",
+                                                          camera_id="cam-1"), timeout=30))
         with pytest.raises(grpc.RpcError):
             stub.Inspect(pb.InspectRequest(data=b"", encoding=pb.PNG, frame_id="empty"), timeout=30)
         stream = [pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s0", camera_id="cam-9"),
                   pb.InspectRequest(data=b"garbage", encoding=pb.JPEG, frame_id="s1"),
                   pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s2", camera_id="cam-1")]
-        assert len(list(stub.InspectStream(iter(stream), timeout=30))) == 3
-        text = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=10).read().decode()
+        answers += list(stub.InspectStream(iter(stream), timeout=30))
+        assert len(answers) == 6
+        text = scrape(running)
         windows = {k: len(v) for k, v in running.models.drift._values.items()}
     finally:
         running.stop(grace=1)
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    samples = parse(text)
     samples[("drift windows", ())] = windows
+    samples[("answers", ())] = [a for a in answers if not a.HasField("error")]
     return samples
 
 
@@ -94,3 +109,55 @@ def test_model_info_and_swaps(scraped):
     infos = [dict(ls) for (n, ls), v in scraped.items() if n == "inspector_model_info" and v == 1]
     assert infos == [{"name": "tiny", "version": "v1", "backbone": "efficientnet_lite0"}]
     assert value(scraped, "inspector_model_swaps_total", result="success") == 1
+
+
+def test_anomaly_scores_of_answered_frames(scraped):
+    answers = scraped[("answers", ())]
+    assert len(answers) == 5 and all(a.HasField("anomaly_score") for a in answers)
+    assert value(scraped, "inspector_anomaly_score_ratio_count") == 5  # the invalid frames have none
+    assert value(scraped, "inspector_anomaly_score_ratio_bucket", le="+Inf") == 5
+    assert value(scraped, "inspector_anomaly_score_ratio_sum") == pytest.approx(
+        sum(a.anomaly_score for a in answers), rel=1e-4)
+    below_reference = sum(a.anomaly_score <= 1.0 for a in answers)
+    assert value(scraped, "inspector_anomaly_score_ratio_bucket", le="1.0") == below_reference
+    for verdict in ("REVIEW", "REJECT"):
+        flagged = sum(a.by_anomaly and pb.Verdict.Name(a.verdict) == verdict for a in answers)
+        assert value(scraped, "inspector_anomaly_verdicts_total", verdict=verdict) == flagged
+
+
+def test_anomaly_verdicts_are_counted(tiny_bundle, demo_data):
+    cfg = ServeConfig(host="127.0.0.1", grpc_port=0, device="cpu", metrics_host="127.0.0.1", metrics_port=0,
+                      watch_seconds=0.0, grace_seconds=1.0)
+    running = start_server(cfg, bundle=tiny_bundle)
+    assert running.loaded.wait(60)
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
+    png = cv2.imencode(".png", cv2.imread(str(demo_data / "images" / "good" / "good_0000.png")))[1].tobytes()
+    try:
+        # the classifier never rejects nor reviews; every anomaly score reaches 0: the anomaly head rejects all
+        never = pb.Thresholds(reject=1.0, review=1.0, per_class={c: 1.0 for c in ("crack", "scratch", "spot")},
+                              anomaly=0.0, anomaly_verdict=pb.REJECT)
+        admin.SetThresholds(pb.SetThresholdsRequest(thresholds=never), timeout=30)
+        for i in range(2):
+            answer = stub.Inspect(pb.InspectRequest(data=png, encoding=pb.PNG, frame_id=f"a{i}"), timeout=30)
+            assert answer.verdict == pb.REJECT and answer.by_anomaly
+        samples = parse(scrape(running))
+    finally:
+        channel.close()
+        running.stop(grace=1)
+    assert value(samples, "inspector_anomaly_verdicts_total", verdict="REJECT") == 2
+    assert value(samples, "inspector_anomaly_verdicts_total", verdict="REVIEW") == 0
+    assert value(samples, "inspector_frames_total", verdict="REJECT", camera="other") == 2
+    assert value(samples, "inspector_anomaly_score_ratio_count") == 2
+
+
+def test_frames_without_an_anomaly_head_observe_no_anomaly_score():
+    metrics = Metrics(CollectorRegistry())
+    metrics.observe_frame("cam", "ACCEPT", "crack", 0.1, 0.0, {}, anomaly_score=None)
+    metrics.observe_frame("cam", "REVIEW", "crack", 0.1, 0.0, {}, anomaly_score=1.7, by_anomaly=True)
+    registry = metrics.registry
+    assert registry.get_sample_value("inspector_anomaly_score_ratio_count") == 1
+    assert registry.get_sample_value("inspector_anomaly_score_ratio_bucket", {"le": "1.5"}) == 0
+    assert registry.get_sample_value("inspector_anomaly_score_ratio_bucket", {"le": "2.0"}) == 1
+    assert registry.get_sample_value("inspector_anomaly_verdicts_total", {"verdict": "REVIEW"}) == 1
+    assert registry.get_sample_value("inspector_frames_total", {"verdict": "ACCEPT", "camera": "other"}) == 1

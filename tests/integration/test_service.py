@@ -33,6 +33,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 VERDICT_NAMES = {pb.ACCEPT: "ACCEPT", pb.REJECT: "REJECT", pb.REVIEW: "REVIEW"}
+DEFECT_CLASSES = ("crack", "scratch", "spot")
 TIMEOUT = 30.0  # s, for calls that should answer at once (a safety net, not a timing assertion)
 
 
@@ -160,9 +161,9 @@ def images(demo_data) -> dict[str, np.ndarray]:
 
 
 def png_request(image: np.ndarray, frame_id: str, return_mask: bool = False,
-                camera_id: str = "cam-1") -> pb.InspectRequest:
+                camera_id: str = "cam-1", return_anomaly_map: bool = False) -> pb.InspectRequest:
     return pb.InspectRequest(data=png(image), encoding=pb.PNG, frame_id=frame_id, camera_id=camera_id,
-                             return_mask=return_mask)
+                             return_mask=return_mask, return_anomaly_map=return_anomaly_map)
 
 
 def raw_request(image: np.ndarray, encoding: int, frame_id: str, stride_pad: int = 0) -> pb.InspectRequest:
@@ -187,7 +188,8 @@ def decode_mask(response: pb.InspectResponse) -> np.ndarray:
 
 
 def assert_valid(response: pb.InspectResponse, frame_shape: tuple[int, ...], version: str = "line/v1") -> None:
-    """A full answer for a frame of ``frame_shape``: verdict consistent with its thresholds, regions in the frame."""
+    """A full answer for a frame of ``frame_shape``: verdict consistent with its thresholds (the classifier's, or the
+    anomaly head's for a part the classifier accepts), regions in the frame."""
     assert not response.HasField("error"), response.error
     h, w = frame_shape[:2]
     assert response.model_version == version
@@ -198,10 +200,17 @@ def assert_valid(response: pb.InspectResponse, frame_shape: tuple[int, ...], ver
     reject_at = t.per_class.get(response.defect_class, t.reject)
     score = response.defect_score
     expected = "REJECT" if score >= reject_at else "REVIEW" if score >= min(t.review, reject_at) else "ACCEPT"
+    assert response.HasField("anomaly_score") and response.anomaly_score >= 0.0  # the tiny model has an anomaly head
+    flagged = expected == "ACCEPT" and response.anomaly_score >= t.anomaly
+    assert response.by_anomaly == flagged
+    region_class = response.defect_class
+    if flagged:
+        expected = VERDICT_NAMES[t.anomaly_verdict]
+        region_class = "anomaly"
     assert VERDICT_NAMES[response.verdict] == expected
-    assert response.label == (response.defect_class if expected == "REJECT" else "good")
+    assert response.label == ("good" if expected != "REJECT" else "anomaly" if flagged else response.defect_class)
     for region in response.regions:
-        assert region.defect_class == response.defect_class
+        assert region.defect_class == region_class
         assert region.x + region.width <= w and region.y + region.height <= h
         assert 0 < region.area_px <= region.width * region.height
         assert region.area_fraction == pytest.approx(region.area_px / (h * w), rel=1e-5)
@@ -308,6 +317,9 @@ def test_server_agrees_with_the_predictor(stub, served, images):
         verdicts.add(pred.verdict)
         assert response.defect_class == pred.defect_class
         assert response.defect_score == pytest.approx(pred.defect_score, abs=1e-4)
+        # in units of the reference; a part seen in training scores about 0, where float noise is relatively large
+        assert response.anomaly_score == pytest.approx(pred.anomaly_score, rel=1e-3, abs=1e-2)
+        assert response.by_anomaly == pred.by_anomaly
         for cls, score in pred.class_scores.items():
             assert response.class_scores[cls] == pytest.approx(score, abs=1e-4)
         expected = (pred.mask >= thresholds.mask).astype(np.uint8) * 255
@@ -645,13 +657,90 @@ def test_set_thresholds(make_store, servers, images, bundle_thresholds):
 
     partial = pb.Thresholds(reject=0.0, review=0.0)  # unset fields keep their values
     new = pb.Thresholds(reject=0.0, review=0.0, mask=bundle_thresholds.mask,
-                        min_region_area=bundle_thresholds.min_region_area, per_class={})
+                        min_region_area=bundle_thresholds.min_region_area, per_class={},
+                        anomaly=bundle_thresholds.anomaly,
+                        anomaly_verdict=pb.Verdict.Value(bundle_thresholds.anomaly_verdict))
     assert admin.SetThresholds(pb.SetThresholdsRequest(thresholds=partial), timeout=TIMEOUT) == new
     for i, frame in enumerate(frames):
         response = stub.Inspect(png_request(frame, f"t{i}"), timeout=TIMEOUT)
         assert response.verdict == pb.REJECT and response.label == response.defect_class
         assert response.thresholds == new
     assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT).thresholds == new
+
+
+def decode_anomaly_map(response: pb.InspectResponse) -> np.ndarray:
+    assert response.anomaly_map_png, "no anomaly map in the response"
+    image = cv2.imdecode(np.frombuffer(response.anomaly_map_png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None and image.dtype == np.uint8 and image.ndim == 2
+    return image
+
+
+def test_anomaly_score_and_map(stub, images, bundle_thresholds):
+    for name in ("crack_0000", "scratch_0001", "colour_wide"):  # unlike the training parts of the anomaly bank
+        frame = images[name]
+        response = stub.Inspect(png_request(frame, name, return_anomaly_map=True), timeout=TIMEOUT)
+        assert_valid(response, frame.shape)
+        assert response.HasField("anomaly_score") and response.anomaly_score > 0.0
+        assert response.mask_png == b""  # each PNG only when asked for
+        assert response.thresholds.anomaly == pytest.approx(bundle_thresholds.anomaly)
+        assert VERDICT_NAMES[response.thresholds.anomaly_verdict] == bundle_thresholds.anomaly_verdict
+        heat = decode_anomaly_map(response)
+        assert heat.shape == frame.shape[:2]
+        a = response.anomaly_score  # the map's peak, encoded as 255 * a / (1 + a)
+        assert abs(int(heat.max()) - round(255 * a / (1 + a))) <= 1
+        plain = stub.Inspect(png_request(frame, name), timeout=TIMEOUT)
+        assert plain.anomaly_map_png == b"" and plain.anomaly_score == pytest.approx(a, rel=1e-3)
+
+
+def test_anomaly_thresholds_decide_what_the_classifier_accepts(make_store, servers, images):
+    running = servers.start(make_store())
+    channel = servers.channel(running)
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
+    frames = [images[n] for n in ("good_0000", "crack_0001", "colour_wide")]
+    # the classifier never rejects nor reviews (a defect score reaches 1.0 only if p(good) is exactly 0), and any
+    # anomaly score reaches 0: every frame is rejected by the anomaly head
+    never = pb.Thresholds(reject=1.0, review=1.0, per_class={c: 1.0 for c in DEFECT_CLASSES}, anomaly=0.0,
+                          anomaly_verdict=pb.REJECT)
+    echoed = admin.SetThresholds(pb.SetThresholdsRequest(thresholds=never), timeout=TIMEOUT)
+    assert (echoed.anomaly, echoed.anomaly_verdict, echoed.reject) == (0.0, pb.REJECT, 1.0)
+    for i, frame in enumerate(frames):
+        response = stub.Inspect(png_request(frame, f"a{i}", return_mask=True), timeout=TIMEOUT)
+        assert response.defect_score < 1.0
+        assert response.verdict == pb.REJECT and response.by_anomaly and response.label == "anomaly"
+        assert response.thresholds == echoed
+        assert all(r.defect_class == "anomaly" for r in response.regions)
+        assert decode_mask(response).shape == frame.shape[:2]
+
+    # a partial update keeps the anomaly threshold: flagged parts now go to review, labelled good
+    echoed = admin.SetThresholds(pb.SetThresholdsRequest(thresholds=pb.Thresholds(anomaly_verdict=pb.REVIEW)),
+                                 timeout=TIMEOUT)
+    assert (echoed.anomaly, echoed.anomaly_verdict) == (0.0, pb.REVIEW)
+    response = stub.Inspect(png_request(frames[0], "review"), timeout=TIMEOUT)
+    assert (response.verdict, response.by_anomaly, response.label) == (pb.REVIEW, True, "good")
+
+    # an anomaly threshold above any score: the classifier's verdict (accept) stands
+    admin.SetThresholds(pb.SetThresholdsRequest(thresholds=pb.Thresholds(anomaly=1e9)), timeout=TIMEOUT)
+    response = stub.Inspect(png_request(frames[0], "accept"), timeout=TIMEOUT)
+    assert (response.verdict, response.by_anomaly, response.label) == (pb.ACCEPT, False, "good")
+    assert response.HasField("anomaly_score") and response.regions == []
+
+
+def test_invalid_anomaly_thresholds_are_refused(make_store, servers, images, bundle_thresholds):
+    running = servers.start(make_store())
+    channel = servers.channel(running)
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
+    cases = [(pb.Thresholds(anomaly_verdict=pb.ACCEPT), "REVIEW or REJECT, got ACCEPT"),
+             (pb.Thresholds(anomaly_verdict=pb.VERDICT_UNSPECIFIED, anomaly=0.0), "got VERDICT_UNSPECIFIED"),
+             (pb.Thresholds(anomaly=-0.5), "anomaly threshold must be >= 0"),
+             (pb.Thresholds(anomaly=float("nan"), anomaly_verdict=pb.REJECT), "anomaly threshold must be >= 0")]
+    for thresholds, words in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            admin.SetThresholds(pb.SetThresholdsRequest(thresholds=thresholds), timeout=TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in err.value.details()
+    kept = stub.Inspect(png_request(images["good_0000"], "kept"), timeout=TIMEOUT).thresholds  # nothing changed
+    assert kept.anomaly == pytest.approx(bundle_thresholds.anomaly)
+    assert VERDICT_NAMES[kept.anomaly_verdict] == bundle_thresholds.anomaly_verdict
 
 
 def test_cancelled_stream_frees_its_threads(make_store, servers, monkeypatch, images):
@@ -762,6 +851,8 @@ def test_client_cli(served, images, tmp_path, capsys):
     for line in lines:
         assert line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"}
         assert line["model_version"] == "line/v1" and "error" not in line
+        assert isinstance(line["anomaly_score"], float) and line["anomaly_score"] > 0
+        assert "anomaly_map_png" not in line and "mask_png" not in line
         overlay = cv2.imread(line["overlay"], cv2.IMREAD_UNCHANGED)
         source = images[Path(line["frame_id"]).stem]
         assert overlay.shape == (*source.shape[:2], 3)

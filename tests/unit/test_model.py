@@ -19,7 +19,7 @@ def test_forward_shapes_and_finite(backbone):
     assert out.logits.shape == (2, 4)
     assert out.mask_logits.shape == (2, 1, 64, 96)
     assert torch.isfinite(out.logits).all() and torch.isfinite(out.mask_logits).all()
-    assert out._fields == ("logits", "mask_logits")
+    assert out._fields == ("logits", "mask_logits", "anomaly_map") and out.anomaly_map is None  # no bank attached
 
 
 def _bn_modes(module: nn.Module) -> set[bool]:
