@@ -101,7 +101,7 @@ class TrainConfig:
     init: str | None = None  # continue from this bundle (its backbone and preprocessing) instead of ImageNet
     bf16: bool = True  # bf16 autocast where the hardware runs it natively (about 2x faster on CPU); fp32 elsewhere
     anomaly: bool = True  # also fit the anomaly head (memory bank of good training patches) after training
-    anomaly_bank: int = 2048  # patches kept in the anomaly memory bank (greedy coreset)
+    anomaly_bank: int = 8192  # patches kept in the anomaly memory bank (greedy coreset)
     good_only: bool = False  # anomaly head alone, from the good images (no classifier or segmentation training)
     calibrate: bool = True  # choose the bundle's thresholds on the validation split (F1-optimal) after training
 

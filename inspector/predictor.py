@@ -161,11 +161,13 @@ class Predictor:
             else:
                 p = out.probs[max(parts, key=lambda k: 1.0 - out.probs[k][good])]  # a frame answers as its worst part
                 decision = decide(p, self.classes, thresholds, float(frame_mask.max()), anomaly)
-                if decision.by_anomaly:  # the classifier saw nothing: show where the part differs from good ones
-                    frame_mask = anomaly_probability(anomaly_map)
             if decision.verdict == ACCEPT:
                 frame_mask.fill(0.0)  # an accepted part shows no defect area (a fresh array, never the model's)
-            region_class = ANOMALY_CLASS if decision.by_anomaly or self.anomaly_only else decision.defect_class
+            if decision.by_anomaly:  # the classifier saw nothing: the regions are where the part differs from good ones
+                regions = find_regions(anomaly_probability(anomaly_map), ANOMALY_CLASS, thresholds)
+            else:
+                regions = find_regions(frame_mask, ANOMALY_CLASS if self.anomaly_only else decision.defect_class,
+                                       thresholds)
             preds.append(Prediction(
                 verdict=decision.verdict,
                 label=decision.label,
@@ -173,7 +175,7 @@ class Predictor:
                 defect_score=decision.defect_score,
                 class_scores={c: float(v) for c, v in zip(self.classes, p)},
                 mask=frame_mask,
-                regions=find_regions(frame_mask, region_class, thresholds),
+                regions=regions,
                 model_version=self.version,
                 anomaly_score=anomaly,
                 anomaly_map=anomaly_map,

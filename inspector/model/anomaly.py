@@ -1,7 +1,8 @@
 """Anomaly head: a memory bank of good-part patch features and nearest-neighbour distances (PatchCore).
 
 Patch features are the encoder's stride-8 and stride-16 features, each averaged over its 3x3 neighbourhood (local
-context) and brought to the stride-8 grid. The bank keeps a greedy coreset of the good training patches, so its size
+context), concatenated on the stride-8 grid and pooled to the stride-16 grid (a quarter of the nearest-neighbour
+queries; on magnetic-tile a 4x larger bank on this grid beat the stride-8 grid in accuracy at about the same cost). The bank keeps a greedy coreset of the good training patches, so its size
 is bounded whatever the number of good images. A patch's anomaly is its distance to the nearest bank entry, divided
 by the bank's ``scale`` (a high percentile of good validation parts' scores, so 1.0 means "as unusual as the most
 unusual good parts"). The map is lightly smoothed and brought to the input resolution; the image score is its peak.
@@ -16,15 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 STAGES = (3, 4)  # encoder feature indices: strides 8 and 16 (index 0 is the input itself)
-SMOOTH_SIGMA = 0.5  # Gaussian smoothing of the patch-grid map, in grid cells (PatchCore: sigma 4 px at stride 8)
+GRID_POOL = 2  # patch grid = stride of the first stage x GRID_POOL
+SMOOTH_SIGMA = 0.5  # Gaussian smoothing of the patch-grid map, in grid cells
 
 
 def patch_features(features: list[torch.Tensor], stages: tuple[int, ...] = STAGES) -> torch.Tensor:
-    """``(b, d, h, w)`` locally aggregated features on the grid of the first stage in ``stages``."""
+    """``(b, d, h, w)`` locally aggregated features of ``stages`` on the patch grid (see :data:`GRID_POOL`)."""
     size = features[stages[0]].shape[-2:]
     out = [F.avg_pool2d(features[i].float(), 3, stride=1, padding=1) for i in stages]
     out[1:] = [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in out[1:]]
-    return torch.cat(out, dim=1)
+    return F.avg_pool2d(torch.cat(out, dim=1), GRID_POOL, ceil_mode=True)
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -76,10 +78,15 @@ def greedy_coreset(x: torch.Tensor, k: int, seed: int = 0, projection_dim: int =
     gen = torch.Generator().manual_seed(seed)
     if x.shape[1] > projection_dim:
         x = x @ (torch.randn(x.shape[1], projection_dim, generator=gen) / math.sqrt(projection_dim))
+    norms = (x * x).sum(dim=1)
+
+    def squared_distances(i: int) -> torch.Tensor:  # (n,) to row i; a matrix-vector product, far faster than cdist
+        return (norms - 2 * (x @ x[i]) + norms[i]).clamp_min(0)
+
     chosen = torch.empty(k, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=gen))
-    nearest = torch.cdist(x, x[chosen[:1]]).squeeze(1)  # (n,) distance to the chosen set
+    nearest = squared_distances(int(chosen[0]))  # (n,) squared distance to the chosen set
     for i in range(1, k):
         chosen[i] = int(nearest.argmax())
-        nearest = torch.minimum(nearest, torch.cdist(x, x[chosen[i : i + 1]]).squeeze(1))
+        nearest = torch.minimum(nearest, squared_distances(int(chosen[i])))
     return chosen

@@ -18,7 +18,7 @@ from inspector.progress import progress
 
 log = logging.getLogger(__name__)
 
-PATCH_POOL = 200_000  # good patches drawn at random before the coreset: bounds memory and coreset time
+PATCH_POOL = 100_000  # good patches drawn at random before the coreset: bounds memory and coreset time
 SCALE_QUANTILE = 0.99  # the reference: this quantile of good validation parts' scores maps to 1.0
 
 

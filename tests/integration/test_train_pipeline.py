@@ -205,8 +205,15 @@ def test_the_anomaly_head_is_fitted_and_scores_defects_higher(tiny_bundle, demo_
     anomaly = json.loads((tmp_path / "report.json").read_text())["anomaly"]
     assert anomaly["image_auroc"] > 0.7 and anomaly["pixel_auroc"] > 0.7
     image = read_image(demo_data / "images" / "spot" / "spot_0000.png")
-    pred = Predictor.from_bundle(tiny_bundle, device="cpu").predict([image])[0]
+    predictor = Predictor.from_bundle(tiny_bundle, device="cpu")
+    pred = predictor.predict([image])[0]
     assert pred.anomaly_map.shape == image.shape and pred.anomaly_score == pytest.approx(float(pred.anomaly_map.max()))
+    # the classifier never rejects; the anomaly head flags the part and draws its regions from the anomaly map
+    mask_at = 0.9 * pred.anomaly_score / (1 + pred.anomaly_score)
+    predictor.thresholds = Thresholds(reject=1.0, review=1.0, anomaly=0.0, mask=mask_at, min_region_area=1)
+    flagged = predictor.predict([image])[0]
+    assert (flagged.verdict, flagged.label, flagged.by_anomaly) == ("REVIEW", "good", True)
+    assert flagged.regions and {r.defect_class for r in flagged.regions} == {"anomaly"}
 
 
 def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path, capsys):
