@@ -5,7 +5,7 @@ The defect score first takes the blend of classifier and mask peak that best sep
 false-reject rate (good parts rejected), or, by default, maximises F1 of defect vs good; with an escape-rate target,
 a defect class whose own images need a lower threshold to meet it gets one. The review band below it is as wide as
 it must be to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate
-left at the reject threshold. The minimum region area drops components smaller than half of the smallest true
+left at the reject threshold, but never sends more than 5 % of good parts to review. The minimum region area drops components smaller than half of the smallest true
 defects (the largest component of each defect image's mask: soft mask edges leave specks that are not defects).
 """
 
@@ -28,6 +28,7 @@ from inspector.evaluation.runner import check_classes, choose_samples, run_over
 from inspector.predictor import Predictor
 
 REVIEW_SHARE = 0.25  # escape rate at the review threshold, as a share of the escape rate at the reject threshold
+REVIEW_GOOD_MAX = 0.05  # the review band never sends more than this share of good parts to a person (or rejects them)
 
 
 def escape_threshold(defect_scores: np.ndarray, rate: float) -> float:
@@ -78,7 +79,9 @@ def choose_thresholds(
     else:
         method, reject = "f1_optimal", f1_threshold(scores, is_defect)
     left = float(np.mean(scores[is_defect] < reject))
-    review = min(reject, escape_threshold(scores[is_defect], left * REVIEW_SHARE))
+    review = max(escape_threshold(scores[is_defect], left * REVIEW_SHARE),
+                 false_reject_threshold(scores[~is_defect], REVIEW_GOOD_MAX))
+    review = min(reject, review)
     return reject, review, {"method": method, **rates(scores, is_defect, reject, review)}
 
 

@@ -42,9 +42,13 @@ def test_choose_thresholds_review_band_and_figures():
     scores = np.concatenate([GOOD, DEFECT])
     is_defect = np.array([False] * 5 + [True] * 10)
     reject, review, fig = choose_thresholds(scores, is_defect, escape_rate=0.2)
-    assert reject == 0.7 and review <= reject
-    assert fig["escape_rate"] == 0.2 and fig["escape_rate_after_review"] <= 0.05
-    assert fig["false_reject_rate"] == 0.0
+    assert reject == 0.7 and fig["escape_rate"] == 0.2 and fig["false_reject_rate"] == 0.0
+    assert 0.6 < review <= reject  # reaching down to the escapes would send 1 of 5 good parts (> 5 %) to review
+    assert fig["review_rate"] == pytest.approx(np.mean((scores >= review) & (scores < reject)))
+    many_good = np.concatenate([np.linspace(0.0, 0.2, 95), GOOD])  # 2 of 100 good parts score >= 0.25
+    scores = np.concatenate([many_good, DEFECT])
+    reject, review, fig = choose_thresholds(scores, np.arange(len(scores)) >= 100, escape_rate=0.2)
+    assert reject == 0.7 and review == 0.25 and fig["escape_rate_after_review"] == 0.0
     assert fig["review_rate"] == pytest.approx(np.mean((scores >= review) & (scores < reject)))
     with pytest.raises(ValueError, match="both good and defective"):
         choose_thresholds(GOOD, np.zeros(5, bool))
