@@ -117,7 +117,7 @@ def _component_areas(mask: np.ndarray) -> list[int]:
     return sorted((int(a) for a in stats[1:n, cv2.CC_STAT_AREA]), reverse=True)
 
 
-MASK_WEIGHTS = (0.0, 0.25, 0.5)  # blends of the mask's peak into the defect score that calibration compares
+MASK_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # blends of the mask's peak into the defect score that calibration compares
 
 
 def choose_mask_weight(p_defect: np.ndarray, peaks: np.ndarray, is_defect: np.ndarray,
