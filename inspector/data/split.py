@@ -35,3 +35,10 @@ def samples_from_record(dataset: DataSet, paths: list[str]) -> list[Sample]:
     if missing:
         raise FileNotFoundError(f"{len(missing)} images of the saved split are missing under {dataset.root}, e.g. {missing[0]}")
     return [by_path[p] for p in paths]
+
+
+def mvtec_split(dataset: DataSet) -> tuple[list[Sample], list[Sample]]:
+    """The MVTec AD protocol: ``train/good`` to learn from, everything under ``test/`` to validate on."""
+    train_dir = dataset.root / "train"
+    train = [s for s in dataset.samples if s.image.is_relative_to(train_dir)]
+    return train, [s for s in dataset.samples if not s.image.is_relative_to(train_dir)]

@@ -20,7 +20,7 @@ from inspector.bundle import load_bundle, write_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
-from inspector.data.split import split_record, stratified_split
+from inspector.data.split import mvtec_split, split_record, stratified_split
 from inspector.evaluation.calibrate import calibrate
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.plots import plot_training_curves
@@ -124,7 +124,10 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     if init is not None:  # the bundle's backbone and preprocessing carry over
         cfg = dataclasses.replace(cfg, backbone=init.meta["backbone"], image_size=init.spec.height)
     spec = init.spec if init is not None else make_spec(cfg)
-    train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
+    if cfg.good_only and dataset.layout == "mvtec":
+        train, val = mvtec_split(dataset)
+    else:
+        train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
     classes = (GOOD_CLASS, ANOMALY_CLASS) if cfg.good_only else dataset.classes
     if init is not None:
         model = model_from_bundle(init, classes)

@@ -1,13 +1,16 @@
 """End to end on generated data: train -> bundle -> predictor -> evaluate, and the CLI around them."""
 
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from inspector.bundle import load_bundle
 from inspector.cli import main
 from inspector.config import Thresholds
+from inspector.data.demo import make_part
 from inspector.predictor import Predictor
 from inspector.preprocess import read_image
 
@@ -232,3 +235,34 @@ def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path,
     pred = Predictor.from_bundle(bundle.path, device="cpu").predict([image])[0]
     assert pred.defect_score == pytest.approx(pred.anomaly_score / (1 + pred.anomaly_score), abs=1e-6)
     assert all(r.defect_class == "anomaly" for r in pred.regions)
+
+
+def _mvtec_category(root: Path) -> Path:
+    """A small MVTec AD category from synthetic parts: train/good, test/{good,crack,spot}, ground_truth masks."""
+    rng = np.random.default_rng(5)
+    layout = [("train", "good", 12), ("test", "good", 4), ("test", "crack", 4), ("test", "spot", 4)]
+    for split, kind, n in layout:
+        for i in range(n):
+            image, mask = make_part(kind, rng, 64)
+            (root / split / kind).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / split / kind / f"{i:03d}.png"), image)
+            if kind != "good":
+                (root / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "ground_truth" / kind / f"{i:03d}_mask.png"), mask)
+    return root
+
+
+def test_good_only_on_mvtec_layout_follows_its_protocol(tmp_path, capsys):
+    data = _mvtec_category(tmp_path / "part")
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "store"), "--name", "mv", "--image-size", "64",
+            "--good-only", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    bundle = load_bundle(capsys.readouterr().out.strip().splitlines()[-1])
+    split = bundle.meta["split"]
+    assert all(p.startswith("train/good/") for p in split["train"]) and len(split["train"]) == 12
+    assert all(p.startswith("test/") for p in split["val"]) and len(split["val"]) == 12
+    report_dir = tmp_path / "report"
+    assert main(["evaluate", "--model", str(bundle.path), "--data", str(data), "--report", str(report_dir)]) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["n_images"] == 12  # test/ only: MVTec's image and pixel AUROC
+    assert report["anomaly"]["image_auroc"] > 0.7 and report["anomaly"]["pixel_auroc"] > 0.7
