@@ -36,7 +36,8 @@ def prediction_dict(pred: Prediction) -> dict:
         "class_scores": {k: round(v, 6) for k, v in pred.class_scores.items()},
         "regions": [dataclasses.asdict(r) for r in pred.regions],
         "model_version": pred.model_version,
-    }
+    } | ({} if pred.anomaly_score is None else {"anomaly_score": round(pred.anomaly_score, 6),
+                                                  "by_anomaly": pred.by_anomaly})
 
 
 def predict_paths(

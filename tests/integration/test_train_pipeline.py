@@ -71,6 +71,7 @@ def test_cli_predict_prints_json_lines_and_overlays(tiny_bundle, demo_data, tmp_
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 8
     assert all(line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"} for line in lines)
+    assert all(line["anomaly_score"] >= 0 and isinstance(line["by_anomaly"], bool) for line in lines)
     assert all((tmp_path / f"{line['path'].rsplit('/', 1)[1][:-4]}_overlay.png").is_file() for line in lines)
 
 
