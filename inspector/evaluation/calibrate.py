@@ -46,15 +46,17 @@ def false_reject_threshold(good_scores: np.ndarray, rate: float) -> float:
 
 
 def f1_threshold(scores: np.ndarray, is_defect: np.ndarray) -> float:
-    """The score threshold with the highest F1 of defect (>= threshold) vs good."""
-    best, best_f1 = 0.5, -1.0
-    for t in np.unique(scores):
+    """The score threshold with the highest F1 of defect (>= threshold) vs good, in the middle of the gap below the
+    lowest score it rejects: the same decisions on these scores, with a margin for the next ones."""
+    values = np.unique(scores)
+    best, best_f1 = 0, -1.0
+    for i, t in enumerate(values):
         pred = scores >= t
         tp = np.sum(pred & is_defect)
         f1 = 2 * tp / max(1, np.sum(pred) + np.sum(is_defect))
         if f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return best
+            best, best_f1 = i, f1
+    return float(values[best] if best == 0 else (values[best] + values[best - 1]) / 2)
 
 
 def rates(scores: np.ndarray, is_defect: np.ndarray, reject: float, review: float) -> dict[str, float]:

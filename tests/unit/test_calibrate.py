@@ -34,8 +34,11 @@ def test_f1_threshold_separates_when_it_can():
     scores = np.concatenate([GOOD, DEFECT])
     is_defect = np.array([False] * 5 + [True] * 10)
     t = f1_threshold(scores, is_defect)
-    # at 0.25 every defect is caught and two good parts (0.3, 0.6) are rejected: F1 = 20/22, the best
-    assert t == 0.25
+    # from 0.25 every defect is caught and two good parts (0.3, 0.6) are rejected: F1 = 20/22, the best; the
+    # threshold sits in the middle of the gap below 0.25 (the highest lower score is the good part at 0.2)
+    assert t == pytest.approx(0.225)
+    separable = np.array([0.1, 0.2, 0.7, 0.9])
+    assert f1_threshold(separable, np.array([False, False, True, True])) == pytest.approx(0.45)
 
 
 def test_choose_thresholds_review_band_and_figures():
