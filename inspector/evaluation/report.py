@@ -106,7 +106,8 @@ def collect(predictor: Predictor, samples: list[Sample], desc: str = "evaluate",
     done = Collected(classes, [], PixelConfusion(len(classes)), [])
     for sample, image, pred in run_over(predictor, samples, desc, batch_size, show):
         iou = _pixel_update(done.pixels, sample, pred, index, predictor.thresholds.mask, done.anomaly_pixels)
-        truth, guess = index(sample.label), index(pred.label)
+        # a part the anomaly head rejects is labelled "anomaly"; a model with classes counts it as its likeliest defect
+        truth, guess = index(sample.label), index(pred.label if pred.label in classes else pred.defect_class)
         error = (1.0 + abs(float(truth != index(GOOD_CLASS)) - pred.defect_score)) if truth != guess else (
             0.0 if math.isnan(iou) else 1.0 - iou)
         done.outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error, pred.by_anomaly))

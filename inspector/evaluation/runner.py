@@ -33,9 +33,10 @@ def check_classes(data_classes: tuple[str, ...], model_classes: tuple[str, ...])
 
 
 def class_index(model_classes: tuple[str, ...]) -> Callable[[str], int]:
-    """Data class name -> the model's class index (for an anomaly-only model every defect class is ``anomaly``)."""
+    """Data class name -> the model's class index (for an anomaly-only model every defect class is ``anomaly``);
+    KeyError for a class the model does not know."""
     index = {c: i for i, c in enumerate(model_classes)}
-    return lambda label: index.get(label, index.get(ANOMALY_CLASS, -1))
+    return lambda label: index[label] if label in index else index[ANOMALY_CLASS]
 
 
 def run_over(

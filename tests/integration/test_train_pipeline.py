@@ -11,6 +11,8 @@ from inspector.bundle import load_bundle
 from inspector.cli import main
 from inspector.config import Thresholds
 from inspector.data.demo import make_part
+from inspector.data.layouts import load_dataset
+from inspector.evaluation.report import collect
 from inspector.predictor import Predictor
 from inspector.preprocess import read_image
 
@@ -218,6 +220,12 @@ def test_the_anomaly_head_is_fitted_and_scores_defects_higher(tiny_bundle, demo_
     flagged = predictor.predict([image])[0]
     assert (flagged.verdict, flagged.label, flagged.by_anomaly) == ("REVIEW", "good", True)
     assert flagged.regions and {r.defect_class for r in flagged.regions} == {"anomaly"}
+    # rejected by the anomaly head (label "anomaly"): evaluation counts it as the likeliest defect class
+    predictor.thresholds = Thresholds(reject=1.0, review=1.0, anomaly=0.0, anomaly_verdict="REJECT")
+    done = collect(predictor, load_dataset(demo_data).samples[:6], show=False)
+    assert done.report()["anomaly"]["flagged_by_anomaly"] == 6
+    good = predictor.classes.index("good")
+    assert all(0 <= o.pred < len(predictor.classes) and o.pred != good for o in done.outcomes)
 
 
 def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path, capsys):
