@@ -153,9 +153,9 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
     weight, by_weight = choose_mask_weight(np.array(p_defect), np.array(peaks), defect_a)
     scores_a = (1 - weight) * np.array(p_defect) + weight * np.array(peaks)
     reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
-    thresholds = Thresholds(reject=reject, review=review, mask=current.mask,
-                            min_region_area=min_region_area(areas, current.min_region_area),
-                            per_class=per_class_thresholds(scores_a, labels, reject, escape_rate), mask_weight=weight)
+    thresholds = dataclasses.replace(current, reject=reject, review=review, mask_weight=weight,
+                                     min_region_area=min_region_area(areas, current.min_region_area),
+                                     per_class=per_class_thresholds(scores_a, labels, reject, escape_rate))
     return thresholds, {**figures, "auroc_by_mask_weight": by_weight, "n_good": int((~defect_a).sum()),
                         "n_defect": int(defect_a.sum())}
 
