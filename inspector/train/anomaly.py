@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from inspector.config import PreprocessSpec
+from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.dataset import DefectDataset
 from inspector.data.layouts import Sample
 from inspector.model import DefectNet
@@ -50,10 +50,13 @@ def image_scores(model: DefectNet, samples: list[Sample], spec: PreprocessSpec, 
 
 
 def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Sample], classes: tuple[str, ...],
-                spec: PreprocessSpec, device: torch.device, bank_size: int, seed: int = 0, show: bool = True) -> dict:
-    """Attaches a memory bank of ``train_good``'s patches to ``model`` and scales it on ``reference`` good parts.
+                spec: PreprocessSpec, device: torch.device, bank_size: int, seed: int = 0, show: bool = True
+                ) -> tuple[dict, np.ndarray]:
+    """Attaches a memory bank of ``train_good``'s patches to ``model`` and scales it on the good parts of
+    ``reference`` (the validation split; ``train_good`` when it has none).
 
-    Returns the bundle's ``anomaly`` record (bank size and dimension, what it was fitted on, the reference).
+    Returns the bundle's ``anomaly`` record (bank size and dimension, what it was fitted on, the reference) and the
+    scaled anomaly scores of ``reference``.
     """
     if not train_good:
         raise ValueError("the anomaly head needs good training images; the data has none")
@@ -63,10 +66,13 @@ def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Samp
     bank = MemoryBank(len(chosen), chosen.shape[1]).to(device)
     bank.bank.copy_(chosen)
     model.attach_anomaly(bank)
-    scores = image_scores(model, reference or train_good, spec, device)
-    bank.scale.fill_(float(np.quantile(scores, SCALE_QUANTILE)))
+    scores = image_scores(model, reference, spec, device)  # at scale 1: raw distances
+    is_good = np.array([s.label == GOOD_CLASS for s in reference], dtype=bool)
+    good_scores = scores[is_good] if is_good.any() else image_scores(model, train_good, spec, device)
+    bank.scale.fill_(float(np.quantile(good_scores, SCALE_QUANTILE)))
     log.info("anomaly bank: %d of %d good patches (dim %d), reference %.3f from %d good images", len(chosen), seen,
-             chosen.shape[1], float(bank.scale), len(scores))
-    return {"bank_size": len(chosen), "dim": int(chosen.shape[1]), "stages": list(STAGES), "patches_seen": seen,
-            "good_images": len(train_good), "reference": float(bank.scale), "reference_quantile": SCALE_QUANTILE,
-            "reference_images": len(scores), "reference_split": "val" if reference else "train"}
+             chosen.shape[1], float(bank.scale), len(good_scores))
+    record = {"bank_size": len(chosen), "dim": int(chosen.shape[1]), "stages": list(STAGES), "patches_seen": seen,
+              "good_images": len(train_good), "reference": float(bank.scale), "reference_quantile": SCALE_QUANTILE,
+              "reference_images": len(good_scores), "reference_split": "val" if is_good.any() else "train"}
+    return record, scores / float(bank.scale)

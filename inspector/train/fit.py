@@ -27,7 +27,7 @@ from inspector.evaluation.plots import plot_training_curves
 from inspector.model import DefectNet, get_backbone
 from inspector.postprocess import anomaly_probability
 from inspector.predictor import Predictor
-from inspector.train.anomaly import fit_anomaly, image_scores
+from inspector.train.anomaly import fit_anomaly
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
@@ -182,11 +182,13 @@ def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], clas
     """Fits the anomaly head when asked; for a good-only model also its validation AUROC and defect scores."""
     if not (cfg.anomaly or cfg.good_only):
         return None, {}, None
-    good = [[s for s in part if s.label == GOOD_CLASS] for part in (train, val)]
-    record = fit_anomaly(model, *good, classes, spec, device, cfg.anomaly_bank, cfg.seed) | {"only": cfg.good_only}
+    train_good = [s for s in train if s.label == GOOD_CLASS]
+    reference = val if cfg.good_only else [s for s in val if s.label == GOOD_CLASS]  # good-only: score all of val
+    record, scores = fit_anomaly(model, train_good, reference, classes, spec, device, cfg.anomaly_bank, cfg.seed)
+    record["only"] = cfg.good_only
     if not cfg.good_only:
         return record, {}, None
-    probs = anomaly_probability(image_scores(model, val, spec, device))
+    probs = anomaly_probability(scores)
     is_defect = np.array([s.label != GOOD_CLASS for s in val])
     figures = {"val_auroc": auroc(is_defect, probs)} if 0 < is_defect.sum() < len(val) else {}
     return record, figures, probs
