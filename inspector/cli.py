@@ -83,7 +83,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.store import model_names
 
     fields = ("host", "grpc_port", "health_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
-              "max_in_flight", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
+              "max_in_flight", "max_streams", "max_frame_mb", "grace_seconds", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
               "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
                       cameras=tuple(args.camera or ()), roi=tuple(args.roi) if args.roi else None)
@@ -228,14 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default 0.0.0.0)")
     p.add_argument("--grpc-port", dest="grpc_port", type=int, help="default 50051")
     p.add_argument("--health-port", dest="health_port", type=int,
-                   help="also serve grpc.health.v1 here on its own threads (for probes under heavy stream load)")
+                   help="also serve grpc.health.v1 on this port (same TLS as the gRPC port), for probes")
     p.add_argument("--metrics-port", dest="metrics_port", type=int, help="Prometheus /metrics port (default 9400)")
-    p.add_argument("--metrics-host", dest="metrics_host", help="metrics bind address (default 0.0.0.0)")
+    p.add_argument("--metrics-host", dest="metrics_host", help="metrics bind address (default: --host)")
     p.add_argument("--camera", action="append", help="a camera id with its own metric label (repeat); others: other")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--max-batch", dest="max_batch", type=int, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=float, help="batch fill wait (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=int, help="overload bound (default 64)")
+    p.add_argument("--max-streams", dest="max_streams", type=int,
+                   help="streams open at once (default 1024); one more is refused with RESOURCE_EXHAUSTED")
+    p.add_argument("--max-frame-mb", dest="max_frame_mb", type=float,
+                   help="largest frame payload, MiB (default 64); larger frames are answered too_large, and the "
+                        "gRPC message limit is twice this")
+    p.add_argument("--grace-seconds", dest="grace_seconds", type=float,
+                   help="on SIGTERM, time to answer frames in flight and close streams (default 10)")
     p.add_argument("--audit-dir", dest="audit_dir", help="keep rejected/review frames and a sample of accepted ones")
     p.add_argument("--audit-sample-accept", dest="audit_sample_accept", type=float, help="default 0.01")
     p.add_argument("--audit-quota-mb", dest="audit_quota_mb", type=float, help="disk quota, MiB (default 1024)")

@@ -112,8 +112,8 @@ class ServeConfig:
 
     host: str = "0.0.0.0"  # gRPC bind address
     grpc_port: int = 50051  # 0 picks a free port
-    health_port: int | None = None  # also answer grpc.health.v1 on this port, on threads streams cannot take
-    metrics_host: str = "0.0.0.0"
+    health_port: int | None = None  # also answer grpc.health.v1 on this port (same TLS as the gRPC port)
+    metrics_host: str | None = None  # None: where the gRPC port binds (host)
     metrics_port: int | None = 9400  # None: no metrics endpoint; 0 picks a free port
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"
     device: str = "auto"
@@ -125,12 +125,13 @@ class ServeConfig:
     max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED
     max_in_flight_pixels: int = 256_000_000  # decoded pixels of those frames (a lone frame always passes)
+    max_streams: int = 1024  # streams open at once; one more is refused with RESOURCE_EXHAUSTED (an idle one costs KiB)
     stream_window: int = 16  # frames of one stream in the pipeline at once (more waits: gRPC flow control)
-    workers: int = 4  # threads decoding and preprocessing stream frames
-    grpc_threads: int = 32  # threads serving RPCs (each stream holds one)
+    workers: int = 4  # threads decoding, preprocessing and postprocessing frames
     watch_seconds: float = 2.0  # how often the store's ACTIVE pointer is checked; 0 disables
     grace_seconds: float = 10.0  # on SIGTERM, time given to calls in flight
-    max_message_bytes: int = 64 * 1024 * 1024 + 4096  # a 64 MiB frame plus its fields
+    max_frame_mb: float = 64.0  # encoded or raw frame payload, MiB; larger frames are answered too_large
+    max_message_bytes: int | None = None  # gRPC message limit; None: twice the frame limit (see server.transport_limit)
     tls_cert: str | None = None  # PEM certificate file; with tls_key, the gRPC port speaks TLS only
     tls_key: str | None = None  # PEM private key file
     tls_client_ca: str | None = None  # PEM CA file: clients must present a certificate it signed (mutual TLS)

@@ -12,7 +12,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 AREA_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 ANOMALY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)  # multiples of the model's good-part reference
-STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")
+STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")  # timed stages of a frame
+PIPELINE_STAGES = ("prepare", "model", "finish")  # where a frame waits or works (inspector.service.pipeline)
 STATISTICS = ("defect_score", "brightness", "contrast", "sharpness")  # drift, see inspector.drift
 OTHER_CAMERA = "other"
 
@@ -42,6 +43,14 @@ class Metrics:
                                       registry=r)
         self.queue_frames = Gauge("inspector_queue_depth_frames", "Frames waiting for the model", registry=r)
         self.in_flight_frames = Gauge("inspector_in_flight_frames", "Frames accepted and not yet answered", registry=r)
+        self.stage_frames = Gauge("inspector_stage_frames", "Frames in each pipeline stage now, waiting or working "
+                                  "(prepare: decode and preprocess; model: batch queue and forward pass; finish: "
+                                  "postprocess)", ["stage"], registry=r)
+        self.open_streams = Gauge("inspector_open_streams", "InspectStream calls open now (idle ones included)",
+                                  registry=r)
+        self.capacity_used = Gauge("inspector_capacity_used_ratio", "Share of the replica's capacity in use: the "
+                                   "larger of open streams / --max-streams and frames in flight / --max-in-flight; "
+                                   "at 1 the replica is saturated (readiness NOT_SERVING)", registry=r)
         self.defect_score = Histogram("inspector_defect_score_ratio", "Defect score of answered frames",
                                       buckets=RATIO_BUCKETS, registry=r)
         self.defect_area = Histogram("inspector_defect_area_ratio", "Defect area as a fraction of the frame",
@@ -67,10 +76,18 @@ class Metrics:
         return camera_id if camera_id in self.cameras else OTHER_CAMERA
 
     def track(self, queue_depth: Callable[[], int], in_flight: Callable[[], int],
-              drift: Callable[[str], float] | None = None) -> None:
-        """Gauges read at scrape time; ``drift(statistic)`` gives the PSI of each statistic."""
+              drift: Callable[[str], float] | None = None, streams: Callable[[], int] | None = None,
+              stages: Callable[[str], int] | None = None, capacity: Callable[[], float] | None = None) -> None:
+        """Gauges read at scrape time; ``drift(statistic)`` gives the PSI of each statistic, ``stages(stage)`` the
+        frames in each of :data:`PIPELINE_STAGES`."""
         self.queue_frames.set_function(queue_depth)
         self.in_flight_frames.set_function(in_flight)
+        if streams:
+            self.open_streams.set_function(streams)
+        if capacity:
+            self.capacity_used.set_function(capacity)
+        for stage in PIPELINE_STAGES if stages else ():
+            self.stage_frames.labels(stage).set_function(lambda s=stage: stages(s))
         for statistic in STATISTICS if drift else ():
             self.drift_psi.labels(statistic).set_function(lambda s=statistic: drift(s))
 

@@ -3,7 +3,7 @@
 Callers prepare (decode + preprocess) on their own threads and submit the model input; one thread collects up to
 ``max_batch`` inputs, waiting at most ``max_delay`` after the first, and runs them together. A frame whose deadline
 has passed is answered with :class:`DeadlineExpired` and not run. Inputs prepared for different predictors (a swap
-in between) are never mixed in one pass.
+in between) are never mixed in one pass. A job whose caller gave up (its future cancelled) is dropped unrun.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from inspector.predictor import Predictor
+from inspector.predictor import Outputs, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,21 @@ class BatcherClosed(Exception):
     """The batcher is shut down."""
 
 
+class BatchResult(NamedTuple):
+    """One part's answer from a forward pass."""
+
+    outputs: Outputs  # this part's row of the batch
+    queue_s: float  # seconds from submission to the start of its pass
+    infer_s: float  # seconds the pass took
+    batch_size: int  # parts in that pass
+
+
 @dataclass
 class Job:
     tensor: np.ndarray  # (3, H, W) float32 model input
     predictor: Predictor  # the predictor whose spec prepared it
     deadline: float | None  # time.monotonic() limit, None = no deadline
-    future: Future = field(default_factory=Future)  # -> (Outputs of this part, queue_s, infer_s, batch_size)
+    future: Future = field(default_factory=Future)  # -> BatchResult
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -96,6 +106,8 @@ class MicroBatcher:
             now = time.monotonic()
             live = []
             for job in jobs:
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # the caller gave up (cancelled call, deadline): nobody waits for this part
                 if job.deadline is not None and now > job.deadline:
                     job.future.set_exception(DeadlineExpired("deadline passed before the frame reached the model"))
                 else:
@@ -116,4 +128,4 @@ class MicroBatcher:
         if self.on_batch:
             self.on_batch(len(jobs), infer_s)
         for i, j in enumerate(jobs):
-            j.future.set_result((outputs.row(i), start - j.queued_at, infer_s, len(jobs)))
+            j.future.set_result(BatchResult(outputs.row(i), start - j.queued_at, infer_s, len(jobs)))

@@ -1,15 +1,25 @@
-"""One frame through the service: bound check, decode, preprocess, micro-batched inference, postprocess.
+"""One frame through the service: admission, decode + preprocess, micro-batched inference, postprocess.
 
 Plain Python in, plain Python out: the servicer converts to and from protobuf. Failures are :class:`Rejected`
 with the gRPC status they map to and a message that says what is wrong.
+
+A frame moves through three stages, each visible in :attr:`Pipeline.stages` (frames waiting or working there):
+``prepare`` (decode and preprocess, on a worker thread), ``model`` (the batcher's queue and the forward pass, on the
+batcher's thread) and ``finish`` (postprocess, on a worker thread). :meth:`Pipeline.inspect_async` drives them from
+an event loop without holding a thread while the frame waits for the model, so waiting frames cost memory only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections import Counter
+from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import grpc
@@ -17,12 +27,15 @@ import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
 from inspector.drift import frame_statistics
-from inspector.postprocess import anomaly_probability
-from inspector.predictor import Outputs, Prediction
 from inspector.headers import MAGIC, probe_size
+from inspector.metrics import PIPELINE_STAGES as STAGES
+from inspector.postprocess import anomaly_probability
+from inspector.predictor import Outputs, Prediction, Predictor
+from inspector.predictor import Prepared as Parts
 from inspector.preprocess import RAW_CHANNELS, FrameError, decode
-from inspector.service.batcher import BatcherClosed, DeadlineExpired, Job, MicroBatcher
+from inspector.service.batcher import BatcherClosed, BatchResult, DeadlineExpired, Job, MicroBatcher
 from inspector.service.models import ModelManager, ModelUnavailable
+
 
 
 class Rejected(Exception):
@@ -54,6 +67,18 @@ class Inspection:
     anomaly_map_png: bytes = b""
 
 
+@dataclass
+class Decoded:
+    """A frame after the prepare stage: its pixels, the predictor that prepared it and the model input."""
+
+    image: np.ndarray
+    predictor: Predictor
+    parts: Parts
+    started: float  # time.monotonic() when the frame entered the pipeline
+    decode_s: float
+    preprocess_s: float
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """An ``(h, w)`` uint8 image -> PNG bytes."""
     ok, png = cv2.imencode(".png", image)
@@ -82,6 +107,11 @@ def claimed_pixels(frame: FrameIn, limits: FrameLimits) -> int:
     return min(w, limits.max_side) * min(h, limits.max_side)
 
 
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds to wait for the model: until the deadline plus a second (the batcher answers expired frames itself)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0
+
+
 class Pipeline:
     """Inspects frames for any number of concurrent callers: at most ``max_in_flight`` frames and, unless a frame is
     alone, ``max_pixels`` decoded pixels at once (memory stays bounded whatever the frame sizes)."""
@@ -93,6 +123,7 @@ class Pipeline:
         self.limits = limits
         self.max_in_flight = max_in_flight
         self.max_pixels = max_pixels
+        self.stages: Counter[str] = Counter({stage: 0 for stage in STAGES})
         self._count = self._pixels = 0
         self._lock = threading.Lock()
 
@@ -100,7 +131,18 @@ class Pipeline:
     def in_flight(self) -> int:
         return self._count
 
-    def _admit(self, pixels: int) -> None:
+    def load(self) -> float:
+        """Share of the frame budget in use now, in [0, 1]."""
+        return min(1.0, self._count / self.max_in_flight)
+
+    @contextmanager
+    def admitted(self, frame: FrameIn) -> Iterator[None]:
+        """Holds the frame's share of the budgets for the ``with`` block.
+
+        Raises:
+            Rejected: RESOURCE_EXHAUSTED when the frame or its pixels do not fit now.
+        """
+        pixels = claimed_pixels(frame, self.limits)
         with self._lock:
             if self._count >= self.max_in_flight:
                 raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
@@ -111,23 +153,25 @@ class Pipeline:
                                f"{self.max_pixels} px budget; retry later")
             self._count += 1
             self._pixels += pixels
-
-    def inspect(self, frame: FrameIn, deadline: float | None = None) -> Inspection:
-        """Inspects one frame; ``deadline`` is a ``time.monotonic()`` limit.
-
-        Raises:
-            Rejected: Bad frame, overload, no model yet, deadline passed, shutting down.
-        """
-        pixels = claimed_pixels(frame, self.limits)
-        self._admit(pixels)
         try:
-            return self._inspect(frame, deadline)
+            yield
         finally:
             with self._lock:
                 self._count -= 1
                 self._pixels -= pixels
 
-    def _inspect(self, frame: FrameIn, deadline: float | None) -> Inspection:
+    @contextmanager
+    def _stage(self, stage: str) -> Iterator[None]:
+        with self._lock:
+            self.stages[stage] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.stages[stage] -= 1
+
+    def prepare(self, frame: FrameIn, started: float) -> Decoded:
+        """Decodes the frame and prepares the current model's input."""
         t0 = time.monotonic()
         try:
             image = decode(frame.data, frame.encoding, frame.width, frame.height, frame.stride, self.limits)
@@ -138,31 +182,79 @@ class Pipeline:
         except ModelUnavailable as err:
             raise Rejected(grpc.StatusCode.UNAVAILABLE, "not_ready", str(err)) from err
         t1 = time.monotonic()
-        prepared = predictor.prepare([image])  # one part, or a region of interest, or tiles
-        t2 = time.monotonic()
-        results = self._run([Job(tensor, predictor, deadline) for tensor in prepared.batch], deadline)
+        parts = predictor.prepare([image])  # one part, or a region of interest, or tiles
+        return Decoded(image, predictor, parts, started, t1 - t0, time.monotonic() - t1)
+
+    def submit(self, decoded: Decoded, deadline: float | None) -> list[Future]:
+        """Queues the frame's parts for the model; each future gives a :class:`BatchResult`."""
+        try:
+            return [self.batcher.submit(Job(tensor, decoded.predictor, deadline)) for tensor in decoded.parts.batch]
+        except BatcherClosed as err:
+            raise Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down", str(err)) from err
+
+    def finish(self, frame: FrameIn, decoded: Decoded, results: list[BatchResult]) -> Inspection:
+        """Postprocesses the model's answers into the frame's inspection."""
         t3 = time.monotonic()
-        outputs = Outputs.concat([r[0] for r in results])
-        queue_s, infer_s, batch_size = max(r[1] for r in results), max(r[2] for r in results), results[0][3]
+        predictor = decoded.predictor
         thresholds = self.models.thresholds(predictor)
-        prediction = predictor.finish(outputs, prepared, thresholds)[0]
-        self.models.drift.add(frame_statistics(image) | {"defect_score": prediction.defect_score})
+        prediction = predictor.finish(Outputs.concat([r.outputs for r in results]), decoded.parts, thresholds)[0]
+        self.models.drift.add(frame_statistics(decoded.image) | {"defect_score": prediction.defect_score})
         png = encode_mask(prediction.mask, thresholds.mask) if frame.return_mask else b""
         wants_map = frame.return_anomaly_map and prediction.anomaly_map is not None
         anomaly_png = encode_anomaly_map(prediction.anomaly_map) if wants_map else b""
         t4 = time.monotonic()
-        timings = {"decode": t1 - t0, "preprocess": t2 - t1, "queue": queue_s, "infer": infer_s,
-                   "postprocess": t4 - t3, "total": t4 - t0}
-        return Inspection(prediction, thresholds, png, timings, batch_size, anomaly_png)
+        timings = {"decode": decoded.decode_s, "preprocess": decoded.preprocess_s,
+                   "queue": max(r.queue_s for r in results), "infer": max(r.infer_s for r in results),
+                   "postprocess": t4 - t3, "total": t4 - decoded.started}
+        return Inspection(prediction, thresholds, png, timings, results[0].batch_size, anomaly_png)
 
-    def _run(self, jobs: list[Job], deadline: float | None) -> list[tuple]:
-        """Submits a frame's parts to the batcher and waits for all of them."""
-        try:
-            futures = [self.batcher.submit(job) for job in jobs]
-        except BatcherClosed as err:
-            raise Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down", str(err)) from err
-        try:
-            return [f.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0)
-                    for f in futures]
-        except (DeadlineExpired, FutureTimeout) as err:
-            raise Rejected(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "deadline passed before the frame was inspected") from err
+    def inspect(self, frame: FrameIn, deadline: float | None = None) -> Inspection:
+        """Inspects one frame on the calling thread; ``deadline`` is a ``time.monotonic()`` limit.
+
+        Raises:
+            Rejected: Bad frame, overload, no model yet, deadline passed, inference failed, shutting down.
+        """
+        with self.admitted(frame):
+            decoded = self.prepare(frame, time.monotonic())
+            futures = self.submit(decoded, deadline)
+            try:
+                results = [f.result(timeout=_remaining(deadline)) for f in futures]
+            except (DeadlineExpired, FutureTimeout) as err:
+                raise _deadline_passed() from err
+            except Exception as err:
+                raise _inference_failed(err) from err
+            return self.finish(frame, decoded, results)
+
+    async def inspect_async(self, frame: FrameIn, deadline: float | None, workers: Executor) -> Inspection:
+        """:meth:`inspect` from an event loop: decode and postprocess on ``workers``, the wait for the model on no
+        thread at all. A caller that is cancelled while its frame waits takes the frame out of the batcher's queue.
+
+        Raises:
+            Rejected: As :meth:`inspect`.
+        """
+        loop = asyncio.get_running_loop()
+        with self.admitted(frame):
+            with self._stage("prepare"):
+                decoded = await loop.run_in_executor(workers, self.prepare, frame, time.monotonic())
+            with self._stage("model"):
+                waits = [asyncio.wrap_future(f) for f in self.submit(decoded, deadline)]
+                try:
+                    results = await asyncio.wait_for(asyncio.gather(*waits), _remaining(deadline))
+                except (DeadlineExpired, asyncio.TimeoutError) as err:
+                    raise _deadline_passed() from err
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    raise _inference_failed(err) from err
+            with self._stage("finish"):
+                return await loop.run_in_executor(workers, self.finish, frame, decoded, results)
+
+
+def _deadline_passed() -> Rejected:
+    return Rejected(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "deadline passed before the frame was inspected")
+
+
+def _inference_failed(err: Exception) -> Rejected:
+    return Rejected(grpc.StatusCode.INTERNAL, "inference_failed",
+                    f"the forward pass of this frame's batch failed ({type(err).__name__}: {err}); "
+                    "the service goes on, resend the frame")

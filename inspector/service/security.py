@@ -15,6 +15,8 @@ from pathlib import Path
 
 import grpc
 
+from inspector.service.interceptor import refusal
+
 ADMIN_PREFIX = "/inspector.v1.Admin/"
 INFERENCE_PREFIX = "/inspector.v1.Inspector/"
 
@@ -45,37 +47,24 @@ def server_credentials(cert: str, key: str, client_ca: str | None = None) -> grp
                                        require_client_auth=root is not None)
 
 
-def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    def abort(request_or_iterator, context: grpc.ServicerContext):
-        context.abort(code, message)
-
-    return abort
-
-
-class TokenInterceptor(grpc.ServerInterceptor):
-    """Checks the bearer token of Admin calls (and of inference calls when an inference token is set)."""
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the bearer token of Admin calls (and of inference calls when an inference token is set). A method the
+    server does not have is left to gRPC, which answers UNIMPLEMENTED, token or not."""
 
     def __init__(self, admin_token: str | None, inference_token: str | None = None) -> None:
         self.rules = [(ADMIN_PREFIX, admin_token), (INFERENCE_PREFIX, inference_token)]
 
-    def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
         method = handler_call_details.method
         expected = next((token for prefix, token in self.rules if method.startswith(prefix)), None)
-        if expected is None:
-            return continuation(handler_call_details)
+        if handler is None or expected is None:
+            return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
         given = metadata.get("authorization", "")
         if not given.startswith("Bearer "):
-            return self._refusal(continuation(handler_call_details), grpc.StatusCode.UNAUTHENTICATED,
-                                 "missing bearer token (metadata 'authorization: Bearer <token>')")
+            return refusal(handler, grpc.StatusCode.UNAUTHENTICATED,
+                           "missing bearer token (metadata 'authorization: Bearer <token>')")
         if not hmac.compare_digest(given[len("Bearer "):].encode(), expected.encode()):
-            return self._refusal(continuation(handler_call_details), grpc.StatusCode.PERMISSION_DENIED,
-                                 "wrong token for this method")
-        return continuation(handler_call_details)
-
-    @staticmethod
-    def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-        abort = _deny(code, message)
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(abort, handler.request_deserializer, handler.response_serializer)
-        return grpc.unary_unary_rpc_method_handler(abort, handler.request_deserializer, handler.response_serializer)
+            return refusal(handler, grpc.StatusCode.PERMISSION_DENIED, "wrong token for this method")
+        return handler

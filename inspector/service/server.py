@@ -1,17 +1,24 @@
-"""``serve()``: builds the gRPC server, health, reflection, the batcher, and shuts down gracefully."""
+"""``serve()``: builds the gRPC server (grpc.aio on an event loop thread), health, reflection, the batcher, and drains
+it on shutdown.
+
+Threads: the event loop (every RPC, health, streams), the batcher (forward passes), ``workers`` threads (decode,
+postprocess), the model watcher and the metrics HTTP server. Open streams cost memory, not threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Coroutine
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from inspector.config import FrameLimits, ServeConfig
@@ -19,7 +26,8 @@ from inspector.metrics import Metrics
 from inspector.predictor import Predictor
 from inspector.service.audit import AuditConfig, AuditSink
 from inspector.service.batcher import MicroBatcher
-from inspector.service.interceptor import MetricsInterceptor
+from inspector.service.health import Capacity, Health
+from inspector.service.interceptor import DrainGate, MetricsInterceptor
 from inspector.service.models import ModelManager
 from inspector.service.pipeline import Pipeline
 from inspector.service.security import TokenInterceptor, read_secret, server_credentials
@@ -35,108 +43,173 @@ SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
 ADMIN_TOKEN_ENV, INFERENCE_TOKEN_ENV = "INSPECTOR_ADMIN_TOKEN", "INSPECTOR_TOKEN"
-SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+STREAMS_CLOSE_AT = 0.8  # share of the grace period after which open streams stop being read and are ended
+TRANSPORT_HEADROOM = 64 * 1024  # bytes of a request's fields besides its frame
 
 
-def _health(server: grpc.Server) -> health.HealthServicer:
-    """Registers grpc.health.v1; everything reports NOT_SERVING until the model is loaded and warm."""
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    for name in ("", *SERVICE_NAMES):
-        servicer.set(name, NOT_SERVING)
-    return servicer
+def transport_limit(frame_bytes: int) -> int:
+    """The gRPC message limit for a frame limit: twice the frame limit, so a frame over the limit (up to twice it)
+    is still received and answered ``too_large`` in its stream; only a message beyond this ends its call
+    (RESOURCE_EXHAUSTED), since gRPC cannot skip one message of a stream."""
+    return 2 * frame_bytes + TRANSPORT_HEADROOM
 
 
-def _health_only_server(servicer: health.HealthServicer, host: str, port: int) -> tuple[grpc.Server, int]:
-    """A second, tiny server answering health on its own threads: every stream holds an RPC thread of the main
-    server, so under many streams a probe there could wait; here it cannot."""
-    server = grpc.server(ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port} for health")
-    server.start()
-    return server, bound
+class EventLoopThread:
+    """An asyncio event loop running on a daemon thread; synchronous code hands it coroutines."""
 
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="grpc-loop", daemon=True)
+        self.thread.start()
 
-def _set_health(servicer: health.HealthServicer, status: int) -> None:
-    for name in ("", *SERVICE_NAMES):
-        servicer.set(name, status)
+    def run(self, coroutine: Coroutine, timeout: float | None = None) -> Any:
+        """Runs ``coroutine`` on the loop and waits for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
 
 
 @dataclass
 class InspectionServer:
     """A running service; :meth:`stop` drains it."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     models: ModelManager
     pipeline: Pipeline
     batcher: MicroBatcher
     workers: ThreadPoolExecutor
-    health: health.HealthServicer
+    health: Health
+    capacity: Capacity
+    servicer: InspectorServicer
     cfg: ServeConfig
     loaded: threading.Event
     metrics: Metrics
     metrics_port: int | None
     metrics_server: Any
     audit: AuditSink | None
-    health_server: grpc.Server | None
+    health_server: grpc.aio.Server | None
     health_port: int | None
+    loop: EventLoopThread
+    _tasks: list[asyncio.Task]
 
     def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, new calls refused, calls in flight answered (up to ``grace`` s), then stopped."""
-        _set_health(self.health, NOT_SERVING)
+        """Drains within ``grace`` seconds (``cfg.grace_seconds`` by default), then stops everything.
+
+        Health turns NOT_SERVING and new calls are refused with UNAVAILABLE at once; frames already accepted are
+        answered; frames that streams send from now on are answered ``shutting_down`` (UNAVAILABLE). Streams whose
+        clients close them end normally; the rest are ended with UNAVAILABLE after ``STREAMS_CLOSE_AT`` of the grace.
+        """
+        grace = self.cfg.grace_seconds if grace is None else grace
         self.models.stop()
-        self.server.stop(self.cfg.grace_seconds if grace is None else grace).wait()
+        try:
+            self.loop.run(self._drain(grace), timeout=grace + 30)
+        finally:
+            self.batcher.close()
+            self.workers.shutdown(wait=False, cancel_futures=True)
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+            if self.audit is not None:
+                self.audit.close()
+            self.loop.close()
+
+    def _busy(self) -> bool:
+        return self.servicer.open_streams > 0 or self.pipeline.in_flight > 0
+
+    async def _drain(self, grace: float) -> None:
+        started = time.monotonic()
+        self.servicer.draining = self.health.draining = True
+        await self.health.refresh()
+        while self._busy() and time.monotonic() - started < STREAMS_CLOSE_AT * grace:
+            await asyncio.sleep(0.05)
+        self.servicer.close_streams()
+        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
+        for task in self._tasks:
+            task.cancel()
         if self.health_server is not None:
-            self.health_server.stop(0).wait()
-        self.batcher.close()
-        self.workers.shutdown(wait=False, cancel_futures=True)
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-        if self.audit is not None:
-            self.audit.close()
+            await self.health_server.stop(0)
 
 
-def _grpc_server(cfg: ServeConfig, metrics: Metrics) -> grpc.Server:
-    """The gRPC server: message size limits, the metrics interceptor (outermost: it also counts refusals), tokens."""
-    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
-               ("grpc.max_send_message_length", cfg.max_message_bytes)]
+def _credentials(cfg: ServeConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate is configured (every port of the service speaks TLS then), else None."""
+    if not (cfg.tls_cert or cfg.tls_key):
+        return None
+    if not (cfg.tls_cert and cfg.tls_key):
+        raise ValueError("TLS needs both a certificate and a key file")
+    return server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+
+
+def _listen(server: grpc.aio.Server, host: str, port: int, credentials: grpc.ServerCredentials | None,
+            what: str) -> int:
+    """Binds ``host:port`` (TLS-only with ``credentials``); returns the port."""
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as err:  # grpc.aio raises where the sync server returned 0
+        raise OSError(f"cannot listen on {address} for {what}: {err}") from err
+    if bound == 0:
+        raise OSError(f"cannot listen on {address} for {what}")
+    return bound
+
+
+def _grpc_server(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics, draining) -> grpc.aio.Server:
+    """The gRPC server: message limits, the metrics interceptor (outermost: it also counts refusals), the drain
+    gate, tokens."""
+    limit = cfg.max_message_bytes or transport_limit(limits.max_bytes)
+    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
     tokens = TokenInterceptor(read_secret(cfg.admin_token_file, ADMIN_TOKEN_ENV),
                               read_secret(cfg.inference_token_file, INFERENCE_TOKEN_ENV))
-    return grpc.server(ThreadPoolExecutor(max_workers=cfg.grpc_threads, thread_name_prefix="rpc"), options=options,
-                       interceptors=[MetricsInterceptor(metrics), tokens])
+    return grpc.aio.server(options=options, interceptors=[MetricsInterceptor(metrics), DrainGate(draining), tokens],
+                           maximum_concurrent_rpcs=None)
 
 
-def _listen(server: grpc.Server, cfg: ServeConfig) -> int:
-    """Binds the gRPC port, TLS-only when a certificate is configured; returns the port."""
-    address = f"{cfg.host}:{cfg.grpc_port}"
-    if cfg.tls_cert or cfg.tls_key:
-        if not (cfg.tls_cert and cfg.tls_key):
-            raise ValueError("TLS needs both a certificate and a key file")
-        port = server.add_secure_port(address, server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca))
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    return port
+async def _start(running: dict, cfg: ServeConfig) -> None:
+    """Builds and starts the servers on the loop (grpc.aio objects belong to the loop that made them)."""
+    credentials = _credentials(cfg)
+    servicer, models, health_state = running["servicer"], running["models"], running["health"]
+    server = _grpc_server(cfg, running["limits"], running["metrics"], lambda: servicer.draining)
+    pb_grpc.add_InspectorServicer_to_server(servicer, server)
+    pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    running["port"] = _listen(server, cfg.host, cfg.grpc_port, credentials, "gRPC")
+    health_server, health_port = None, None
+    if cfg.health_port is not None:  # probes on a port of their own, with the same TLS as the main port
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, health_server)
+        health_port = _listen(health_server, cfg.host, cfg.health_port, credentials, "health")
+    await health_state.refresh()
+    await server.start()
+    if health_server is not None:
+        await health_server.start()
+    running |= {"server": server, "health_server": health_server, "health_port": health_port,
+                "_tasks": [asyncio.ensure_future(health_state.run())]}
+
+
+def _metrics_host(cfg: ServeConfig) -> str:
+    """Where /metrics listens: ``metrics_host``, else where gRPC binds (brackets of an IPv6 literal removed)."""
+    return cfg.metrics_host or cfg.host.strip("[]")
 
 
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
-                 limits: FrameLimits = FrameLimits(), metrics: Metrics | None = None) -> InspectionServer:
+                 limits: FrameLimits | None = None, metrics: Metrics | None = None) -> InspectionServer:
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
 
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
+    Frame limits default to ``cfg.max_frame_mb``.
     """
+    limits = limits or FrameLimits(max_bytes=int(cfg.max_frame_mb * 2**20))
     metrics = metrics or Metrics(cameras=cfg.cameras)
     loaded = threading.Event()
+    loop = EventLoopThread()
 
     def on_swap(result: str, predictor: Predictor | None) -> None:
         metrics.swaps.labels(result).inc()
         if predictor is not None:  # a model is loaded and warm: serving (also after a failed start, once fixed)
             metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta["backbone"])
-            _set_health(health_servicer, SERVING)
+            loop.run(health_state.refresh(), timeout=10)  # SERVING before anyone is told the model is loaded
             loaded.set()
 
     options = {"tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "roi": Window(*cfg.roi) if cfg.roi else None}
@@ -145,25 +218,29 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
-    metrics.track(batcher.depth, lambda: pipeline.in_flight, lambda statistic: models.drift.value(statistic))
-    workers = ThreadPoolExecutor(max_workers=max(cfg.workers, cfg.max_in_flight), thread_name_prefix="frame")
-    server = _grpc_server(cfg, metrics)
+    capacity = Capacity(cfg.max_streams, pipeline.load)
+    health_state = Health(capacity, lambda: models.ready)
+    workers = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="frame")
     audit = None if cfg.audit_dir is None else AuditSink(
         AuditConfig(cfg.audit_dir, cfg.audit_sample_accept, int(cfg.audit_quota_mb * 2**20), cfg.audit_max_per_second),
         on_result=lambda result: metrics.audit.labels(result).inc())
-    servicer = InspectorServicer(pipeline, workers, cfg.stream_window, metrics, audit)
-    pb_grpc.add_InspectorServicer_to_server(servicer, server)
-    pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
-    health_servicer = _health(server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = _listen(server, cfg)
-    metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(cfg.metrics_port,
-                                                                                               cfg.metrics_host)
-    server.start()
-    health_server, health_port = (None, None) if cfg.health_port is None else _health_only_server(
-        health_servicer, cfg.host, cfg.health_port)
-    running = InspectionServer(server, port, models, pipeline, batcher, workers, health_servicer, cfg, loaded,
-                               metrics, metrics_port, metrics_server, audit, health_server, health_port)
+    servicer = InspectorServicer(pipeline, workers, cfg.stream_window, capacity, metrics, audit)
+    metrics.track(batcher.depth, lambda: pipeline.in_flight, lambda statistic: models.drift.value(statistic),
+                  streams=lambda: servicer.open_streams, stages=lambda stage: pipeline.stages[stage],
+                  capacity=capacity.used)
+    parts = {"servicer": servicer, "models": models, "health": health_state, "limits": limits, "metrics": metrics}
+    try:
+        loop.run(_start(parts, cfg), timeout=60)
+        metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(
+            cfg.metrics_port, _metrics_host(cfg))
+    except BaseException:
+        batcher.close()
+        workers.shutdown(wait=False)
+        loop.close()
+        raise
+    running = InspectionServer(parts["server"], parts["port"], models, pipeline, batcher, workers, health_state,
+                               capacity, servicer, cfg, loaded, metrics, metrics_port, metrics_server, audit,
+                               parts["health_server"], parts["health_port"], loop, parts["_tasks"])
 
     def load() -> None:
         try:
@@ -184,9 +261,9 @@ def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None =
         signal.signal(sig, lambda *_: done.set())
     running = start_server(cfg, model_dir, bundle)
     log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm); metrics on http://%s:%s/metrics",
-             cfg.host, running.port, cfg.metrics_host, running.metrics_port)
+             cfg.host, running.port, _metrics_host(cfg), running.metrics_port)
     shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "[::]", "::") else cfg.host
     log.info("send it a frame: inspector client --target %s:%d IMAGE_OR_FOLDER", shown, running.port)
     done.wait()
-    log.info("shutting down: draining calls in flight (up to %.0f s)", cfg.grace_seconds)
+    log.info("shutting down: answering frames in flight, refusing new ones (up to %.0f s)", cfg.grace_seconds)
     running.stop()

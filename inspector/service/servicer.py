@@ -1,19 +1,24 @@
-"""Thin gRPC adapters: protobuf in, the pipeline or the model manager, protobuf out."""
+"""Thin gRPC adapters (grpc.aio): protobuf in, the pipeline or the model manager, protobuf out.
+
+Every handler runs on the server's event loop, so an open stream costs a coroutine and its buffers, not a thread:
+a line of idle cameras cannot starve unary calls or health. Blocking work (decode, postprocess, model loads, store
+reads) goes to thread pools.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
+from concurrent.futures import Executor
+from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 
 from inspector.metrics import Metrics
 from inspector.service import convert
 from inspector.service.audit import AuditSink
+from inspector.service.health import Capacity
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.pipeline import Pipeline, Rejected
 from inspector.store import describe
@@ -22,33 +27,47 @@ from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 NO_DEADLINE = 365 * 24 * 3600.0  # s; longer remaining times mean none was set
+SHUTTING_DOWN = Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down",
+                         "the service is shutting down and takes no new frames; resend this one to another replica")
 
 
-def _deadline(context: grpc.ServicerContext) -> float | None:
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()  # a huge number when the client set no deadline
     return None if remaining is None or remaining > NO_DEADLINE else time.monotonic() + remaining
 
 
 class InspectorServicer(pb_grpc.InspectorServicer):
-    """Inspect (unary), InspectStream (one response per request, in request order), GetModelInfo."""
+    """Inspect (unary), InspectStream (one response per request, in request order), GetModelInfo.
 
-    def __init__(self, pipeline: Pipeline, workers: ThreadPoolExecutor, stream_window: int, metrics: Metrics,
-                 audit: AuditSink | None = None) -> None:
+    Args:
+        pipeline: Inspects frames.
+        workers: Threads for decode and postprocess.
+        stream_window: Frames of one stream in the pipeline at once; more wait in gRPC's flow control.
+        capacity: Counts streams against ``--max-streams`` and hears of overload.
+        metrics: Frame counters.
+        audit: Keeps frames for review, when configured.
+    """
+
+    def __init__(self, pipeline: Pipeline, workers: Executor, stream_window: int, capacity: Capacity,
+                 metrics: Metrics, audit: AuditSink | None = None) -> None:
         self.pipeline = pipeline
         self.workers = workers
         self.stream_window = stream_window
+        self.capacity = capacity
         self.metrics = metrics
         self.audit = audit
+        self.draining = False  # set on shutdown: frames read from now on are refused with UNAVAILABLE
+        self._streams: set[_Stream] = set()
 
-    def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
+    async def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         """Inspects one frame and counts it; raises Rejected."""
-        frame = convert.frame_in(request)
         try:
-            result = self.pipeline.inspect(frame, deadline)
+            if self.draining:
+                raise SHUTTING_DOWN
+            frame = convert.frame_in(request)
+            result = await self.pipeline.inspect_async(frame, deadline, self.workers)
         except Rejected as err:
-            self.metrics.frame_errors.labels(err.code.name).inc()
-            if err.code == grpc.StatusCode.INVALID_ARGUMENT:
-                self.metrics.invalid.labels(err.reason).inc()
+            self._count_refusal(err)
             raise
         p = result.prediction
         self.metrics.observe_frame(request.camera_id, p.verdict, p.defect_class, p.defect_score,
@@ -59,15 +78,23 @@ class InspectorServicer(pb_grpc.InspectorServicer):
                              frame.stride)
         return convert.response(request, result)
 
-    def Inspect(self, request: pb.InspectRequest, context: grpc.ServicerContext) -> pb.InspectResponse:
-        try:
-            return self._inspect(request, _deadline(context))
-        except Rejected as err:
-            context.abort(err.code, f"frame {request.frame_id!r}: {err.message}")
+    def _count_refusal(self, err: Rejected) -> None:
+        self.metrics.frame_errors.labels(err.code.name).inc()
+        if err.code == grpc.StatusCode.INVALID_ARGUMENT:
+            self.metrics.invalid.labels(err.reason).inc()
+        elif err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            self.capacity.note_refusal()
 
-    def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
+    async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:
         try:
-            return self._inspect(request, deadline)
+            return await self._inspect(request, _deadline(context))
+        except Rejected as err:
+            await context.abort(err.code, f"frame {request.frame_id!r}: {err.message}")
+
+    async def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
+        """A response for any outcome: one frame's failure never ends its stream."""
+        try:
+            return await self._inspect(request, deadline)
         except Rejected as err:
             return convert.error_response(request, err)
         except Exception as err:  # noqa: BLE001 - one frame's failure must not end the stream
@@ -75,57 +102,102 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             self.metrics.frame_errors.labels("INTERNAL").inc()
             return convert.error_response(request, Rejected(grpc.StatusCode.INTERNAL, "internal", str(err)))
 
-    def InspectStream(self, requests: Iterator[pb.InspectRequest], context: grpc.ServicerContext):
-        deadline = _deadline(context)
-        pending: queue.Queue[Future | None] = queue.Queue(maxsize=self.stream_window)  # bounded: back-pressure
-        ended = threading.Event()
-        context.add_callback(ended.set)  # the call finished or the client cancelled
+    async def InspectStream(self, requests: AsyncIterator[pb.InspectRequest],
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InspectResponse]:
+        try:
+            self.capacity.open_stream()
+        except Rejected as err:
+            self.metrics.frame_errors.labels(err.code.name).inc()
+            await context.abort(err.code, err.message)
+        stream = _Stream(requests, _deadline(context), self.stream_window, self._answer)
+        self._streams.add(stream)
+        try:
+            async for response in stream.answers():
+                yield response
+        finally:
+            self._streams.discard(stream)
+            self.capacity.close_stream()
+        if stream.closed_by_server:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the service is shutting down: every frame it read "
+                                "was answered; resend the unanswered ones to another replica")
 
-        def put(item: Future | None) -> bool:
-            while not ended.is_set():
-                try:
-                    pending.put(item, timeout=0.2)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+    def close_streams(self) -> None:
+        """Stops reading every open stream; each answers the frames it read, then ends with UNAVAILABLE."""
+        for stream in list(self._streams):
+            stream.close()
 
-        def read() -> None:
-            try:
-                for request in requests:
-                    if not put(self.workers.submit(self._answer, request, deadline)):
-                        return
-            except Exception as err:  # noqa: BLE001 - client went away or cancelled
-                log.debug("stream reader ended: %s", err)
-            put(None)
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
 
-        threading.Thread(target=read, name="stream-reader", daemon=True).start()
-        while True:
-            try:
-                future = pending.get(timeout=0.2)
-            except queue.Empty:
-                if ended.is_set():
-                    return  # cancelled: nobody reads the answers any more
-                continue
-            if future is None:
-                return
-            yield future.result()
-
-    def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+    async def GetModelInfo(self, request: pb.GetModelInfoRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ModelInfo:
         try:
             predictor = self.pipeline.models.current
         except ModelUnavailable as err:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         return convert.model_info(predictor, self.pipeline.models.thresholds(predictor))
 
 
+class _Stream:
+    """One InspectStream: a reader task feeds a bounded window of answers, which are given back in request order.
+
+    At most ``window`` frames of the stream are in the pipeline; beyond that the reader waits, and gRPC's flow control
+    slows the client. :meth:`close` (shutdown) stops the reading: the frames read are still answered.
+    """
+
+    def __init__(self, requests: AsyncIterator[pb.InspectRequest], deadline: float | None, window: int,
+                 answer: Callable[[pb.InspectRequest, float | None], Awaitable[pb.InspectResponse]]) -> None:
+        self.requests = requests
+        self.deadline = deadline
+        self.answer = answer
+        self.slots = asyncio.Semaphore(window)  # places in the window; a request is read only into a free one
+        self.answers_due: asyncio.Queue[asyncio.Future | None] = asyncio.Queue()  # in request order; None: the end
+        self.closed_by_server = False
+        self.reader: asyncio.Task | None = None
+
+    async def _read(self) -> None:
+        incoming = aiter(self.requests)
+        try:
+            while True:
+                await self.slots.acquire()
+                request = await anext(incoming, None)
+                if request is None:
+                    break
+                self.answers_due.put_nowait(asyncio.ensure_future(self.answer(request, self.deadline)))
+        except asyncio.CancelledError:
+            if not self.closed_by_server:
+                return  # the call itself ended: nobody reads the answers
+        except Exception as err:  # noqa: BLE001 - the client went away or broke the stream
+            log.debug("stream reader ended: %s", err)
+        self.answers_due.put_nowait(None)
+
+    async def answers(self) -> AsyncIterator[pb.InspectResponse]:
+        self.reader = asyncio.ensure_future(self._read())
+        try:
+            while (answer := await self.answers_due.get()) is not None:
+                response = await answer
+                self.slots.release()
+                yield response
+        finally:
+            self.reader.cancel()
+            while not self.answers_due.empty():
+                if (pending := self.answers_due.get_nowait()) is not None:
+                    pending.cancel()
+
+    def close(self) -> None:
+        self.closed_by_server = True
+        if self.reader is not None:
+            self.reader.cancel()
+
+
 class AdminServicer(pb_grpc.AdminServicer):
-    """The model store and running thresholds."""
+    """The model store and running thresholds; loads and store reads run on the loop's default thread pool."""
 
     def __init__(self, models: ModelManager) -> None:
         self.models = models
 
-    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+    def _list(self) -> pb.ListModelsResponse:
         serving = self.models.current.version if self.models.ready else ""
         model_dir = self.models.model_dir
         if model_dir is None:
@@ -134,26 +206,32 @@ class AdminServicer(pb_grpc.AdminServicer):
                                validation=v.validation) for v in describe(model_dir)]
         return pb.ListModelsResponse(versions=out, serving=serving)
 
-    def _switch(self, action, context: grpc.ServicerContext) -> pb.ModelInfo:
+    async def ListModels(self, request: pb.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        return await asyncio.get_running_loop().run_in_executor(None, self._list)
+
+    async def _switch(self, action: Callable, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
         try:
-            predictor = action()
+            predictor = await asyncio.get_running_loop().run_in_executor(None, action)
         except Exception as err:  # noqa: BLE001 - report it; the current model keeps serving
             serving = self.models.current.version if self.models.ready else "nothing"
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{err} (still serving {serving})")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{err} (still serving {serving})")
         return convert.model_info(predictor, self.models.thresholds(predictor))
 
-    def ActivateVersion(self, request: pb.ActivateVersionRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
-        return self._switch(lambda: self.models.activate(request.version), context)
+    async def ActivateVersion(self, request: pb.ActivateVersionRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+        return await self._switch(lambda: self.models.activate(request.version), context)
 
-    def Rollback(self, request: pb.RollbackRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
-        return self._switch(self.models.rollback, context)
+    async def Rollback(self, request: pb.RollbackRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+        return await self._switch(self.models.rollback, context)
 
-    def SetThresholds(self, request: pb.SetThresholdsRequest, context: grpc.ServicerContext) -> pb.Thresholds:
+    async def SetThresholds(self, request: pb.SetThresholdsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.Thresholds:
         try:
             predictor = self.models.current
             thresholds = convert.thresholds_from_pb(request.thresholds, self.models.thresholds(predictor))
         except ModelUnavailable as err:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except ValueError as err:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return convert.thresholds_pb(self.models.set_thresholds(thresholds))
