@@ -5,6 +5,7 @@ import ipaddress
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -101,6 +102,40 @@ def test_mutual_tls_refuses_clients_without_a_trusted_certificate(tiny_bundle, p
         s_cert, s_key = pki["stranger"]
         with InspectorClient(target, tls_ca=pki["ca"], tls_cert=s_cert, tls_key=s_key) as stranger:
             assert _code(lambda: stranger.inspect(frame, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(grace=0)
+
+
+def _health(channel: grpc.Channel) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def test_the_health_port_speaks_the_main_ports_tls(tiny_bundle, pki):
+    cert, key = pki["server"]
+    running = _serve(tiny_bundle, tls_cert=cert, tls_key=key, tls_client_ca=pki["ca"], health_port=0)
+    try:
+        target = f"localhost:{running.health_port}"
+        with grpc.insecure_channel(target) as plain:
+            assert _code(lambda: _health(plain)) == grpc.StatusCode.UNAVAILABLE
+        client_cert, client_key = pki["client"]
+        read = lambda path: open(path, "rb").read()  # noqa: E731
+        credentials = grpc.ssl_channel_credentials(read(pki["ca"]), read(client_key), read(client_cert))
+        with grpc.secure_channel(target, credentials) as secure:
+            assert _health(secure) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        running.stop(grace=0)
+
+
+def test_an_unknown_method_is_unimplemented_token_or_not(tiny_bundle, tmp_path):
+    (tmp_path / "admin").write_text("s3cret-admin\n")
+    running = _serve(tiny_bundle, admin_token_file=str(tmp_path / "admin"))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            for method in ("/inspector.v1.Admin/DropAllModels", "/inspector.v1.Inspector/Nope", "/no.Such/Method"):
+                call = channel.unary_unary(method, request_serializer=lambda m: b"", response_deserializer=bytes)
+                with pytest.raises(grpc.RpcError) as err:
+                    call(None, timeout=5)
+                assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, (method, err.value.details())
     finally:
         running.stop(grace=0)
 

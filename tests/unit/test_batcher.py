@@ -1,0 +1,77 @@
+"""The micro-batcher: shared passes, versions never mixed, failures and cancellations answered once."""
+
+import threading
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from inspector.predictor import Outputs
+from inspector.service.batcher import BatchResult, Job, MicroBatcher
+
+
+class FakePredictor:
+    """Records each batch it runs; the first pass waits for :attr:`release` so that jobs queue up behind it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[np.ndarray] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.fail = fail
+
+    def infer(self, batch: np.ndarray) -> Outputs:
+        self.batches.append(batch)
+        self.entered.set()
+        assert self.release.wait(10)
+        if self.fail:
+            raise RuntimeError("device lost")
+        b = len(batch)
+        return Outputs(batch[:, 0, 0, :2].copy(), np.zeros((b, 2, 2), np.float32))
+
+
+def job(predictor: FakePredictor, value: float) -> Job:
+    return Job(np.full((1, 2, 2), value, np.float32), predictor, None)
+
+
+@pytest.fixture
+def batcher():
+    b = MicroBatcher(max_batch=8, max_delay=0.001)
+    yield b
+    b.close()
+
+
+def test_jobs_of_two_versions_queued_together_never_share_a_pass(batcher):
+    v1, v2 = FakePredictor(), FakePredictor()
+    v2.release.set()
+    first = batcher.submit(job(v1, 0.0))
+    assert v1.entered.wait(10)  # the batcher is busy: the next jobs queue up together
+    mixed = [batcher.submit(job(v1 if i % 2 else v2, float(i))) for i in range(1, 7)]
+    threading.Timer(0.05, v1.release.set).start()
+    results = [f.result(10) for f in [first, *mixed]]
+    assert all(isinstance(r, BatchResult) for r in results)
+    assert [len(b) for b in v1.batches] == [1, 3] and [len(b) for b in v2.batches] == [3]
+    assert sorted(float(part[0, 0, 0]) for part in v1.batches[1]) == [1.0, 3.0, 5.0]
+    for i, result in enumerate(results[1:], 1):  # each job gets its own row back
+        assert float(result.outputs.probs[0, 0]) == float(i)
+
+
+def test_a_failing_pass_fails_each_of_its_jobs_once_and_the_batcher_goes_on(batcher):
+    broken, healthy = FakePredictor(fail=True), FakePredictor()
+    healthy.release.set()
+    futures = [batcher.submit(job(broken, float(i))) for i in range(3)]
+    broken.release.set()
+    for future in futures:
+        with pytest.raises(RuntimeError, match="device lost"):
+            future.result(10)
+    assert batcher.submit(job(healthy, 1.0)).result(10).batch_size == 1
+
+
+def test_a_cancelled_job_is_never_run(batcher):
+    predictor = FakePredictor()
+    first = batcher.submit(job(predictor, 0.0))
+    assert predictor.entered.wait(10)
+    gone: Future = batcher.submit(job(predictor, 1.0))
+    kept = batcher.submit(job(predictor, 2.0))
+    assert gone.cancel()  # the caller gave up while its job waited
+    predictor.release.set()
+    assert kept.result(10).batch_size == 1 and first.result(10).batch_size == 1
+    assert [float(b[0, 0, 0, 0]) for b in predictor.batches] == [0.0, 2.0]
