@@ -186,8 +186,9 @@ def test_dashboard_names_only_exported_metrics():
     used = {n for _, expr in queries for n in METRIC_NAME.findall(expr)}
     # the panels the dashboard is for
     assert {"inspector_frames_total", "inspector_defects_total", "inspector_stage_seconds_bucket",
-            "inspector_request_seconds_bucket", "inspector_batch_size_frames_bucket", "inspector_queue_depth_frames",
-            "inspector_in_flight_frames", "inspector_drift_psi", "inspector_model_info"} <= used
+            "inspector_request_seconds_bucket", "inspector_batch_size_frames_bucket", "inspector_stage_frames",
+            "inspector_open_streams", "inspector_capacity_used_ratio", "inspector_in_flight_frames",
+            "inspector_drift_psi", "inspector_model_info"} <= used
     text = DASHBOARD.read_text()
     assert [n for n in METRIC_NAME.findall(text) if n not in KNOWN and n not in FAMILIES] == []
 
@@ -201,14 +202,14 @@ def test_hpa_names_only_exported_metrics():
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 8)
     [metric] = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods"
-    assert metric["pods"]["metric"]["name"] == "inspector_in_flight_frames"
+    assert metric["pods"]["metric"]["name"] == "inspector_capacity_used_ratio"  # readiness' signal too
     assert metric["pods"]["target"]["type"] == "AverageValue"
 
 
 def test_every_alert_has_for_severity_and_summary():
     rules = alert_rules()
     assert {"InspectorRejectRateSpike", "InspectorLatencySLOBurnFast", "InspectorInputDrift",
-            "InspectorCameraNoFrames", "InspectorModelSwapFailed"} <= {r["alert"] for r in rules}
+            "InspectorCameraNoFrames", "InspectorModelSwapFailed", "InspectorSaturated"} <= {r["alert"] for r in rules}
     for rule in rules:
         assert rule.get("for"), rule["alert"]
         assert rule.get("labels", {}).get("severity") in ("info", "warning", "critical"), rule["alert"]
@@ -291,6 +292,14 @@ RULE_TESTS = [
             firing("InspectorModelSwapFailed", "20m"),
             firing("InspectorModelSwapFailed", "33m", {"severity": "warning", "result": "failure", **TARGET}),
             firing("InspectorModelSwapFailed", "45m"),
+        ],
+    },
+    {  # saturated from 10m to 40m (a dip to 0.9 at 25m is still saturated); at 0.9 from 50m: busy, not saturated
+        "input_series": [series("inspector_capacity_used_ratio", "0.5x10 1x14 0.9 1x14 0.5x10 0.9x30")],
+        "alert_rule_test": [
+            firing("InspectorSaturated", "12m"),
+            firing("InspectorSaturated", "30m", {"severity": "warning", **TARGET}),
+            firing("InspectorSaturated", "75m"),
         ],
     },
     {  # brightness drifts from 10m on; contrast does not
@@ -443,8 +452,11 @@ def test_k8s_deployment_gpu_and_grpc_probes():
     assert argv[:2] == ["inspector", "serve"] and "--store" in argv and argv[argv.index("--store") + 1] == "/models"
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     assert argv[argv.index("--health-port") + 1] == str(ports["health"])
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):  # on the health port's own threads
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["grpc"]["port"] == ports["health"], probe
+    # readiness follows saturation (the Inspector service's status); liveness and startup the overall status only
+    assert container["readinessProbe"]["grpc"]["service"] == "inspector.v1.Inspector"
+    assert "service" not in container["livenessProbe"]["grpc"] and "service" not in container["startupProbe"]["grpc"]
 
     [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/models"]
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
