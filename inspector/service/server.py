@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine, NamedTuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -154,7 +154,8 @@ def _listen(server: grpc.aio.Server, host: str, port: int, credentials: grpc.Ser
     return bound
 
 
-def _grpc_server(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics, draining) -> grpc.aio.Server:
+def _grpc_server(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics,
+                 draining: Callable[[], bool]) -> grpc.aio.Server:
     """The gRPC server: message limits, the metrics interceptor (outermost: it also counts refusals), the drain
     gate, tokens."""
     limit = cfg.max_message_bytes or transport_limit(limits.max_bytes)
@@ -165,16 +166,26 @@ def _grpc_server(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics, draini
                            maximum_concurrent_rpcs=None)
 
 
-async def _start(running: dict, cfg: ServeConfig) -> None:
+class Listening(NamedTuple):
+    """The started gRPC servers and the loop's own tasks."""
+
+    server: grpc.aio.Server
+    port: int
+    health_server: grpc.aio.Server | None
+    health_port: int | None
+    tasks: list[asyncio.Task]
+
+
+async def _start(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics, servicer: InspectorServicer,
+                 models: ModelManager, health_state: Health) -> Listening:
     """Builds and starts the servers on the loop (grpc.aio objects belong to the loop that made them)."""
     credentials = _credentials(cfg)
-    servicer, models, health_state = running["servicer"], running["models"], running["health"]
-    server = _grpc_server(cfg, running["limits"], running["metrics"], lambda: servicer.draining)
+    server = _grpc_server(cfg, limits, metrics, lambda: servicer.draining)
     pb_grpc.add_InspectorServicer_to_server(servicer, server)
     pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    running["port"] = _listen(server, cfg.host, cfg.grpc_port, credentials, "gRPC")
+    port = _listen(server, cfg.host, cfg.grpc_port, credentials, "gRPC")
     health_server, health_port = None, None
     if cfg.health_port is not None:  # probes on a port of their own, with the same TLS as the main port
         health_server = grpc.aio.server()
@@ -184,8 +195,7 @@ async def _start(running: dict, cfg: ServeConfig) -> None:
     await server.start()
     if health_server is not None:
         await health_server.start()
-    running |= {"server": server, "health_server": health_server, "health_port": health_port,
-                "_tasks": [asyncio.ensure_future(health_state.run())]}
+    return Listening(server, port, health_server, health_port, [asyncio.ensure_future(health_state.run())])
 
 
 def _metrics_host(cfg: ServeConfig) -> str:
@@ -228,9 +238,8 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     metrics.track(batcher.depth, lambda: pipeline.in_flight, lambda statistic: models.drift.value(statistic),
                   streams=lambda: servicer.open_streams, stages=lambda stage: pipeline.stages[stage],
                   capacity=capacity.used)
-    parts = {"servicer": servicer, "models": models, "health": health_state, "limits": limits, "metrics": metrics}
     try:
-        loop.run(_start(parts, cfg), timeout=60)
+        listening = loop.run(_start(cfg, limits, metrics, servicer, models, health_state), timeout=60)
         metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(
             cfg.metrics_port, _metrics_host(cfg))
     except BaseException:
@@ -238,9 +247,9 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
         workers.shutdown(wait=False)
         loop.close()
         raise
-    running = InspectionServer(parts["server"], parts["port"], models, pipeline, batcher, workers, health_state,
+    running = InspectionServer(listening.server, listening.port, models, pipeline, batcher, workers, health_state,
                                capacity, servicer, cfg, loaded, metrics, metrics_port, metrics_server, audit,
-                               parts["health_server"], parts["health_port"], loop, parts["_tasks"])
+                               listening.health_server, listening.health_port, loop, listening.tasks)
 
     def load() -> None:
         try:
@@ -262,6 +271,8 @@ def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None =
     running = start_server(cfg, model_dir, bundle)
     log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm); metrics on http://%s:%s/metrics",
              cfg.host, running.port, _metrics_host(cfg), running.metrics_port)
+    if running.health_port is not None:
+        log.info("health also on %s:%d", cfg.host, running.health_port)
     shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "[::]", "::") else cfg.host
     log.info("send it a frame: inspector client --target %s:%d IMAGE_OR_FOLDER", shown, running.port)
     done.wait()
