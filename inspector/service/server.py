@@ -63,8 +63,12 @@ class EventLoopThread:
         self.thread.start()
 
     def run(self, coroutine: Coroutine, timeout: float | None = None) -> Any:
-        """Runs ``coroutine`` on the loop and waits for its result."""
+        """Runs ``coroutine`` on the loop and waits for its result (never call it from the loop's own thread)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.loop.is_running()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -219,7 +223,8 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
         metrics.swaps.labels(result).inc()
         if predictor is not None:  # a model is loaded and warm: serving (also after a failed start, once fixed)
             metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta["backbone"])
-            loop.run(health_state.refresh(), timeout=10)  # SERVING before anyone is told the model is loaded
+            if loop.running:  # SERVING before anyone is told the model is loaded (a load may end after a stop)
+                loop.run(health_state.refresh(), timeout=10)
             loaded.set()
 
     options = {"tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "roi": Window(*cfg.roi) if cfg.roi else None}
