@@ -1,9 +1,17 @@
-"""Model bundles: ``<store>/<name>/<version>/`` holding ``weights.pt`` and ``bundle.json``.
+"""Model bundles: ``<store>/<name>/<version>/`` holding ``weights.pt``, ``bundle.json`` and ``SHA256SUMS``.
 
 ``bundle.json`` carries everything needed to rebuild the serving pipeline without defaults of its own: the
 backbone, class names, preprocessing spec, thresholds, calibration, validation metrics, training data hash and
 split, library versions, creation time and the sha256 of the weights. A bundle is written to a temporary
-folder and renamed into place, so a reader never sees half of one; loading verifies the checksum.
+folder and renamed into place, so a reader never sees half of one.
+
+The bundle is sealed: ``SHA256SUMS`` (see :mod:`inspector.manifest`) lists every file the writer put there,
+bundle.json included, and loading refuses a bundle whose files differ from it (a file changed, missing or added).
+An edited threshold or class order changes what the line rejects as surely as damaged weights, so it must not
+load silently; a deliberate change is a new version (:func:`derive_bundle`) or, for a hand edit that is meant,
+:func:`reseal`. ``export/`` is not sealed: ``inspector export`` adds it later, to a bundle that may be serving
+(rewriting the seal then would race its readers), and ``export/export.json`` holds the sha256 of each export,
+checked before an export is loaded. Bundles written before the seal existed load with one warning.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,16 +32,24 @@ from typing import Any
 
 import torch
 
+from inspector import manifest
 from inspector.config import PreprocessSpec, Thresholds, from_dict
+from inspector.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
 from inspector.model.anomaly import MemoryBank
 from inspector.store import active_version, versions
+
+log = logging.getLogger(__name__)
 
 FORMAT = "inspector-bundle"
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
 REQUIRED_KEYS = ("name", "version", "backbone", "classes", "preprocess", "thresholds", "weights_sha256")
+UNSEALED = ("export",)  # added later by `inspector export`, with its own checksums (inspector.export.EXPORT_DIR)
+REMEDY = ("restore the bundle from its source; to change a bundle, derive a new version (`inspector calibrate`, "
+          "bundle.derive_bundle); to keep a deliberate edit, re-seal it (`inspector models reseal`, bundle.reseal)")
+_warned_unsealed: set[Path] = set()  # bundles without a seal already warned about (once each per process)
 
 
 class BundleError(ValueError):
@@ -130,7 +147,8 @@ def derive_bundle(bundle: Bundle, changes: dict[str, Any]) -> Path:
     """A new version of ``bundle``'s model with the same (verified) weights and ``changes`` to its metadata."""
     weights = (bundle.path / WEIGHTS_FILE).read_bytes()
     _verify_digest(weights, bundle.meta["weights_sha256"], bundle.path)
-    extra = {p.name: p.read_bytes() for p in bundle.path.iterdir() if p.is_file() and p.name not in (META_FILE, WEIGHTS_FILE)}
+    own = (META_FILE, WEIGHTS_FILE, MANIFEST_FILE)  # written anew for the new version
+    extra = {p.name: p.read_bytes() for p in bundle.path.iterdir() if p.is_file() and p.name not in own}
     meta = {k: v for k, v in bundle.meta.items() if k not in ("version", "created_at")}
     return _publish(bundle.path.parent, weights, meta | changes | {"derived_from": bundle.version}, extra)
 
@@ -154,8 +172,10 @@ def _publish(model_dir: Path, weights: bytes, meta: dict[str, Any], extra_files:
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "libraries": library_versions(),
                 "weights_sha256": hashlib.sha256(weights).hexdigest(),
+                "manifest": MANIFEST_FILE,  # a bundle born sealed: a missing SHA256SUMS is damage, not age
             }
             (tmp / META_FILE).write_text(json.dumps(full, indent=2, default=_jsonable))
+            manifest.write(tmp, UNSEALED)
             try:
                 os.rename(tmp, model_dir / version)  # atomic; fails if another writer took this version
                 return model_dir / version
@@ -174,25 +194,11 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to bundle.json")
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Loads and checks ``bundle.json`` of the bundle at ``path`` (the weights are verified when built).
-
-    ``path`` may be a bundle folder or a model folder ``<store>/<name>`` (its active version).
-
-    Raises:
-        BundleError: Missing folder or files, not an inspector bundle, unsupported format version.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise BundleError(f"model bundle {path} does not exist")
-    if not (path / META_FILE).is_file():
-        version = active_version(path)
-        if version is None:
-            raise BundleError(f"{path} is neither a bundle (no {META_FILE}) nor a model folder with an active version")
-        path = path / version
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``bundle.json`` of the bundle folder ``path``, checked to be a complete bundle of a supported format."""
     try:
         meta = json.loads((path / META_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:
         raise BundleError(f"{path / META_FILE}: unreadable: {err}") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{path} is not an inspector model bundle ({META_FILE} lacks format={FORMAT!r})")
@@ -203,4 +209,96 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{path / META_FILE} lacks {', '.join(missing)}; the file is incomplete or was modified")
     if not (path / WEIGHTS_FILE).is_file():
         raise BundleError(f"{path}: {WEIGHTS_FILE} is missing")
+    return meta
+
+
+def _check_seal(path: Path, meta: dict[str, Any]) -> None:
+    """Refuses a bundle whose files differ from its SHA256SUMS; warns once about one written before seals."""
+    try:
+        listed = manifest.read(path)
+    except ValueError as err:
+        raise BundleError(f"{err}; {REMEDY}") from err
+    if listed is None and meta.get("manifest"):
+        raise BundleError(f"{path / MANIFEST_FILE} is missing, but {META_FILE} says the bundle was sealed; {REMEDY}")
+    if listed is None:
+        if path.resolve() not in _warned_unsealed:
+            _warned_unsealed.add(path.resolve())
+            log.warning("%s has no %s (written before bundles were sealed): only its weights are checked, not %s or "
+                        "its other files; check it, then seal it with `inspector models reseal` (bundle.reseal)",
+                        path, MANIFEST_FILE, META_FILE)
+        return
+    wrong = manifest.differences(path, listed, UNSEALED)
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise BundleError(f"{wrong[0]}{more}; {REMEDY}")
+
+
+def check_identity(bundle: Bundle, name: str, version: str) -> None:
+    """Refuses a store version whose bundle.json names another model or version than its folders do.
+
+    A folder copied by hand (``cp -r v1 v5``) still says v1 inside: served, every response would name v1 while
+    ACTIVE says v5, and the store watcher, comparing the two, would reload it on every poll.
+
+    Raises:
+        BundleError: Naming both, and what to do.
+    """
+    said, folder = f"{bundle.name}/{bundle.version}", f"{name}/{version}"
+    if said != folder:
+        raise BundleError(
+            f"{bundle.path / META_FILE} says it is {said}, but its folder is {folder} (a copy?); promote the "
+            f"original, or make a new version with `inspector calibrate` (bundle.derive_bundle); to keep the copy, set "
+            f"name and version in its {META_FILE} and re-seal it (`inspector models reseal`, bundle.reseal)"
+        )
+
+
+def reseal(path: str | Path) -> Path:
+    """Seals the bundle at ``path`` as it is now (rewrites its SHA256SUMS) and returns the folder.
+
+    For a deliberate hand edit of a bundle (a copy renamed into another store, a fixed label). A changed model
+    should be a new version instead (:func:`derive_bundle`), which keeps the original and says what it came from.
+    The weights stay checked against ``weights_sha256`` in bundle.json, recorded at training: replaced weights
+    do not load after a reseal.
+
+    Raises:
+        BundleError: ``path`` is not a complete bundle of a supported format, or holds a symbolic link.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist")
+    _read_meta(path)
+    try:
+        manifest.write(path, UNSEALED)
+    except ValueError as err:
+        raise BundleError(str(err)) from err
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Loads the bundle at ``path`` after checking bundle.json and its seal (the weights are verified again when
+    built).
+
+    ``path`` may be a bundle folder or a model folder ``<store>/<name>`` (its active version, whose bundle.json
+    must then name that model and version).
+
+    Raises:
+        BundleError: Missing folder or files, not an inspector bundle, unsupported format version, files that
+            differ from SHA256SUMS, a version that says it is another one.
+        StoreError: The model folder's ACTIVE pointer is unusable.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist")
+    if (path / META_FILE).is_file():
+        return _load_folder(path)
+    version = active_version(path)
+    if version is None:
+        raise BundleError(f"{path} is neither a bundle (no {META_FILE}) nor a model folder with an active version")
+    bundle = _load_folder(path / version)
+    check_identity(bundle, path.name, version)
+    return bundle
+
+
+def _load_folder(path: Path) -> Bundle:
+    meta = _read_meta(path)
+    _check_seal(path, meta)
     return Bundle(path, meta)

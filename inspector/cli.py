@@ -112,13 +112,15 @@ def _cmd_client(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from inspector.store_cli import list_models, promote_version, rollback_version
+    from inspector.store_cli import list_models, promote_version, reseal_version, rollback_version
 
     if args.action == "list":
         for row in list_models(args.store, args.name):
             print(json.dumps(row))
     elif args.action == "promote":
         print(json.dumps({"name": args.name, "active": promote_version(args.store, args.name, args.version)}))
+    elif args.action == "reseal":
+        print(json.dumps({"name": args.name, "sealed": reseal_version(args.store, args.name, args.version)}))
     else:
         print(json.dumps({"name": args.name, "active": rollback_version(args.store, args.name)}))
 
@@ -259,15 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiling(p)
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("models", help="the model store: list versions, promote one, roll back")
+    p = sub.add_parser("models", help="the model store: list versions, promote one, roll back, re-seal an edit")
     actions = p.add_subparsers(dest="action", required=True)
     for action, text in (("list", "versions with their validation figures"), ("promote", "make a version active"),
-                         ("rollback", "re-activate the previously active version")):
+                         ("rollback", "re-activate the previously active version"),
+                         ("reseal", "accept a deliberate edit of a version's files (rewrites its SHA256SUMS)")):
         a = actions.add_parser(action, help=text)
         a.add_argument("--store", default="models")
         a.add_argument("--name", default=None if action == "list" else "default",
                        help="model name" + (" (default: all)" if action == "list" else " (default: default)"))
-        if action == "promote":
+        if action in ("promote", "reseal"):
             a.add_argument("version", help="e.g. v3")
     p.set_defaults(func=_cmd_models)
 

@@ -1,7 +1,9 @@
 """The model store: ``<store>/<name>/<version>/`` bundles and an ``ACTIVE`` pointer per model name.
 
 The pointer is a one-line file replaced atomically (write a temporary file, then ``os.replace``), so a reader
-sees either the old or the new version, never a mix.
+sees either the old or the new version, never a mix. It may only name one of the model's own version folders
+(``v1``, ``v2``, ...: a real folder, not a symbolic link): a path such as ``/srv/x`` or ``../other/v1`` in a
+hand-edited pointer would otherwise serve a model from outside the store.
 """
 
 from __future__ import annotations
@@ -17,22 +19,76 @@ from pathlib import Path
 
 ACTIVE_FILE = "ACTIVE"
 VERSION_RE = re.compile(r"^v(\d+)$")  # bundle folders: v1, v2, ...
+PROMOTE_HINT = "point it at a version with `inspector models promote --name NAME VERSION`"
+
+
+class StoreError(ValueError):
+    """An ACTIVE pointer or version name that does not lead to one of the store's own version folders."""
+
+
+def _why_not_a_version(model_dir: Path, version: str) -> str | None:
+    """Why ``version`` is not one of ``model_dir``'s version folders, or None if it is one.
+
+    The name rule (``v`` and digits: no separator, no ``..``) and the symlink rule together keep the folder inside
+    ``model_dir``: a real folder named like that can only be ``model_dir``'s own child.
+    """
+    if not VERSION_RE.match(version):
+        return "versions are folders named v1, v2, ... in the model folder"
+    path = model_dir / version
+    if path.is_symlink():
+        return f"{path} is a symbolic link; copy the bundle into the store instead"
+    if not path.is_dir():
+        return f"{path} does not exist"
+    return None
+
+
+def version_dir(model_dir: str | Path, version: str) -> Path:
+    """``model_dir/version`` after checking that it is one of the model's own version folders.
+
+    Raises:
+        StoreError: ``version`` is not a version name, or not a real folder in ``model_dir``.
+    """
+    model_dir = Path(model_dir)
+    why = _why_not_a_version(model_dir, version)
+    if why:
+        raise StoreError(f"{model_dir.name} has no version {version!r}: {why}")
+    return model_dir / version
 
 
 def active_version(model_dir: str | Path) -> str | None:
-    """The active version of the model in ``model_dir``, or None if none is set."""
-    pointer = Path(model_dir) / ACTIVE_FILE
-    if not pointer.is_file():
+    """The active version of the model in ``model_dir``, or None if no ACTIVE pointer is set (no file, or blank).
+
+    Raises:
+        StoreError: ACTIVE is unreadable, not text, or names no version folder of this model (the message names
+            the file and what is wrong).
+    """
+    model_dir = Path(model_dir)
+    pointer = model_dir / ACTIVE_FILE
+    try:
+        raw = pointer.read_bytes()
+    except FileNotFoundError:
         return None
-    version = pointer.read_text().strip()
-    return version if version and (Path(model_dir) / version).is_dir() else None
+    except OSError as err:
+        raise StoreError(f"{pointer}: cannot read it ({err.strerror}); {PROMOTE_HINT}") from err
+    try:
+        version = raw.decode("ascii").strip()
+    except UnicodeDecodeError as err:
+        raise StoreError(f"{pointer}: byte {raw[err.start]:#04x} at offset {err.start} is not ASCII; it must hold "
+                         f"a version name such as v3; {PROMOTE_HINT}") from None
+    why = _why_not_a_version(model_dir, version) if version else None
+    if why:
+        raise StoreError(f"{pointer} names {version[:80]!r}, which is not a version of {model_dir.name} ({why}); "
+                         f"{PROMOTE_HINT}")
+    return version or None
 
 
 def set_active(model_dir: str | Path, version: str) -> None:
-    """Points ``model_dir``'s ACTIVE at ``version`` atomically."""
-    model_dir = Path(model_dir)
-    if not (model_dir / version).is_dir():
-        raise FileNotFoundError(f"{model_dir} has no version {version}")
+    """Points ``model_dir``'s ACTIVE at ``version`` atomically.
+
+    Raises:
+        StoreError: ``version`` is not one of the model's own version folders (see :func:`version_dir`).
+    """
+    model_dir = version_dir(model_dir, version).parent
     fd, tmp = tempfile.mkstemp(prefix=".active-", dir=model_dir)
     with os.fdopen(fd, "w") as f:
         f.write(version + "\n")
@@ -53,20 +109,24 @@ def clean_stale(model_dir: str | Path, max_age_s: float = 3600.0) -> list[str]:
 
 
 def model_names(store: str | Path) -> list[str]:
-    """Names of the models in the store that have an active version."""
+    """Names of the models in the store that have an ACTIVE pointer.
+
+    A pointer that cannot be used still counts: serving that model then says what is wrong with the file (and
+    waits for a promotion) instead of claiming there is no such model.
+    """
     store = Path(store)
     if not store.is_dir():
         return []
-    return sorted(d.name for d in store.iterdir() if d.is_dir() and active_version(d) is not None)
+    return sorted(d.name for d in store.iterdir() if d.is_dir() and (d / ACTIVE_FILE).is_file())
 
 
 HISTORY_FILE = "HISTORY"
 
 
 def versions(model_dir: str | Path) -> list[str]:
-    """Bundle versions of one model, oldest first (``v1``, ``v2``, ... by number)."""
+    """Bundle versions of one model, oldest first (``v1``, ``v2``, ... by number; real folders, no symlinks)."""
     model_dir = Path(model_dir)
-    found = [p.name for p in model_dir.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
+    found = [p.name for p in model_dir.iterdir() if _why_not_a_version(model_dir, p.name) is None]
     return sorted(found, key=lambda v: int(v[1:]))
 
 
@@ -87,7 +147,10 @@ class VersionInfo:
 def describe(model_dir: str | Path) -> list[VersionInfo]:
     """Every version of one model, oldest first, with what its bundle.json says (empty when unreadable)."""
     model_dir = Path(model_dir)
-    active = active_version(model_dir)
+    try:
+        active = active_version(model_dir)
+    except StoreError:
+        active = None  # an unusable pointer makes no version active; serving it reports the problem
     out = []
     for version in versions(model_dir):
         try:
@@ -123,7 +186,7 @@ def previous_version(model_dir: str | Path) -> str:
         ValueError: There is no earlier version to go back to.
     """
     model_dir = Path(model_dir)
-    earlier = [v for v in _history(model_dir) if (model_dir / v).is_dir()]
+    earlier = [v for v in _history(model_dir) if _why_not_a_version(model_dir, v) is None]
     if not earlier:
         raise ValueError(f"{model_dir}: no earlier active version to roll back to (current: {active_version(model_dir)})")
     return earlier[-1]

@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny synthetic data set and a tiny trained bundle, built once per session."""
 
+import json
 import os
+import shutil
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -30,3 +32,18 @@ def tiny_bundle(demo_data, tmp_path_factory) -> Path:
     from inspector.train.fit import fit
 
     return fit(demo_data, tmp_path_factory.mktemp("store"), "tiny", TINY_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def add_version():
+    """Returns ``add(source, model_dir, version)``: the bundle ``source`` copied into a store as ``model_dir/version``
+    (without exports), its bundle.json renamed after the new folders and re-sealed, since the seal covers it."""
+    from inspector.bundle import reseal
+
+    def add(source: Path, model_dir: Path, version: str) -> Path:
+        target = shutil.copytree(source, model_dir / version, ignore=shutil.ignore_patterns("export"))
+        meta = json.loads((target / "bundle.json").read_text())
+        (target / "bundle.json").write_text(json.dumps(meta | {"name": model_dir.name, "version": version}))
+        return reseal(target)
+
+    return add

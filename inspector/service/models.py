@@ -2,28 +2,45 @@
 
 A new version is loaded beside the current one and warmed up before a single reference assignment makes it
 current, so no request sees a half-loaded model; a version that fails to load leaves the current one serving.
+
+The store watcher survives whatever it reads: an unusable ACTIVE pointer or a version that fails to load is
+logged once (naming the file) and the current model keeps serving, with its threshold overrides. A failed version
+is not retried on every poll, only when ACTIVE is written again (``inspector models promote``, even of the same
+version once fixed).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from inspector.bundle import BundleError, load_bundle
+from inspector.bundle import check_identity
 from inspector.config import Thresholds
 from inspector.drift import DriftMonitor
 from inspector.predictor import Predictor
-from inspector.store import active_version, clean_stale, previous_version, promote, rollback, versions
+from inspector.store import (ACTIVE_FILE, PROMOTE_HINT, StoreError, active_version, clean_stale, previous_version,
+                             promote, rollback, version_dir)
 
 log = logging.getLogger(__name__)
 
 
 class ModelUnavailable(Exception):
     """No model is loaded yet."""
+
+
+def _pointer_key(model_dir: Path) -> tuple[int, int, int] | None:
+    """Identifies one write of ACTIVE (inode, mtime, size): ``promote`` replaces the file, so even re-promoting the
+    same version gives a new key; None when there is no ACTIVE."""
+    try:
+        st = os.stat(model_dir / ACTIVE_FILE)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class ModelManager:
@@ -53,7 +70,8 @@ class ModelManager:
         self.drift = DriftMonitor({})  # replaced with each swap: the new model's validation reference
         self._override: Thresholds | None = None
         self._swap_lock = threading.RLock()  # one swap at a time; store polling waits for admin swaps
-        self._failed: str | None = None
+        self._failed: tuple[int, int, int] | None = None  # the ACTIVE write whose version failed to load
+        self._problem: str | None = None  # the unusable ACTIVE last logged, so each is logged once
         self._stop = threading.Event()
 
     @property
@@ -84,6 +102,8 @@ class ModelManager:
         with self._swap_lock:
             try:
                 predictor = self._build(path)
+                if self.model_dir is not None:  # a store version must be what its folder says
+                    check_identity(predictor.bundle, self.model_dir.name, path.name)
                 before_switch()
             except Exception:
                 self.on_swap("failure", None)
@@ -100,17 +120,20 @@ class ModelManager:
             return self._swap(self.bundle_path)
         for name in clean_stale(self.model_dir):
             log.warning("removed %s left in %s by an interrupted write", name, self.model_dir)
-        version = active_version(self.model_dir)
-        if version is None:
-            raise BundleError(f"{self.model_dir} has no active version; promote one first")
-        return self._swap(self.model_dir / version)
+        key = _pointer_key(self.model_dir)
+        try:
+            version = active_version(self.model_dir)
+            if version is None:
+                raise StoreError(f"{self.model_dir / ACTIVE_FILE} is missing or empty; {PROMOTE_HINT}")
+            return self._swap(self.model_dir / version)
+        except Exception as err:
+            self._problem, self._failed = str(err), key  # the caller logs it; the watcher need not again
+            raise
 
     def _version_dir(self, version: str) -> Path:
         if self.model_dir is None:
             raise ValueError("serving a single bundle: there is no store to choose versions from")
-        if version not in versions(self.model_dir):  # never a path: only the store's own version folders
-            raise ValueError(f"{self.model_dir.name} has no version {version!r}")
-        return self.model_dir / version
+        return version_dir(self.model_dir, version)  # never a path: only the store's own version folders
 
     def activate(self, version: str) -> Predictor:
         """Loads and warms ``version``, makes it active in the store, then switches to it."""
@@ -124,23 +147,39 @@ class ModelManager:
         previous = previous_version(self.model_dir)
         return self._swap(self.model_dir / previous, before_switch=lambda: rollback(self.model_dir))
 
+    def _report(self, problem: str, serving: str) -> None:
+        """Logs a store problem once, not on every poll that meets it again."""
+        if problem != self._problem:
+            self._problem = problem
+            log.error("%s (still serving %s)", problem, serving)
+
     def sync_with_store(self) -> bool:
-        """Swaps to the store's active version if it changed (e.g. ``inspector models promote``)."""
+        """Swaps to the store's active version if it changed (e.g. ``inspector models promote``).
+
+        Never raises: a problem is logged once and the current model keeps serving.
+        """
         if self.model_dir is None:
             return False
         with self._swap_lock:  # an admin swap writes ACTIVE just before switching: never race it
-            version = active_version(self.model_dir)
             current = self._current.bundle.version if self._current else None
-            if version is None or version == current or version == self._failed:
+            serving = self._current.version if self._current else "nothing"
+            key = _pointer_key(self.model_dir)  # before reading: a newer write then gets a new key and a new try
+            try:
+                version = active_version(self.model_dir)
+            except Exception as err:  # noqa: BLE001 - unreadable, undecodable or wrong: keep serving, say it once
+                self._report(str(err), serving)
+                return False
+            self._problem = None
+            if version is None or version == current or key == self._failed:
                 return False
             try:
                 self._swap(self.model_dir / version)
-                self._failed = None
-                return True
             except Exception as err:  # noqa: BLE001 - a bad bundle must never stop the service
-                self._failed = version
-                log.error("cannot switch to %s/%s, still serving %s: %s", self.model_dir.name, version, current, err)
+                self._failed = key  # tried once per write of ACTIVE, so logged once per write too
+                log.error("cannot switch to %s/%s, still serving %s: %s", self.model_dir.name, version, serving, err)
                 return False
+            self._failed = None
+            return True
 
     def watch(self, interval: float) -> threading.Thread:
         """Polls the store every ``interval`` seconds on a daemon thread until :meth:`stop`."""

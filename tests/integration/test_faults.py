@@ -3,7 +3,6 @@ leave nothing a reader can see, and their leftovers are cleaned at start."""
 
 import json
 import os
-import shutil
 import time
 
 import cv2
@@ -18,16 +17,16 @@ from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 
 @pytest.fixture()
-def store(tiny_bundle, tmp_path):
+def store(tiny_bundle, tmp_path, add_version):
     model_dir = tmp_path / "store" / "line"
     for v in ("v1", "v2", "v3", "v4"):
-        shutil.copytree(tiny_bundle, model_dir / v, ignore=shutil.ignore_patterns("export"))
+        add_version(tiny_bundle, model_dir, v)
     weights = model_dir / "v2" / "weights.pt"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
     meta = json.loads((model_dir / "v3" / "bundle.json").read_text())
     (model_dir / "v3" / "bundle.json").write_text(json.dumps(meta | {"format_version": 99}))  # from the future
     meta = json.loads((model_dir / "v4" / "bundle.json").read_text())
-    (model_dir / "v4" / "bundle.json").write_text(json.dumps(meta | {"weights_sha256": "0" * 64}))  # tampered
+    (model_dir / "v4" / "bundle.json").write_text(json.dumps(meta | {"weights_sha256": "0" * 64}))  # tampered, unsealed
     promote(model_dir, "v1")
     return model_dir
 
@@ -55,8 +54,8 @@ def test_bad_versions_are_refused_and_the_current_one_keeps_serving(store, demo_
             with pytest.raises(grpc.RpcError) as err:
                 admin.ActivateVersion(pb.ActivateVersionRequest(version=version), timeout=30)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, version
-            assert words in err.value.details() and "still serving tiny/v1" in err.value.details(), version
-            assert stub.Inspect(frame, timeout=30).model_version == "tiny/v1"
+            assert words in err.value.details() and "still serving line/v1" in err.value.details(), version
+            assert stub.Inspect(frame, timeout=30).model_version == "line/v1"
         assert active_version(store) == "v1"  # a refused version never becomes active
     finally:
         running.stop(grace=0)

@@ -1,10 +1,11 @@
-"""Tests for model bundles (write, load, verify, refuse) and the ACTIVE pointer of the model store."""
+"""Tests for model bundles (write, load, verify, seal, refuse) and the ACTIVE pointer of the model store."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +14,13 @@ import pytest
 import torch
 
 from inspector import bundle as bundle_module
-from inspector.bundle import FORMAT, FORMAT_VERSION, BundleError, load_bundle, write_bundle
+from inspector.bundle import (FORMAT, FORMAT_VERSION, UNSEALED, BundleError, derive_bundle, load_bundle, reseal,
+                              write_bundle)
 from inspector.config import PreprocessSpec, Thresholds
+from inspector.export import EXPORT_DIR
+from inspector.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
-from inspector.store import ACTIVE_FILE, active_version, model_names, set_active
+from inspector.store import ACTIVE_FILE, StoreError, active_version, model_names, set_active
 
 CLASSES = ["good", "a", "b"]
 
@@ -76,7 +80,7 @@ def test_write_creates_numbered_versions_without_leftovers(tmp_path: Path, model
     assert first == store / "m" / "v1"
     assert second == store / "m" / "v2"
     assert sorted(p.name for p in (store / "m").iterdir()) == ["v1", "v2"]  # no temporary folders
-    assert sorted(p.name for p in first.iterdir()) == ["bundle.json", "weights.pt"]
+    assert sorted(p.name for p in first.iterdir()) == [MANIFEST_FILE, "bundle.json", "weights.pt"]
     assert meta == _meta()  # the caller's dict is not modified
     assert first.stat().st_mode & 0o777 == 0o755  # readable by the serving user, unlike mkdtemp's 0o700
 
@@ -87,6 +91,7 @@ def test_bundle_json_contents(bundle_dir: Path) -> None:
     assert meta["format_version"] == FORMAT_VERSION == 1
     assert (meta["name"], meta["version"]) == ("m", "v1")
     assert meta["weights_sha256"] == hashlib.sha256((bundle_dir / "weights.pt").read_bytes()).hexdigest()
+    assert meta["manifest"] == MANIFEST_FILE
     assert meta["libraries"]["torch"] == torch.__version__
     assert datetime.fromisoformat(meta["created_at"]).tzinfo is not None
     assert {k: meta[k] for k in _meta()} == json.loads(json.dumps(_meta()))  # tuples come back as lists
@@ -199,42 +204,123 @@ def test_refuses_missing_weights(bundle_dir: Path) -> None:
 
 
 def _build_refused(path: Path, match: str) -> BundleError:
-    loaded = load_bundle(path)  # metadata is fine; the weights are verified when the model is built
+    loaded = load_bundle(path)  # metadata and seal are fine; the weights are verified again when the model is built
     with pytest.raises(BundleError, match=match) as info:
         loaded.build_model()
     return info.value
 
 
+def _edit_meta(bundle_dir: Path, **changes) -> None:
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta | changes))
+
+
 def test_refuses_truncated_weights(bundle_dir: Path) -> None:
     weights = bundle_dir / "weights.pt"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    err = _build_refused(bundle_dir, "does not match")
-    assert "truncated or was modified" in str(err) and "weights.pt" in str(err)
+    err = _refused(bundle_dir, "does not match")
+    assert "truncated or was modified" in str(err) and str(weights) in str(err)
 
 
-def test_refuses_weights_with_a_flipped_byte(bundle_dir: Path) -> None:
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "resealed"])
+def test_refuses_weights_with_a_flipped_byte(bundle_dir: Path, sealed: bool) -> None:
+    """Caught by the seal; and a reseal does not vouch for weights: bundle.json's weights_sha256 still holds."""
     weights = bundle_dir / "weights.pt"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
-    _build_refused(bundle_dir, "sha256 .* does not match")
+    if sealed:
+        _refused(bundle_dir, f"weights.pt: sha256 .* does not match {MANIFEST_FILE}")
+    else:
+        err = _build_refused(reseal(bundle_dir), "sha256 .* does not match bundle.json's")
+        assert "weights.pt" in str(err)
 
 
 def test_refuses_weights_that_do_not_fit_the_network(bundle_dir: Path) -> None:
     """A consistent checksum but a network of another shape (here: the class count) is still refused."""
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    meta["classes"] = ["good", "a"]
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
-    _build_refused(bundle_dir, "cannot load weights")
+    _edit_meta(bundle_dir, classes=["good", "a"])
+    _build_refused(reseal(bundle_dir), "cannot load weights")
 
 
 def test_refuses_garbage_weights_with_matching_checksum(bundle_dir: Path) -> None:
     garbage = b"not a torch file" * 10
     (bundle_dir / "weights.pt").write_bytes(garbage)
+    _edit_meta(bundle_dir, weights_sha256=hashlib.sha256(garbage).hexdigest())
+    _build_refused(reseal(bundle_dir), "cannot load weights")
+
+
+# --- seal -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes", [{"thresholds": {"reject": 0.99, "review": 0.1}}, {"classes": ["good", "b", "a"]}],
+                         ids=["thresholds", "class-order"])
+def test_refuses_an_edited_bundle_json_until_resealed(bundle_dir: Path, changes: dict) -> None:
+    _edit_meta(bundle_dir, **changes)
+    err = _refused(bundle_dir, "bundle.json: sha256 .* does not match")
+    assert "inspector calibrate" in str(err) and "inspector models reseal" in str(err)  # says what to do
+    assert reseal(bundle_dir) == bundle_dir
+    assert {k: load_bundle(bundle_dir).meta[k] for k in changes} == changes
+
+
+def test_refuses_added_and_missing_files(bundle_dir: Path) -> None:
+    (bundle_dir / "notes.txt").write_text("added by hand")
+    _refused(bundle_dir, f"notes.txt: not listed in {MANIFEST_FILE}")
+    (bundle_dir / "notes.txt").unlink()
+    (bundle_dir / MANIFEST_FILE).unlink()
+    _refused(bundle_dir, f"{MANIFEST_FILE} is missing, but bundle.json says the bundle was sealed")
+
+
+def test_models_reseal_command(bundle_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from inspector.cli import main
+
+    store = ["--store", str(bundle_dir.parent.parent), "--name", "m"]
+    _edit_meta(bundle_dir, thresholds={"reject": 0.9, "review": 0.5})
+    assert main(["models", "reseal", *store, "v1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"name": "m", "sealed": str(bundle_dir)}
+    assert load_bundle(bundle_dir).thresholds == Thresholds(reject=0.9, review=0.5)
+    assert main(["models", "reseal", *store, "../m/v1"]) == 2
+    assert "no version '../m/v1'" in capsys.readouterr().err
+
+
+def test_exports_are_outside_the_seal(bundle_dir: Path) -> None:
+    """`inspector export` writes into a sealed bundle later; its files carry their own checksums (export.json)."""
+    assert EXPORT_DIR in UNSEALED
+    (bundle_dir / EXPORT_DIR).mkdir()
+    (bundle_dir / EXPORT_DIR / "model.onnx").write_bytes(b"written after sealing")
+    assert load_bundle(bundle_dir).version == "v1"
+
+
+def test_a_bundle_written_before_seals_loads_with_one_warning(bundle_dir: Path, caplog) -> None:
+    (bundle_dir / MANIFEST_FILE).unlink()
     meta = json.loads((bundle_dir / "bundle.json").read_text())
-    meta["weights_sha256"] = hashlib.sha256(garbage).hexdigest()
+    del meta["manifest"]
     (bundle_dir / "bundle.json").write_text(json.dumps(meta))
-    _build_refused(bundle_dir, "cannot load weights")
+    caplog.set_level(logging.WARNING, logger="inspector.bundle")
+    for _ in range(2):
+        assert load_bundle(bundle_dir).version == "v1"
+    warned = [r.getMessage() for r in caplog.records if MANIFEST_FILE in r.getMessage()]
+    assert len(warned) == 1 and str(bundle_dir) in warned[0] and "bundle.json" in warned[0]
+    reseal(bundle_dir)
+    (bundle_dir / "notes.txt").write_text("added by hand")
+    _refused(bundle_dir, "not listed")  # once sealed, checked like a new bundle
+
+
+def test_reseal_refuses_what_is_not_a_bundle(bundle_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        reseal(tmp_path / "nope")
+    (bundle_dir / "alias.pt").symlink_to(bundle_dir / "weights.pt")
+    with pytest.raises(BundleError, match="alias.pt is a symbolic link"):
+        reseal(bundle_dir)
+    _edit_meta(bundle_dir, format_version=7)
+    with pytest.raises(BundleError, match="format version 7"):
+        reseal(bundle_dir)
+
+
+def test_derived_bundle_is_sealed_anew(bundle_dir: Path) -> None:
+    derived = derive_bundle(load_bundle(bundle_dir), {"thresholds": {"reject": 0.8, "review": 0.2}})
+    assert derived == bundle_dir.parent / "v2"
+    assert load_bundle(derived).meta["thresholds"] == {"reject": 0.8, "review": 0.2}
+    assert (derived / MANIFEST_FILE).read_text() != (bundle_dir / MANIFEST_FILE).read_text()
 
 
 # --- store ------------------------------------------------------------------------------------------------------
@@ -259,21 +345,30 @@ def test_load_model_folder_resolves_active_version(tmp_path: Path, model: Defect
 def test_set_active_missing_version(tmp_path: Path, model: DefectNet) -> None:
     model_dir = write_bundle(tmp_path, "m", model, _meta()).parent
     set_active(model_dir, "v1")
-    with pytest.raises(FileNotFoundError, match="no version v9"):
+    with pytest.raises(StoreError, match="no version 'v9'"):
         set_active(model_dir, "v9")
     assert active_version(model_dir) == "v1"  # the pointer is unchanged
 
 
-def test_active_version_ignores_dangling_or_empty_pointer(tmp_path: Path) -> None:
+def test_active_version_none_when_unset_and_refuses_a_dangling_pointer(tmp_path: Path) -> None:
     model_dir = tmp_path / "m"
     (model_dir / "v1").mkdir(parents=True)
     assert active_version(model_dir) is None
-    (model_dir / ACTIVE_FILE).write_text("v3\n")
-    assert active_version(model_dir) is None
     (model_dir / ACTIVE_FILE).write_text("\n")
     assert active_version(model_dir) is None
+    (model_dir / ACTIVE_FILE).write_text("v3\n")
+    with pytest.raises(StoreError, match=r"ACTIVE names 'v3', which is not a version of m .*v3 does not exist"):
+        active_version(model_dir)
     (model_dir / ACTIVE_FILE).write_text("v1")
     assert active_version(model_dir) == "v1"
+
+
+def test_load_model_folder_refuses_a_version_that_says_it_is_another(tmp_path: Path, model: DefectNet) -> None:
+    model_dir = write_bundle(tmp_path, "m", model, _meta()).parent
+    shutil.copytree(model_dir / "v1", model_dir / "v5")  # by hand: its bundle.json still says m/v1
+    set_active(model_dir, "v5")
+    err = _refused(model_dir, "says it is m/v1, but its folder is m/v5")
+    assert "promote the original" in str(err) and "re-seal" in str(err)
 
 
 def test_model_names_lists_models_with_an_active_version(tmp_path: Path, model: DefectNet) -> None:

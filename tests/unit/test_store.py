@@ -1,11 +1,14 @@
 """The model store: versions, promote, rollback, and the models command."""
 
 import json
+import re
+import shutil
 
 import pytest
 
 from inspector.cli import main
-from inspector.store import active_version, previous_version, promote, rollback, versions
+from inspector.store import (ACTIVE_FILE, HISTORY_FILE, StoreError, active_version, describe, model_names,
+                             previous_version, promote, rollback, version_dir, versions)
 
 
 @pytest.fixture()
@@ -46,3 +49,44 @@ def test_models_command(store, capsys):
     assert json.loads(capsys.readouterr().out)["active"] == "v2"
     assert main(["models", "promote", "--store", str(store), "--name", "line", "v7"]) == 2
     assert "no version 'v7'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfev2\n", "byte 0xff at offset 0 is not ASCII"),
+    (b"/etc\n", "'/etc', which is not a version of line (versions are folders named v1, v2"),
+    (b"../line/v1\n", "'../line/v1', which is not a version of line"),
+    (b"v7\n", "line/v7 does not exist"),
+], ids=["not-utf8", "absolute", "relative", "dangling"])
+def test_an_unusable_active_pointer_is_refused_naming_the_file(store, content, words):
+    model_dir = store / "line"
+    (model_dir / ACTIVE_FILE).write_bytes(content)
+    with pytest.raises(StoreError) as info:
+        active_version(model_dir)
+    assert str(info.value).startswith(str(model_dir / ACTIVE_FILE)) and words in str(info.value)
+    assert "inspector models promote" in str(info.value)
+    assert [v.active for v in describe(model_dir)] == [False, False, False]  # listing still works
+    assert model_names(store) == ["line"]  # serving it says what is wrong instead of "no such model"
+
+
+@pytest.fixture()
+def linked(store, tmp_path):
+    """``line/v3`` is a symbolic link to a folder outside the store."""
+    outside = tmp_path / "outside" / "v3"
+    shutil.copytree(store / "line" / "v1", outside)
+    (store / "line" / "v3").symlink_to(outside, target_is_directory=True)
+    return store / "line"
+
+
+def test_a_symlinked_version_is_not_a_version(linked, capsys):
+    assert versions(linked) == ["v1", "v2", "v10"]
+    for version in ("v3", "../line/v1", str(linked / "v1")):
+        with pytest.raises(StoreError, match=f"no version {re.escape(repr(version))}"):
+            version_dir(linked, version)
+        with pytest.raises(StoreError):
+            promote(linked, version)
+    (linked / ACTIVE_FILE).write_text("v3\n")
+    with pytest.raises(StoreError, match="v3 is a symbolic link; copy the bundle into the store instead"):
+        active_version(linked)
+    assert main(["models", "promote", "--store", str(linked.parent), "--name", "line", "v3"]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert not (linked / HISTORY_FILE).exists()  # nothing was promoted
