@@ -7,8 +7,10 @@ configuration can be written next to every trained model and read back without s
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 GOOD_CLASS = "good"
 ANOMALY_CLASS = "anomaly"  # the one defect class of a model trained on good parts only (train --good-only)
@@ -52,9 +54,26 @@ class FrameLimits:
     max_bytes: int = 64 * 1024 * 1024  # encoded or raw payload size
 
 
+def _is_number(value: Any) -> bool:
+    """A finite real number (not a bool): NaN fails every comparison, so a NaN threshold silently decides nothing."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_unit(name: str, value: Any) -> None:
+    """Raises ValueError naming ``name`` unless ``value`` is a finite number in [0, 1] (a probability or a share)."""
+    if not (_is_number(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """Decision thresholds applied to the model's outputs."""
+    """Decision thresholds applied to the model's outputs.
+
+    Every value is checked on construction, so bundle loading, calibration and ``Admin.SetThresholds`` refuse the
+    same bad values: a NaN or out-of-range threshold would otherwise not fail but quietly change verdicts (NaN
+    compares false, so a NaN reject threshold never rejects). Which classes ``per_class`` may name depends on the
+    model: :meth:`check_classes`.
+    """
 
     reject: float = 0.5  # defect score at or above which a part is rejected
     review: float = 0.3  # defect score at or above which (and below ``reject``) a part goes to review
@@ -66,14 +85,37 @@ class Thresholds:
     anomaly_verdict: str = "REVIEW"  # REVIEW or REJECT: what an abnormal part the classifier accepts gets
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.review <= self.reject <= 1.0:
+        for name in ("reject", "review", "mask", "mask_weight"):
+            _check_unit(name, getattr(self, name))
+        if not self.review <= self.reject:
             raise ValueError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
-        if not 0.0 <= self.mask_weight <= 1.0:
-            raise ValueError(f"mask_weight must be within 0..1, got {self.mask_weight}")
+        for cls, value in self.per_class.items():
+            if not isinstance(cls, str) or not cls:
+                raise ValueError(f"per_class keys must be class names, got {cls!r}")
+            _check_unit(f"per_class[{cls!r}]", value)
+        if not (_is_number(self.min_region_area) and self.min_region_area >= 0):
+            raise ValueError(f"min_region_area must be a number of px >= 0, got {self.min_region_area!r}")
+        # anomaly scores are >= 0 (1.0: the bank's reference): 0 sends every part the classifier accepts to
+        # anomaly_verdict, a large value turns the head off; not inf, which bundle.json (standard JSON) cannot hold
+        if not (_is_number(self.anomaly) and self.anomaly >= 0):
+            raise ValueError(f"anomaly threshold must be >= 0 and finite, got {self.anomaly!r}")
         if self.anomaly_verdict not in ("REVIEW", "REJECT"):
             raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {self.anomaly_verdict!r}")
-        if not self.anomaly >= 0:  # NaN too
-            raise ValueError(f"anomaly threshold must be >= 0, got {self.anomaly}")
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Raises ValueError when ``per_class`` names a class that is not a defect class of the model.
+
+        A threshold for a class the model never predicts (a typo, another model's class, ``good``) is never applied,
+        so the operator who set it would believe a rule is in force that is not.
+
+        Args:
+            classes: The model's classes, ``good`` included (``Predictor.classes``).
+        """
+        defects = [c for c in classes if c != GOOD_CLASS]
+        for cls in self.per_class:
+            if cls not in defects:
+                raise ValueError(f"per_class[{cls!r}] is not a defect class of the model; "
+                                 f"its defect classes are: {', '.join(defects)}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 from inspector.config import Thresholds
 from inspector.predictor import Prediction, Predictor
@@ -27,8 +28,15 @@ def thresholds_pb(t: Thresholds) -> pb.Thresholds:
                          per_class=t.per_class, anomaly=t.anomaly, anomaly_verdict=VERDICTS[t.anomaly_verdict])
 
 
-def thresholds_from_pb(t: pb.Thresholds, current: Thresholds) -> Thresholds:
-    """``current`` with the fields set in ``t`` changed, validated (ValueError names what is inconsistent)."""
+def thresholds_from_pb(t: pb.Thresholds, current: Thresholds, classes: Sequence[str] | None = None) -> Thresholds:
+    """``current`` with the fields set in ``t`` changed, validated (ValueError names the field and the bad value).
+
+    Args:
+        t: The fields to change; unset ones keep their values.
+        current: The thresholds served now.
+        classes: The serving model's classes (``Predictor.classes``); when given, ``per_class`` may name only its
+            defect classes.
+    """
     changes = {f: getattr(t, f) for f in ("reject", "review", "mask", "min_region_area", "anomaly") if t.HasField(f)}
     if t.per_class:
         changes["per_class"] = dict(t.per_class)
@@ -37,7 +45,10 @@ def thresholds_from_pb(t: pb.Thresholds, current: Thresholds) -> Thresholds:
             name = pb.Verdict.Name(t.anomaly_verdict) if t.anomaly_verdict in pb.Verdict.values() else t.anomaly_verdict
             raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {name}")
         changes["anomaly_verdict"] = ANOMALY_VERDICTS[t.anomaly_verdict]
-    return dataclasses.replace(current, **changes)
+    thresholds = dataclasses.replace(current, **changes)
+    if classes is not None:
+        thresholds.check_classes(classes)
+    return thresholds
 
 
 def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectResponse:
