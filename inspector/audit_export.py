@@ -3,32 +3,30 @@
 A review is a JSON line ``{"image": "<path as in index.jsonl>", "label": "<class>"}`` in ``<audit>/reviews.jsonl``
 (the last line for an image wins). Frames nobody reviewed are left out, unless ``use_model_labels`` takes the
 model's own label for them. Defect frames come without masks: they train the classifier, not the mask head.
+Lines a crash or a full disk tore are skipped, and how many is logged: the rest of the folder is still usable.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 import shutil
 from collections import Counter
 from pathlib import Path
 
-from inspector.service.audit import INDEX_FILE
+from inspector.service.audit import INDEX_FILE, read_index
 
+log = logging.getLogger(__name__)
 REVIEWS_FILE = "reviews.jsonl"
 
 
 def _lines(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except ValueError as err:
-                raise ValueError(f"{path}:{number}: not a JSON line: {err}") from err
-    return out
+    """The readable records of ``path``; lines torn by a crash or a full disk are skipped with a warning."""
+    records, skipped = read_index(path)
+    if skipped:
+        log.warning("%s: skipped %d unreadable line(s) (torn by a crash or a full disk); read the %d others",
+                    path, skipped, len(records))
+    return records
 
 
 def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool = False) -> dict[str, int]:
@@ -36,7 +34,8 @@ def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool =
     audit, out = Path(audit), Path(out)
     records = _lines(audit / INDEX_FILE)
     if not records:
-        raise FileNotFoundError(f"{audit / INDEX_FILE} is missing or empty")
+        raise FileNotFoundError(f"{audit / INDEX_FILE} is missing or holds no readable record: is --audit the "
+                                f"service's --audit-dir?")
     reviews = {r["image"]: r["label"] for r in _lines(audit / REVIEWS_FILE)}
     counts: Counter[str] = Counter()
     for record in records:
