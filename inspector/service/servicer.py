@@ -229,7 +229,8 @@ class AdminServicer(pb_grpc.AdminServicer):
                             context: grpc.aio.ServicerContext) -> pb.Thresholds:
         try:
             predictor = self.models.current
-            thresholds = convert.thresholds_from_pb(request.thresholds, self.models.thresholds(predictor))
+            thresholds = convert.thresholds_from_pb(request.thresholds, self.models.thresholds(predictor),
+                                                    classes=predictor.classes)
         except ModelUnavailable as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except ValueError as err:
