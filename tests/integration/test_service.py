@@ -2,9 +2,10 @@
 
 import json
 import os
+import queue
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from inspector.bundle import load_bundle
+from inspector.bundle import load_bundle, reseal
 from inspector.cli import main
 from inspector.config import ServeConfig
 from inspector.predictor import Predictor
@@ -40,26 +41,31 @@ TIMEOUT = 30.0  # s, for calls that should answer at once (a safety net, not a t
 # ---------------------------------------------------------------- store and servers
 
 
-def copy_version(source: Path, model_dir: Path, version: str) -> Path:
-    """``source`` copied to ``model_dir/version`` with bundle.json renamed; weights untouched, so the checksum holds."""
+V2_THRESHOLDS = {"reject": 0.02, "review": 0.01}  # v2 answers differently from v1: it rejects nearly every part
+
+
+def copy_version(source: Path, model_dir: Path, version: str, thresholds: dict | None = None) -> Path:
+    """``source`` copied to ``model_dir/version`` with bundle.json renamed (and ``thresholds`` changed), re-sealed."""
     target = model_dir / version
     shutil.copytree(source, target)
     meta_file = target / "bundle.json"
     meta = json.loads(meta_file.read_text())
     meta["name"], meta["version"] = MODEL_NAME, version
+    meta["thresholds"] |= thresholds or {}
     meta_file.write_text(json.dumps(meta, indent=2))
-    return target
+    return reseal(target)
 
 
 @pytest.fixture(scope="session")
 def make_store(tiny_bundle, tmp_path_factory):
-    """Returns a function that builds a fresh store ``<tmp>/store/line/{v1,v2}`` with v1 active; gives the model dir."""
+    """Returns a function that builds a fresh store ``<tmp>/store/line/{v1,v2}`` with v1 active; gives the model dir.
+    v2 has the same weights and other thresholds (:data:`V2_THRESHOLDS`), so an answer shows which version gave it."""
 
     def make() -> Path:
         model_dir = tmp_path_factory.mktemp("served") / "store" / MODEL_NAME
         model_dir.mkdir(parents=True)
-        for version in ("v1", "v2"):
-            copy_version(tiny_bundle, model_dir, version)
+        copy_version(tiny_bundle, model_dir, "v1")
+        copy_version(tiny_bundle, model_dir, "v2", V2_THRESHOLDS)
         promote(model_dir, "v1")
         return model_dir
 
@@ -68,7 +74,7 @@ def make_store(tiny_bundle, tmp_path_factory):
 
 def serve_config(**overrides) -> ServeConfig:
     """Loopback, ephemeral port, CPU, few threads, no store polling unless asked."""
-    base = dict(host="127.0.0.1", grpc_port=0, device="cpu", workers=2, grpc_threads=8, watch_seconds=0.0,
+    base = dict(host="127.0.0.1", grpc_port=0, device="cpu", workers=2, watch_seconds=0.0,
                 grace_seconds=2.0, metrics_host="127.0.0.1", metrics_port=0)
     return ServeConfig(**(base | overrides))
 
@@ -100,7 +106,10 @@ class Servers:
         return running
 
     def channel(self, running) -> grpc.Channel:
-        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+        return self.channel_to(running.port)
+
+    def channel_to(self, port: int) -> grpc.Channel:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.channels.append(channel)
         return channel
 
@@ -424,30 +433,74 @@ def test_health_is_not_serving_until_the_model_is_warm(make_store, servers, monk
     assert_valid(stub.Inspect(png_request(images["good_0000"], "late"), timeout=TIMEOUT), (64, 64))
 
 
-def test_health_port_answers_while_streams_hold_every_rpc_thread(make_store, servers, images):
-    running = servers.start(make_store(), grpc_threads=2, health_port=0)
+def idle_streams(channel: grpc.Channel, image: np.ndarray, count: int, release: threading.Event) -> list:
+    """``count`` streams that each send one frame, read its answer, then stay open sending nothing (cameras between
+    parts) until ``release`` is set."""
+
+    def one_then_idle(i: int):
+        yield png_request(image, f"open-{i}")
+        release.wait(60)
+
+    streams = [pb_grpc.InspectorStub(channel).InspectStream(one_then_idle(i), timeout=60) for i in range(count)]
+    for i, stream in enumerate(streams):
+        assert next(stream).frame_id == f"open-{i}"
+    return streams
+
+
+def health_status(channel: grpc.Channel, service: str = "") -> int:
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health_pb2_grpc.HealthStub(channel).Check(request, timeout=TIMEOUT).status
+
+
+def test_idle_streams_starve_neither_unary_calls_nor_health(make_store, servers, images):
+    """More streams than the old server had RPC threads (32): a unary call, health on both ports and a new stream
+    are still answered, and the gauge counts the streams."""
+    running = servers.start(make_store(), health_port=0)
     channel = servers.channel(running)
     release = threading.Event()
-
-    def idle_stream():
-        yield png_request(images["good_0000"], "open")
-        release.wait(30)  # the stream stays open: its handler keeps an RPC thread
-
-    streams = [pb_grpc.InspectorStub(channel).InspectStream(idle_stream(), timeout=TIMEOUT) for _ in range(2)]
     try:
-        for stream in streams:
-            assert next(stream).frame_id == "open"
-        request = health_pb2.HealthCheckRequest()
-        with pytest.raises(grpc.RpcError) as info:  # the main port has no thread left to answer
-            health_pb2_grpc.HealthStub(channel).Check(request, timeout=1.0)
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        side = grpc.insecure_channel(f"127.0.0.1:{running.health_port}")
-        assert health_pb2_grpc.HealthStub(side).Check(request, timeout=5).status == SERVING
-        side.close()
+        streams = idle_streams(channel, images["good_0000"], 40, release)
+        assert running.metrics.registry.get_sample_value("inspector_open_streams") == 40
+        assert_valid(pb_grpc.InspectorStub(channel).Inspect(png_request(images["crack_0000"], "unary"),
+                                                             timeout=TIMEOUT), (64, 64))
+        assert health_status(channel) == SERVING
+        side = servers.channel_to(running.health_port)
+        assert health_status(side) == SERVING and health_status(side, "inspector.v1.Inspector") == SERVING
+        [late] = list(pb_grpc.InspectorStub(channel).InspectStream(
+            iter([png_request(images["spot_0000"], "late")]), timeout=TIMEOUT))
+        assert_valid(late, (64, 64))
     finally:
         release.set()
     for stream in streams:
         assert list(stream) == []
+    wait_until(lambda: running.servicer.open_streams == 0)
+
+
+def test_stream_beyond_max_streams_is_refused_and_readiness_follows(make_store, servers, images):
+    running = servers.start(make_store(), max_streams=3)
+    channel = servers.channel(running)
+    release = threading.Event()
+    try:
+        streams = idle_streams(channel, images["good_0000"], 3, release)
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.InspectorStub(channel).InspectStream(iter([png_request(images["good_0000"], "x")]),
+                                                              timeout=TIMEOUT))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-streams 3" in info.value.details()
+        # saturated: readiness says so, liveness does not (a busy replica must not be restarted)
+        wait_until(lambda: health_status(channel, "inspector.v1.Inspector") == NOT_SERVING)
+        assert health_status(channel) == SERVING
+        assert running.metrics.registry.get_sample_value("inspector_capacity_used_ratio") == pytest.approx(1.0)
+        assert_valid(pb_grpc.InspectorStub(channel).Inspect(png_request(images["crack_0000"], "unary"),
+                                                             timeout=TIMEOUT), (64, 64))
+    finally:
+        release.set()
+    for stream in streams:
+        assert list(stream) == []
+    wait_until(lambda: health_status(channel, "inspector.v1.Inspector") == SERVING)
+    [after] = list(pb_grpc.InspectorStub(channel).InspectStream(iter([png_request(images["good_0000"], "after")]),
+                                                                timeout=TIMEOUT))
+    assert_valid(after, (64, 64))
 
 
 # ---------------------------------------------------------------- 6. reflection
@@ -539,14 +592,15 @@ def test_expired_frame_is_not_run(make_store, servers, monkeypatch, images):
             stub.Inspect(png_request(images["good_0000"], "late"), timeout=0.3)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert time.monotonic() - started < 5
-        wait_until(lambda: running.pipeline.in_flight == 2)  # the late frame waits in the batcher's queue
+        wait_until(lambda: running.pipeline.in_flight == 1)  # the late frame gave its place back at its deadline
     finally:
         held.release.set()
     assert_valid(blocker.result(timeout=TIMEOUT), (64, 64))
-    wait_until(lambda: running.pipeline.in_flight == 0)  # the late frame was answered (with DeadlineExpired)
-    time.sleep(0.1)
-    assert [len(b) for b in held.batches] == [1], "the expired frame must not reach the model"
+    # the batcher runs passes in order: once a later frame is answered, the late one was skipped, not run
+    assert_valid(stub.Inspect(png_request(images["spot_0000"], "probe"), timeout=TIMEOUT), (64, 64))
+    assert [len(b) for b in held.batches] == [1, 1], "the expired frame must not reach the model"
     assert np.array_equal(held.batches[0], running.models.current.prepare([images["crack_0000"]]).batch)
+    assert np.array_equal(held.batches[1], running.models.current.prepare([images["spot_0000"]]).batch)
 
 
 # ---------------------------------------------------------------- 9. hot swap
@@ -601,6 +655,121 @@ def test_hot_swap_during_a_stream_then_rollback(make_store, servers, images):
     assert "v9" in err.value.details() and "line/v1" in err.value.details()
     assert inspect_version(stub, images["good_0000"]) == "line/v1"
     assert active_version(model_dir) == "v1"
+
+
+def test_hot_swaps_under_concurrent_streams_and_unary_calls(make_store, servers, images, bundle_thresholds):
+    """Swaps back and forth while 3 streams and 2 unary callers run: no call fails, every answer is complete, and its
+    thresholds are those of the version it names (v1 and v2 answer differently)."""
+    running = servers.start(make_store())
+    channel = servers.channel(running)
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
+    expected = {"line/v1": bundle_thresholds.reject, "line/v2": V2_THRESHOLDS["reject"]}
+    frames = [images[n] for n in ("good_0000", "crack_0000", "scratch_0001", "spot_0000")]
+    done, answers, failures = threading.Event(), [], []
+
+    def stream(k: int) -> None:
+        def requests():
+            i = 0
+            while not done.is_set():
+                yield png_request(frames[i % 4], f"s{k}-{i}")
+                i += 1
+        try:
+            answers.extend(stub.InspectStream(requests(), timeout=120))
+        except grpc.RpcError as err:
+            failures.append(err)
+
+    def unary(k: int) -> None:
+        i = 0
+        while not done.is_set():
+            try:
+                answers.append(stub.Inspect(png_request(frames[i % 4], f"u{k}-{i}"), timeout=TIMEOUT))
+            except grpc.RpcError as err:
+                failures.append(err)
+            i += 1
+
+    callers = [threading.Thread(target=stream, args=(k,)) for k in range(3)]
+    callers += [threading.Thread(target=unary, args=(k,)) for k in range(2)]
+    for caller in callers:
+        caller.start()
+    try:
+        for version in ("v2", "v1", "v2", "v1"):
+            admin.ActivateVersion(pb.ActivateVersionRequest(version=version), timeout=60)
+            seen = len(answers)
+            wait_until(lambda: len(answers) > seen + 5, timeout=60)  # answers from this version come through
+    finally:
+        done.set()
+        for caller in callers:
+            caller.join(120)
+    assert failures == []
+    assert {a.model_version for a in answers} == {"line/v1", "line/v2"}
+    for answer in answers:
+        assert_valid(answer, frames[0].shape, version=answer.model_version)
+        assert answer.thresholds.reject == pytest.approx(expected[answer.model_version])
+    assert running.metrics.registry.get_sample_value("inspector_model_swaps_total", {"result": "success"}) == 5
+
+
+def test_frames_of_different_calls_share_forward_passes(make_store, servers, monkeypatch, images):
+    running = servers.start(make_store())
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    held = hold_inference(running, monkeypatch)
+    try:
+        first = stub.Inspect.future(png_request(images["crack_0000"], "first"), timeout=TIMEOUT)
+        assert held.entered.wait(TIMEOUT)  # the model is busy: what comes now queues up
+        calls = [stub.Inspect.future(png_request(images["good_0000"], f"c{i}"), timeout=TIMEOUT) for i in range(5)]
+        wait_until(lambda: running.batcher.depth() == 5)
+    finally:
+        held.release.set()
+    for call in [first, *calls]:
+        assert_valid(call.result(timeout=TIMEOUT), (64, 64))
+    assert [len(b) for b in held.batches] == [1, 5]
+    responses = [call.result() for call in calls]
+    assert {r.frame_id for r in responses} == {f"c{i}" for i in range(5)}
+
+
+def test_a_failing_forward_pass_answers_each_of_its_frames_once(make_store, servers, monkeypatch, images):
+    """The frames of the batch whose pass raised get INTERNAL in their stream, once each; the stream goes on."""
+    running = servers.start(make_store())
+    predictor = running.models.current
+    original, calls = predictor.infer, []
+
+    def infer_failing_once(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original(batch)
+
+    monkeypatch.setattr(predictor, "infer", infer_failing_once)
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    requests = [png_request(images["good_0000"], f"f{i}") for i in range(6)]
+    responses = list(stub.InspectStream(iter(requests), timeout=TIMEOUT))
+    assert [r.frame_id for r in responses] == [f"f{i}" for i in range(6)]
+    failed = [r for r in responses if r.HasField("error")]
+    assert len(failed) == calls[0] >= 1
+    for response in failed:
+        assert response.error.code == grpc.StatusCode.INTERNAL.value[0]
+        assert response.error.reason == "inference_failed" and "illegal memory access" in response.error.message
+    for response in responses[len(failed):]:
+        assert_valid(response, (64, 64))
+    assert running.pipeline.in_flight == 0
+
+
+def test_a_frame_over_the_limit_is_answered_too_large_and_the_stream_goes_on(make_store, servers, images):
+    running = servers.start(make_store(), max_frame_mb=0.01)  # 10 KiB frames; the transport takes twice that
+    limit = int(0.01 * 2**20)
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8)
+    oversize = png_request(noise, "oversize")
+    assert limit < len(oversize.data) < 2 * limit
+    requests = [png_request(images["good_0000"], "before"), oversize, png_request(images["crack_0000"], "after")]
+    responses = list(pb_grpc.InspectorStub(servers.channel(running)).InspectStream(iter(requests), timeout=TIMEOUT))
+    assert [r.frame_id for r in responses] == ["before", "oversize", "after"]
+    assert responses[1].error.reason == "too_large" and f"limit is {limit}" in responses[1].error.message
+    assert_valid(responses[0], (64, 64))
+    assert_valid(responses[2], (64, 64))
+
+
+def test_metrics_listen_where_grpc_does(make_store, servers):
+    running = servers.start(make_store(), metrics_host=None)  # serve_config binds 127.0.0.1
+    assert running.metrics_server.server_address[0] == "127.0.0.1"
 
 
 # ---------------------------------------------------------------- 10. store watch
@@ -743,91 +912,99 @@ def test_invalid_anomaly_thresholds_are_refused(make_store, servers, images, bun
     assert VERDICT_NAMES[kept.anomaly_verdict] == bundle_thresholds.anomaly_verdict
 
 
-def test_cancelled_stream_frees_its_threads(make_store, servers, monkeypatch, images):
-    """A client that cancels while its window is full leaves no stream thread behind."""
+def test_cancelled_stream_leaves_nothing_behind(make_store, servers, monkeypatch, images):
+    """A client that cancels while its window is full: the stream, its frames' budget and its queued frames go (the
+    model never runs the frames nobody waits for)."""
     running = servers.start(make_store())
     held = hold_inference(running, monkeypatch)
-    readers = lambda: sum(1 for t in threading.enumerate() if t.name == "stream-reader")  # noqa: E731
-    baseline = readers()
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     call = pb_grpc.InspectorStub(channel).InspectStream(
         iter([png_request(images["good_0000"], f"c{i}") for i in range(100)]), timeout=TIMEOUT)
     try:
         assert held.entered.wait(TIMEOUT)
         wait_until(lambda: running.pipeline.in_flight >= running.cfg.stream_window)  # the window is full
-        assert readers() == baseline + 1
+        assert running.servicer.open_streams == 1
         call.cancel()
+        wait_until(lambda: running.servicer.open_streams == 0 and running.pipeline.in_flight == 0)
     finally:
         held.release.set()
         channel.close()
-    wait_until(lambda: readers() == baseline)
-    wait_until(lambda: running.pipeline.in_flight == 0)
+    wait_until(lambda: running.batcher.depth() == 0)
+    assert sum(len(b) for b in held.batches) <= running.cfg.max_batch < running.cfg.stream_window
 
 
 # ---------------------------------------------------------------- 12. SIGTERM drains a real process
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def served_port(proc: subprocess.Popen, log_path: Path) -> int:
+    """The gRPC port a served process bound (it listens on port 0 and logs the port it got)."""
+
+    def logged() -> int | None:
+        assert proc.poll() is None, f"serve exited with {proc.returncode}: {log_path.read_text()[-3000:]}"
+        found = re.search(r"gRPC listening on [^:]+:(\d+)", log_path.read_text())
+        return int(found.group(1)) if found else None
+
+    return wait_until(logged, timeout=60, interval=0.1)
 
 
 def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
+    """SIGTERM: health NOT_SERVING and new calls refused while the grace period runs; every frame a stream sent is
+    answered exactly once (inspected if it came before the signal, else refused with UNAVAILABLE in the stream);
+    the stream ends cleanly when its client closes it, and the process exits 0."""
     model_dir = make_store()
-    port = free_port()
     env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     log_path = tmp_path / "serve.log"
     repo = Path(__file__).resolve().parents[2]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "inspector", "serve", "--store", str(model_dir.parent), "--name", MODEL_NAME,
-             "--host", "127.0.0.1", "--grpc-port", str(port), "--device", "cpu", "--metrics-port", "0"],
+             "--host", "127.0.0.1", "--grpc-port", "0", "--device", "cpu", "--metrics-port", "0"],
             env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = None
     try:
-        health = health_pb2_grpc.HealthStub(channel)
+        channel = grpc.insecure_channel(f"127.0.0.1:{served_port(proc, log_path)}")
 
-        def serving() -> bool:
-            assert proc.poll() is None, f"serve exited with {proc.returncode}: {log_path.read_text()[-3000:]}"
+        def status() -> int | None:
             try:
-                return health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status == SERVING
+                return health_status(channel)
             except grpc.RpcError:
-                return False
+                return None
 
-        wait_until(serving, timeout=60, interval=0.2)
+        wait_until(lambda: status() == SERVING, timeout=60, interval=0.2)
         stub = pb_grpc.InspectorStub(channel)
-        sent = []
         frame = images["scratch_0000"]
-
-        def requests():
-            for i in range(20):
-                sent.append(i)
-                yield png_request(frame, f"s{i}")
-                time.sleep(0.05)
-
-        responses, stream_error, sent_at_term = [], None, None
-        try:
-            for response in stub.InspectStream(requests(), timeout=60):
-                responses.append(response)
-                if len(responses) == 2:
-                    sent_at_term = len(sent)
-                    proc.send_signal(signal.SIGTERM)
-        except grpc.RpcError as err:
-            stream_error = err
-        assert sent_at_term is not None and sent_at_term < 20, "SIGTERM should come while the stream is running"
-        assert len(responses) >= sent_at_term, (len(responses), sent_at_term, stream_error)
-        assert [r.frame_id for r in responses] == [f"s{i}" for i in range(len(responses))]
+        outbox: queue.Queue = queue.Queue()
+        call = stub.InspectStream(iter(outbox.get, None), timeout=60)
+        outbox.put(png_request(frame, "s0"))
+        assert_valid(next(call), frame.shape)
+        for i in range(1, 9):  # a burst in flight when the signal comes
+            outbox.put(png_request(frame, f"s{i}"))
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: status() == NOT_SERVING, timeout=10, interval=0.05)
+        with pytest.raises(grpc.RpcError) as err:  # a new call during the grace period
+            stub.Inspect(png_request(frame, "new-call"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert proc.poll() is None, "the process should still be draining: the stream is open"
+        outbox.put(png_request(frame, "s9"))  # sent after the signal, on the open stream
+        outbox.put(None)  # the client closes its side
+        responses = list(call)  # ends without an error
+        assert [r.frame_id for r in responses] == [f"s{i}" for i in range(1, 10)]
+        inspected = [not r.HasField("error") for r in responses]
+        assert inspected == sorted(inspected, reverse=True), "inspected frames come first, in order"
         for response in responses:
-            assert_valid(response, frame.shape)
-        assert stream_error is None, stream_error  # the grace period covers the rest of a short stream
-        assert len(responses) == 20
-        assert proc.wait(timeout=20) == 0, log_path.read_text()[-3000:]
+            if response.HasField("error"):
+                assert response.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+                assert response.error.reason == "shutting_down"
+            else:
+                assert_valid(response, frame.shape)
+        assert responses[-1].error.reason == "shutting_down"
+        assert proc.wait(timeout=30) == 0, log_path.read_text()[-3000:]
         with pytest.raises(grpc.RpcError) as err:
             stub.Inspect(png_request(frame, "after"), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
-        channel.close()
+        if channel is not None:
+            channel.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
