@@ -30,14 +30,13 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from _harness import write_results  # noqa: E402
 from inspector.data.demo import make_part  # noqa: E402
 from inspector.export import export_model  # noqa: E402
 from inspector.predictor import Predictor  # noqa: E402
 from inspector.preprocess import decode  # noqa: E402
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402
 from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def make_frames(n: int, size: int | tuple[int, int]) -> list[bytes]:
@@ -192,16 +191,6 @@ def table(rows: list[tuple[str, dict[str, float]]]) -> str:
         lines.append(f"| {name} | {r['fps']:.1f} | {r['fps'] / reference:.2f} | {r['p50']:.1f} | {r['p90']:.1f} | "
                      f"{r['p99']:.1f} | {r['cpu']:.2f} | {r.get('client_cpu', float('nan')):.2f} |")
     return "\n".join(lines)
-
-
-def write_results(text: str, section: str = "serve_bench") -> None:
-    """Replaces (or appends) this benchmark's section of bench/RESULTS.md, between its markers."""
-    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{text}\n{end}"
-    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S) if begin in old else (
-        old.rstrip() + "\n\n" + block + "\n")
-    RESULTS.write_text(new)
 
 
 def main() -> None:
