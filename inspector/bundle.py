@@ -81,7 +81,10 @@ class Bundle:
 
     @property
     def thresholds(self) -> Thresholds:
-        return from_dict(Thresholds, self.meta["thresholds"])
+        """The bundle's thresholds, checked (values, and per-class keys against the bundle's classes)."""
+        thresholds = from_dict(Thresholds, self.meta["thresholds"])
+        thresholds.check_classes(self.classes)
+        return thresholds
 
     def build_model(self, device: str | torch.device = "cpu") -> DefectNet:
         """The network with the bundle's weights, in eval mode on ``device``."""

@@ -23,16 +23,19 @@ def _cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from inspector.store import active_version, promote
+    from inspector.store import StoreError, active_version, promote
     from inspector.train.fit import fit
 
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     bundle = fit(args.data, args.out, args.name, TrainConfig(**overrides))
     if bundle is None:
         return  # a non-zero rank under torchrun: rank 0 writes and prints the bundle
-    if active_version(bundle.parent) is None:
-        promote(bundle.parent, bundle.name)  # the first version of a model becomes active
-    print(bundle)
+    print(bundle)  # written whatever the store's pointer says
+    try:
+        if active_version(bundle.parent) is None:
+            promote(bundle.parent, bundle.name)  # the first version of a model becomes active
+    except StoreError as err:  # a broken ACTIVE: the new version is written but not made active
+        raise StoreError(f"{bundle} is written, but not promoted: {err}") from err
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

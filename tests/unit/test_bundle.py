@@ -382,3 +382,11 @@ def test_model_names_lists_models_with_an_active_version(tmp_path: Path, model: 
     set_active(store / "beta", "v1")
     set_active(store / "alpha", "v1")
     assert model_names(store) == ["alpha", "beta"]
+
+
+def test_thresholds_for_a_class_the_model_does_not_have_are_refused(bundle_dir: Path) -> None:
+    """A per-class threshold naming a class the model never predicts would never apply: refused, naming it."""
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    _edit_meta(bundle_dir, thresholds=meta["thresholds"] | {"per_class": {"dent": 0.4}})
+    with pytest.raises(ValueError, match="dent"):
+        load_bundle(reseal(bundle_dir)).thresholds
