@@ -98,13 +98,15 @@ def encode_anomaly_map(anomaly_map: np.ndarray) -> bytes:
 
 
 def claimed_pixels(frame: FrameIn, limits: FrameLimits) -> int:
-    """Pixels the frame will take once decoded, from its header; sides beyond the limits count as the limit (decoding
-    refuses those frames as invalid, so they must not be mistaken for overload). 0 when unknown."""
+    """Pixels the frame will take once decoded, from its header; 0 when unknown, and 0 when a side is outside the
+    limits: decoding refuses such a frame from its header alone (``bad_dimensions``), so it needs no budget and must
+    not be mistaken for overload (a stream of decompression bombs is answered invalid, not overloaded)."""
     if frame.encoding in RAW_CHANNELS:
         w, h = frame.width, frame.height
     else:
         w, h = (probe_size(frame.data, frame.encoding) if frame.encoding in MAGIC else None) or (0, 0)
-    return min(w, limits.max_side) * min(h, limits.max_side)
+    inside = limits.min_side <= min(w, h) and max(w, h) <= limits.max_side
+    return w * h if inside else 0
 
 
 def _remaining(deadline: float | None) -> float | None:

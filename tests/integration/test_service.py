@@ -980,7 +980,12 @@ def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
         for i in range(1, 9):  # a burst in flight when the signal comes
             outbox.put(png_request(frame, f"s{i}"))
         proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: status() == NOT_SERVING, timeout=10, interval=0.05)
+        seen = []
+        try:
+            wait_until(lambda: seen.append((status(), proc.poll())) or seen[-1][0] == NOT_SERVING, timeout=10,
+                       interval=0.05)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; seen {seen[-5:]}; log: {log_path.read_text()[-3000:]}") from None
         with pytest.raises(grpc.RpcError) as err:  # a new call during the grace period
             stub.Inspect(png_request(frame, "new-call"), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
