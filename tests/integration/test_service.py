@@ -958,7 +958,8 @@ def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "inspector", "serve", "--store", str(model_dir.parent), "--name", MODEL_NAME,
-             "--host", "127.0.0.1", "--grpc-port", "0", "--device", "cpu", "--metrics-port", "0"],
+             "--host", "127.0.0.1", "--grpc-port", "0", "--device", "cpu", "--metrics-port", "0",
+             "--grace-seconds", "60"],  # the drain lasts as long as the test's stream is open, on a slow machine too
             env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
     channel = None
     try:
@@ -982,7 +983,7 @@ def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
         proc.send_signal(signal.SIGTERM)
         seen = []
         try:
-            wait_until(lambda: seen.append((status(), proc.poll())) or seen[-1][0] == NOT_SERVING, timeout=10,
+            wait_until(lambda: seen.append((status(), proc.poll())) or seen[-1][0] == NOT_SERVING, timeout=40,
                        interval=0.05)
         except AssertionError as err:
             raise AssertionError(f"{err}; seen {seen[-5:]}; log: {log_path.read_text()[-3000:]}") from None
