@@ -49,11 +49,11 @@ VOLUME /models
 EXPOSE 50051 50052 9400
 
 # grpc.health.v1 overall status: NOT_SERVING until the model is loaded and warm, and again while draining; asked on
-# the health port, which has threads of its own (streams hold the main port's RPC threads).
+# the health port. With --tls-cert the health port speaks TLS too: add --tls-ca to the check, or --health-plaintext.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-m", "inspector.healthcheck", "--target", "127.0.0.1:50052", "--timeout", "3"]
 
-# Exec form: the service is PID 1 and gets SIGTERM itself (health NOT_SERVING, calls in flight answered for up to
-# 10 s, then exit), so give `docker stop` more than that: docker stop -t 30.
+# Exec form: the service is PID 1 and gets SIGTERM itself (health NOT_SERVING, new calls refused, frames read
+# answered, streams closed within --grace-seconds, 10 s by default), so give `docker stop` more: docker stop -t 30.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["inspector", "serve", "--store", "/models", "--host", "0.0.0.0", "--health-port", "50052"]

@@ -86,7 +86,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.store import model_names
 
     fields = ("host", "grpc_port", "health_port", "metrics_host", "metrics_port", "device", "max_batch", "max_delay_ms",
-              "max_in_flight", "max_streams", "max_frame_mb", "grace_seconds", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
+              "max_in_flight", "max_streams", "max_frame_mb", "grace_seconds", "health_plaintext", "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second",
               "tls_cert", "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap")
     cfg = ServeConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
                       cameras=tuple(args.camera or ()), roi=tuple(args.roi) if args.roi else None)
@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", dest="grpc_port", type=int, help="default 50051")
     p.add_argument("--health-port", dest="health_port", type=int,
                    help="also serve grpc.health.v1 on this port (same TLS as the gRPC port), for probes")
+    p.add_argument("--health-plaintext", dest="health_plaintext", action="store_true", default=None,
+                   help="serve --health-port without TLS even when the gRPC port has it (Kubernetes' gRPC probes "
+                        "cannot speak TLS); it answers SERVING or NOT_SERVING and nothing else")
     p.add_argument("--metrics-port", dest="metrics_port", type=int, help="Prometheus /metrics port (default 9400)")
     p.add_argument("--metrics-host", dest="metrics_host", help="metrics bind address (default: --host)")
     p.add_argument("--camera", action="append", help="a camera id with its own metric label (repeat); others: other")

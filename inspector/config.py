@@ -155,6 +155,7 @@ class ServeConfig:
     host: str = "0.0.0.0"  # gRPC bind address
     grpc_port: int = 50051  # 0 picks a free port
     health_port: int | None = None  # also answer grpc.health.v1 on this port (same TLS as the gRPC port)
+    health_plaintext: bool = False  # health port without TLS beside a TLS gRPC port (Kubernetes' gRPC probes)
     metrics_host: str | None = None  # None: where the gRPC port binds (host)
     metrics_port: int | None = 9400  # None: no metrics endpoint; 0 picks a free port
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"

@@ -191,10 +191,11 @@ async def _start(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics, servic
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _listen(server, cfg.host, cfg.grpc_port, credentials, "gRPC")
     health_server, health_port = None, None
-    if cfg.health_port is not None:  # probes on a port of their own, with the same TLS as the main port
+    if cfg.health_port is not None:  # probes on a port of their own, with the main port's TLS unless told otherwise
         health_server = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, health_server)
-        health_port = _listen(health_server, cfg.host, cfg.health_port, credentials, "health")
+        health_port = _listen(health_server, cfg.host, cfg.health_port, None if cfg.health_plaintext else credentials,
+                              "health")
     await health_state.refresh()
     await server.start()
     if health_server is not None:

@@ -13,9 +13,12 @@ from cryptography.x509.oid import NameOID
 
 from inspector.client import InspectorClient
 from inspector.config import ServeConfig
+from inspector.healthcheck import TLSFiles, check
+from inspector.healthcheck import main as healthcheck_main
 from inspector.service.security import read_secret
 from inspector.service.server import start_server
 from inspector.v1 import inspector_pb2 as pb
+from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 TIMEOUT = 20
 
@@ -118,10 +121,24 @@ def test_the_health_port_speaks_the_main_ports_tls(tiny_bundle, pki):
         with grpc.insecure_channel(target) as plain:
             assert _code(lambda: _health(plain)) == grpc.StatusCode.UNAVAILABLE
         client_cert, client_key = pki["client"]
-        read = lambda path: open(path, "rb").read()  # noqa: E731
-        credentials = grpc.ssl_channel_credentials(read(pki["ca"]), read(client_key), read(client_cert))
-        with grpc.secure_channel(target, credentials) as secure:
-            assert _health(secure) == health_pb2.HealthCheckResponse.SERVING
+        assert check(target, tls=TLSFiles(pki["ca"], client_cert, client_key)) == (True, f"{target}: SERVING")
+        assert healthcheck_main(["--target", target, "--tls-ca", pki["ca"], "--tls-cert", client_cert,
+                                 "--tls-key", client_key]) == 0
+    finally:
+        running.stop(grace=0)
+
+
+def test_a_plaintext_health_port_beside_tls_only_when_asked(tiny_bundle, pki, frame):
+    """Kubernetes' gRPC probes cannot speak TLS: --health-plaintext opens the health port (and only it) to them."""
+    cert, key = pki["server"]
+    running = _serve(tiny_bundle, tls_cert=cert, tls_key=key, health_port=0, health_plaintext=True)
+    try:
+        assert check(f"127.0.0.1:{running.health_port}") == (True, f"127.0.0.1:{running.health_port}: SERVING")
+        with InspectorClient(f"localhost:{running.port}") as plain:  # the main port stays TLS-only
+            assert _code(lambda: plain.inspect(frame, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+        with grpc.insecure_channel(f"127.0.0.1:{running.health_port}") as channel:  # health and nothing else
+            assert _code(lambda: pb_grpc.InspectorStub(channel).Inspect(frame, timeout=5)) == \
+                grpc.StatusCode.UNIMPLEMENTED
     finally:
         running.stop(grace=0)
 
