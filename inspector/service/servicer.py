@@ -85,11 +85,20 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         elif err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             self.capacity.note_refusal()
 
+    def _internal(self, request: pb.InspectRequest, err: Exception) -> Rejected:
+        """An unexpected failure of one frame: logged with its traceback, answered INTERNAL without it."""
+        log.exception("frame %r failed", request.frame_id)
+        self.metrics.frame_errors.labels("INTERNAL").inc()
+        return Rejected(grpc.StatusCode.INTERNAL, "internal", f"internal error ({type(err).__name__}: {err})")
+
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:
         try:
             return await self._inspect(request, _deadline(context))
         except Rejected as err:
             await context.abort(err.code, f"frame {request.frame_id!r}: {err.message}")
+        except Exception as err:  # noqa: BLE001 - INTERNAL with a message, not UNKNOWN with a traceback
+            refusal = self._internal(request, err)
+            await context.abort(refusal.code, f"frame {request.frame_id!r}: {refusal.message}")
 
     async def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         """A response for any outcome: one frame's failure never ends its stream."""
@@ -98,16 +107,13 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         except Rejected as err:
             return convert.error_response(request, err)
         except Exception as err:  # noqa: BLE001 - one frame's failure must not end the stream
-            log.exception("frame %r failed", request.frame_id)
-            self.metrics.frame_errors.labels("INTERNAL").inc()
-            return convert.error_response(request, Rejected(grpc.StatusCode.INTERNAL, "internal", str(err)))
+            return convert.error_response(request, self._internal(request, err))
 
     async def InspectStream(self, requests: AsyncIterator[pb.InspectRequest],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InspectResponse]:
         try:
             self.capacity.open_stream()
-        except Rejected as err:
-            self.metrics.frame_errors.labels(err.code.name).inc()
+        except Rejected as err:  # counted by the metrics interceptor (requests_total by code)
             await context.abort(err.code, err.message)
         stream = _Stream(requests, _deadline(context), self.stream_window, self._answer)
         self._streams.add(stream)

@@ -753,6 +753,21 @@ def test_a_failing_forward_pass_answers_each_of_its_frames_once(make_store, serv
     assert running.pipeline.in_flight == 0
 
 
+def test_an_unexpected_failure_is_internal_unary_and_in_a_stream(make_store, servers, monkeypatch, images):
+    running = servers.start(make_store())
+    predictor = running.models.current
+    monkeypatch.setattr(predictor, "finish", lambda *args: (_ for _ in ()).throw(ValueError("regions out of frame")))
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Inspect(png_request(images["good_0000"], "u"), timeout=TIMEOUT)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "regions out of frame" in err.value.details() and "Traceback" not in err.value.details()
+    [answer] = list(stub.InspectStream(iter([png_request(images["good_0000"], "s")]), timeout=TIMEOUT))
+    assert (answer.error.code, answer.error.reason) == (grpc.StatusCode.INTERNAL.value[0], "internal")
+    monkeypatch.undo()
+    assert_valid(stub.Inspect(png_request(images["good_0000"], "after"), timeout=TIMEOUT), (64, 64))
+
+
 def test_a_frame_over_the_limit_is_answered_too_large_and_the_stream_goes_on(make_store, servers, images):
     running = servers.start(make_store(), max_frame_mb=0.01)  # 10 KiB frames; the transport takes twice that
     limit = int(0.01 * 2**20)
