@@ -79,7 +79,12 @@ def test_a_service_that_started_without_a_usable_model_recovers_on_promotion(sto
     running = start_server(cfg, model_dir=store)
     try:
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
-        time.sleep(1.0)
+        failures = lambda: running.metrics.registry.get_sample_value(  # noqa: E731
+            "inspector_model_swaps_total", {"result": "failure"})
+        deadline = time.monotonic() + 30
+        while failures() != 1.0:  # the first load has been tried and refused
+            assert time.monotonic() < deadline, "the truncated version was never tried"
+            time.sleep(0.02)
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
         promote(store, "v1")
         assert running.loaded.wait(30)
