@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+
+import grpc
 from typing import Sequence
 
 from inspector.config import Thresholds
 from inspector.predictor import Prediction, Predictor
 from inspector.service.audit import AuditRecord
 from inspector.store import validation_figures
-from inspector.service.pipeline import FrameIn, Inspection, Rejected
+from inspector.service.pipeline import FrameIn, Inspection
+from inspector.service.refusal import Kind, Rejected
 from inspector.v1 import inspector_pb2 as pb
 
+STATUS = {Kind.INVALID: grpc.StatusCode.INVALID_ARGUMENT, Kind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+          Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE, Kind.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+          Kind.INTERNAL: grpc.StatusCode.INTERNAL}  # the one mapping of refusals to gRPC
 VERDICTS = {"ACCEPT": pb.ACCEPT, "REJECT": pb.REJECT, "REVIEW": pb.REVIEW}
 ANOMALY_VERDICTS = {pb.REVIEW: "REVIEW", pb.REJECT: "REJECT"}  # what the anomaly head may give
 
@@ -78,11 +84,16 @@ def audit_record(request: pb.InspectRequest, p: Prediction) -> AuditRecord:
                        p.class_scores, [dataclasses.asdict(r) for r in p.regions], p.model_version)
 
 
+def status(err: Rejected) -> grpc.StatusCode:
+    """The gRPC status code of a refusal."""
+    return STATUS[err.kind]
+
+
 def error_response(request: pb.InspectRequest, err: Rejected) -> pb.InspectResponse:
     return pb.InspectResponse(
         frame_id=request.frame_id,
         camera_id=request.camera_id,
-        error=pb.FrameError(code=err.code.value[0], reason=err.reason, message=err.message),
+        error=pb.FrameError(code=status(err).value[0], reason=err.reason, message=err.message),
     )
 
 

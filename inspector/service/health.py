@@ -18,11 +18,10 @@ import asyncio
 import threading
 from typing import Callable
 
-import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from inspector.service.pipeline import Rejected
+from inspector.service.refusal import Kind, Rejected
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 READINESS_SERVICE = "inspector.v1.Inspector"
@@ -51,12 +50,12 @@ class Capacity:
         """Counts a new stream.
 
         Raises:
-            Rejected: RESOURCE_EXHAUSTED when ``max_streams`` are already open.
+            Rejected: OVERLOADED when ``max_streams`` are already open.
         """
         with self._lock:
             if self.streams >= self.max_streams:
                 self._refused = True
-                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_streams",
+                raise Rejected(Kind.OVERLOADED, "too_many_streams",
                                f"{self.streams} streams are open, the most this replica takes (--max-streams "
                                f"{self.max_streams}); close an idle one or connect to another replica")
             self.streams += 1

@@ -1,7 +1,7 @@
 """One frame through the service: admission, decode + preprocess, micro-batched inference, postprocess.
 
-Plain Python in, plain Python out: the servicer converts to and from protobuf. Failures are :class:`Rejected`
-with the gRPC status they map to and a message that says what is wrong.
+Plain Python in, plain Python out (no gRPC here): the servicer converts to and from protobuf. Failures are
+:class:`~inspector.service.refusal.Rejected`, with a kind, a reason word and a message that says what is wrong.
 
 A frame moves through three stages, each visible in :attr:`Pipeline.stages` (frames waiting or working there):
 ``prepare`` (decode and preprocess, on a worker thread), ``model`` (the batcher's queue and the forward pass, on the
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import cv2
-import grpc
 import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
@@ -35,15 +34,8 @@ from inspector.predictor import Prepared as Parts
 from inspector.preprocess import RAW_CHANNELS, FrameError, decode
 from inspector.service.batcher import BatcherClosed, BatchResult, DeadlineExpired, Job, MicroBatcher
 from inspector.service.models import ModelManager, ModelUnavailable
+from inspector.service.refusal import Kind, Rejected
 
-
-
-class Rejected(Exception):
-    """A frame the service does not answer with a result."""
-
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
 
 
 @dataclass
@@ -142,15 +134,15 @@ class Pipeline:
         """Holds the frame's share of the budgets for the ``with`` block.
 
         Raises:
-            Rejected: RESOURCE_EXHAUSTED when the frame or its pixels do not fit now.
+            Rejected: OVERLOADED when the frame or its pixels do not fit now.
         """
         pixels = claimed_pixels(frame, self.limits)
         with self._lock:
             if self._count >= self.max_in_flight:
-                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
+                raise Rejected(Kind.OVERLOADED, "overloaded",
                                f"{self.max_in_flight} frames already in flight; retry later")
             if self._count and self._pixels + pixels > self.max_pixels:
-                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded",
+                raise Rejected(Kind.OVERLOADED, "overloaded",
                                f"{self._pixels} px already in flight, this frame's {pixels} px would pass the "
                                f"{self.max_pixels} px budget; retry later")
             self._count += 1
@@ -178,11 +170,11 @@ class Pipeline:
         try:
             image = decode(frame.data, frame.encoding, frame.width, frame.height, frame.stride, self.limits)
         except FrameError as err:
-            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, err.reason, str(err)) from err
+            raise Rejected(Kind.INVALID, err.reason, str(err)) from err
         try:
             predictor = self.models.current
         except ModelUnavailable as err:
-            raise Rejected(grpc.StatusCode.UNAVAILABLE, "not_ready", str(err)) from err
+            raise Rejected(Kind.UNAVAILABLE, "not_ready", str(err)) from err
         t1 = time.monotonic()
         parts = predictor.prepare([image])  # one part, or a region of interest, or tiles
         return Decoded(image, predictor, parts, started, t1 - t0, time.monotonic() - t1)
@@ -192,7 +184,7 @@ class Pipeline:
         try:
             return [self.batcher.submit(Job(tensor, decoded.predictor, deadline)) for tensor in decoded.parts.batch]
         except BatcherClosed as err:
-            raise Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down", str(err)) from err
+            raise Rejected(Kind.UNAVAILABLE, "shutting_down", str(err)) from err
 
     def finish(self, frame: FrameIn, decoded: Decoded, results: list[BatchResult]) -> Inspection:
         """Postprocesses the model's answers into the frame's inspection."""
@@ -253,10 +245,10 @@ class Pipeline:
 
 
 def _deadline_passed() -> Rejected:
-    return Rejected(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "deadline passed before the frame was inspected")
+    return Rejected(Kind.DEADLINE, "deadline", "deadline passed before the frame was inspected")
 
 
 def _inference_failed(err: Exception) -> Rejected:
-    return Rejected(grpc.StatusCode.INTERNAL, "inference_failed",
+    return Rejected(Kind.INTERNAL, "inference_failed",
                     f"the forward pass of this frame's batch failed ({type(err).__name__}: {err}); "
                     "the service goes on, resend the frame")

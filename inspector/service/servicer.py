@@ -20,14 +20,15 @@ from inspector.service import convert
 from inspector.service.audit import AuditSink
 from inspector.service.health import Capacity
 from inspector.service.models import ModelManager, ModelUnavailable
-from inspector.service.pipeline import Pipeline, Rejected
+from inspector.service.pipeline import Pipeline
+from inspector.service.refusal import Kind, Rejected
 from inspector.store import describe
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 NO_DEADLINE = 365 * 24 * 3600.0  # s; longer remaining times mean none was set
-SHUTTING_DOWN = Rejected(grpc.StatusCode.UNAVAILABLE, "shutting_down",
+SHUTTING_DOWN = Rejected(Kind.UNAVAILABLE, "shutting_down",
                          "the service is shutting down and takes no new frames; resend this one to another replica")
 
 
@@ -79,26 +80,26 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         return convert.response(request, result)
 
     def _count_refusal(self, err: Rejected) -> None:
-        self.metrics.frame_errors.labels(err.code.name).inc()
-        if err.code == grpc.StatusCode.INVALID_ARGUMENT:
+        self.metrics.frame_errors.labels(convert.status(err).name).inc()
+        if err.kind is Kind.INVALID:
             self.metrics.invalid.labels(err.reason).inc()
-        elif err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        elif err.kind is Kind.OVERLOADED:
             self.capacity.note_refusal()
 
     def _internal(self, request: pb.InspectRequest, err: Exception) -> Rejected:
         """An unexpected failure of one frame: logged with its traceback, answered INTERNAL without it."""
         log.exception("frame %r failed", request.frame_id)
         self.metrics.frame_errors.labels("INTERNAL").inc()
-        return Rejected(grpc.StatusCode.INTERNAL, "internal", f"internal error ({type(err).__name__}: {err})")
+        return Rejected(Kind.INTERNAL, "internal", f"internal error ({type(err).__name__}: {err})")
 
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:
         try:
             return await self._inspect(request, _deadline(context))
         except Rejected as err:
-            await context.abort(err.code, f"frame {request.frame_id!r}: {err.message}")
+            await context.abort(convert.status(err), f"frame {request.frame_id!r}: {err.message}")
         except Exception as err:  # noqa: BLE001 - INTERNAL with a message, not UNKNOWN with a traceback
             refusal = self._internal(request, err)
-            await context.abort(refusal.code, f"frame {request.frame_id!r}: {refusal.message}")
+            await context.abort(convert.status(refusal), f"frame {request.frame_id!r}: {refusal.message}")
 
     async def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         """A response for any outcome: one frame's failure never ends its stream."""
@@ -114,7 +115,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         try:
             self.capacity.open_stream()
         except Rejected as err:  # counted by the metrics interceptor (requests_total by code)
-            await context.abort(err.code, err.message)
+            await context.abort(convert.status(err), err.message)
         stream = _Stream(requests, _deadline(context), self.stream_window, self._answer)
         self._streams.add(stream)
         try:

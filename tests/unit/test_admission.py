@@ -3,12 +3,12 @@
 import struct
 
 import cv2
-import grpc
 import numpy as np
 import pytest
 
 from inspector.config import FrameLimits
-from inspector.service.pipeline import FrameIn, Pipeline, Rejected, claimed_pixels
+from inspector.service.pipeline import FrameIn, Pipeline, claimed_pixels
+from inspector.service.refusal import Kind, Rejected
 
 LIMITS = FrameLimits(min_side=32, max_side=8192)
 
@@ -43,5 +43,5 @@ def test_frames_refused_from_their_header_never_count_as_overload():
         with pytest.raises(Rejected) as err:  # 3072 + 3072 > 5000
             with pipeline.admitted(FrameIn(png(48, 64), "PNG")):
                 pass
-        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "px budget" in err.value.message
+        assert err.value.kind is Kind.OVERLOADED and "px budget" in err.value.message
     assert pipeline.in_flight == 0

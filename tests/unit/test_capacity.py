@@ -1,10 +1,9 @@
 """Capacity: the stream ceiling and the saturation signal behind readiness."""
 
-import grpc
 import pytest
 
 from inspector.service.health import Capacity
-from inspector.service.pipeline import Rejected
+from inspector.service.refusal import Kind, Rejected
 
 
 def test_the_stream_after_the_ceiling_is_refused_and_a_closed_one_frees_its_place():
@@ -13,7 +12,7 @@ def test_the_stream_after_the_ceiling_is_refused_and_a_closed_one_frees_its_plac
     capacity.open_stream()
     with pytest.raises(Rejected) as err:
         capacity.open_stream()
-    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-streams 2" in err.value.message
+    assert err.value.kind is Kind.OVERLOADED and "--max-streams 2" in err.value.message
     assert capacity.used() == 1.0 and capacity.saturated()
     capacity.close_stream()
     capacity.open_stream()
