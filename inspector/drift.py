@@ -1,8 +1,10 @@
 """Drift against the validation reference: a camera that goes out of focus or a lamp that dims shows up here
 before it shows up in the reject rate.
 
-Training stores, per statistic, the validation distribution as quantile bins (:func:`reference`); the service
-compares a sliding window of recent frames with it by the population stability index (:class:`DriftMonitor`).
+Training and calibration store, per statistic, the validation distribution as quantile bins (:func:`reference`),
+measured through the serving predictor under the bundle's final thresholds (the defect score depends on their mask
+weight); the service compares a sliding window of recent frames with it by the population stability index
+(:class:`DriftMonitor`). Both sides take a frame's values from :func:`frame_values`.
 PSI below 0.1 is usually read as stable, 0.1-0.25 as a shift worth a look, above 0.25 as a real change.
 """
 
@@ -31,6 +33,12 @@ def frame_statistics(image: np.ndarray) -> dict[str, float]:
     mean, std = cv2.meanStdDev(gray)
     sharp = cv2.Laplacian(gray, cv2.CV_32F).var()
     return {"brightness": float(mean[0, 0]), "contrast": float(std[0, 0]), "sharpness": float(sharp)}
+
+
+def frame_values(image: np.ndarray, defect_score: float) -> dict[str, float]:
+    """Every statistic the monitor tracks for one frame (:data:`STATISTICS`): what the service adds per frame and
+    what a bundle's reference bins, from one function so the two cannot measure different things."""
+    return {"defect_score": defect_score} | frame_statistics(image)
 
 
 def reference(values: dict[str, list[float]]) -> dict[str, dict[str, list[float]]]:

@@ -24,7 +24,7 @@ from inspector.config import GOOD_CLASS, Thresholds
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.evaluation.metrics import auroc
-from inspector.evaluation.runner import check_classes, choose_samples, run_over
+from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, run_over
 from inspector.predictor import Predictor
 
 REVIEW_SHARE = 0.25  # escape rate at the review threshold, as a share of the escape rate at the reject threshold
@@ -160,14 +160,30 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
                         "n_defect": int(defect_a.sum())}
 
 
+def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate: float | None = None,
+                       false_reject_rate: float | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """A calibration on ``samples`` as ``bundle.json`` changes: the thresholds, the figures behind them, and the drift
+    reference of the same samples computed through ``predictor`` under the new thresholds (which it keeps), so the
+    service's monitor compares the defect score it computes with the same score, whatever mask weight was chosen.
+
+    Raises:
+        ValueError: the samples lack good or defective images.
+    """
+    thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress)
+    predictor.thresholds = thresholds
+    return {"thresholds": dataclasses.asdict(thresholds), "calibration": figures,
+            "reference": drift_reference(predictor, samples, show_progress)}
+
+
 def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,
                     false_reject_rate: float | None = None, device: str = "auto", split: str = "auto",
                     show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Scores the data with the bundle, chooses thresholds, writes a new bundle version; returns it and the figures."""
+    """Scores the data with the bundle, chooses thresholds, writes a new bundle version (with a drift reference of
+    the scored samples under them); returns it and the figures."""
     predictor = Predictor.from_bundle(model, device)
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
-    thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress)
-    calibration = {**figures, "split": used_split, "data": str(Path(data).resolve())}
-    path = derive_bundle(predictor.bundle, {"thresholds": dataclasses.asdict(thresholds), "calibration": calibration})
-    return path, {"thresholds": dataclasses.asdict(thresholds), **calibration}
+    changes = calibrated_changes(predictor, samples, escape_rate, false_reject_rate, show_progress)
+    changes["calibration"] |= {"split": used_split, "data": str(Path(data).resolve())}
+    path = derive_bundle(predictor.bundle, changes)
+    return path, {"thresholds": changes["thresholds"], **changes["calibration"]}

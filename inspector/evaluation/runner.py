@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -10,6 +11,7 @@ import numpy as np
 from inspector.config import ANOMALY_CLASS
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
+from inspector.drift import frame_values, reference
 from inspector.predictor import Prediction, Predictor
 from inspector.preprocess import read_image
 from inspector.progress import progress
@@ -47,3 +49,14 @@ def run_over(
     for batch in progress(batches, desc, show, leave=True):
         images = [read_image(s.image) for s in batch]
         yield from zip(batch, images, predictor.predict(images))
+
+
+def drift_reference(predictor: Predictor, samples: list[Sample], show: bool = False) -> dict[str, Any]:
+    """A bundle's drift reference (see :mod:`inspector.drift`): the samples' statistics as the service will measure
+    them, through ``predictor`` under the thresholds it will serve. The defect score depends on
+    ``Thresholds.mask_weight``, so the reference must be computed after the thresholds are chosen, with them."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for _, image, prediction in run_over(predictor, samples, "drift reference", show=show):
+        for name, value in frame_values(image, prediction.defect_score).items():
+            values[name].append(value)
+    return reference(values)

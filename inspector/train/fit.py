@@ -21,9 +21,10 @@ from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Threshol
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import mvtec_split, split_record, stratified_split
-from inspector.evaluation.calibrate import calibrate
+from inspector.evaluation.calibrate import calibrated_changes
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.plots import plot_training_curves
+from inspector.evaluation.runner import drift_reference
 from inspector.model import DefectNet, get_backbone
 from inspector.postprocess import anomaly_probability
 from inspector.predictor import Predictor
@@ -31,7 +32,6 @@ from inspector.train.anomaly import fit_anomaly
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
-from inspector.train.reference import validation_reference
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         return None
     if best.state is not None:
         model.load_state_dict(best.state)
-    anomaly, figures, defect_scores = _anomaly_head(model, train, val, classes, spec, device, cfg)
+    anomaly, figures = _anomaly_head(model, train, val, classes, spec, device, cfg)
     thresholds = Thresholds(review=Thresholds().reject) if cfg.good_only else Thresholds()  # no band: see README
     meta = {
         "backbone": cfg.backbone,
@@ -160,7 +160,6 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         "data": {"hash": data_hash(dataset), "root": str(Path(data).resolve()), "layout": dataset.layout,
                  "n_images": len(dataset.samples), "per_class": dict(Counter(s.label for s in dataset.samples))},
         "split": split_record(dataset, train, val),
-        "reference": validation_reference(model, val, spec, device, defect_scores=defect_scores),
         "train_config": dataclasses.asdict(cfg),
         "train_seconds": round(time.time() - started, 1),
         "train_processes": ranks.world,
@@ -170,40 +169,42 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         plot_training_curves(history, Path(tmp) / "curves.png")
         curves = (Path(tmp) / "curves.png").read_bytes()
     files = {"history.json": json.dumps(history, indent=1).encode(), "training_curves.png": curves}
-    model = model.cpu()
-    if cfg.calibrate:
-        meta |= _calibration(model, meta, files, val, str(device))
+    meta |= _as_served(model.cpu(), meta, files, val, str(device), cfg.calibrate)
     return write_bundle(Path(out), name, model, meta, files)
 
 
 def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], classes: tuple[str, ...],
-                  spec: PreprocessSpec, device: torch.device, cfg: TrainConfig
-                  ) -> tuple[dict | None, dict, np.ndarray | None]:
-    """Fits the anomaly head when asked; for a good-only model also its validation AUROC and defect scores."""
+                  spec: PreprocessSpec, device: torch.device, cfg: TrainConfig) -> tuple[dict | None, dict]:
+    """Fits the anomaly head when asked; for a good-only model also its validation AUROC (its only figure)."""
     if not (cfg.anomaly or cfg.good_only):
-        return None, {}, None
+        return None, {}
     train_good = [s for s in train if s.label == GOOD_CLASS]
     reference = val if cfg.good_only else [s for s in val if s.label == GOOD_CLASS]  # good-only: score all of val
     record, scores = fit_anomaly(model, train_good, reference, classes, spec, device, cfg.anomaly_bank, cfg.seed)
     record["only"] = cfg.good_only
     if not cfg.good_only:
-        return record, {}, None
-    probs = anomaly_probability(scores)
+        return record, {}
     is_defect = np.array([s.label != GOOD_CLASS for s in val])
-    figures = {"val_auroc": auroc(is_defect, probs)} if 0 < is_defect.sum() < len(val) else {}
-    return record, figures, probs
+    figures = {"val_auroc": auroc(is_defect, anomaly_probability(scores))} if 0 < is_defect.sum() < len(val) else {}
+    return record, figures
 
 
-def _calibration(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[Sample], device: str) -> dict:
-    """Thresholds chosen on the validation split through the serving predictor (F1-optimal, as
-    ``inspector calibrate`` does by default); the defaults when the split cannot support it."""
+def _as_served(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[Sample], device: str,
+               calibrate: bool) -> dict:
+    """Thresholds chosen on the validation split (F1-optimal, as ``inspector calibrate`` does by default; the defaults
+    when not asked or when the split cannot support it), then the drift reference under them: both through the
+    serving predictor of a draft bundle, so the reference holds the defect scores the service will compute."""
     with tempfile.TemporaryDirectory() as tmp:
-        draft = load_bundle(write_bundle(Path(tmp), "draft", model, meta, files))
-        try:
-            thresholds, figures = calibrate(Predictor(draft, device), val, show_progress=False)
-        except ValueError as err:
-            log.warning("thresholds left at their defaults: %s", err)
-            return {}
-    log.info("thresholds chosen on the validation split: reject %.3f, review %.3f, mask weight %.2f",
-             thresholds.reject, thresholds.review, thresholds.mask_weight)
-    return {"thresholds": dataclasses.asdict(thresholds), "calibration": {**figures, "split": "val", "at": "train"}}
+        predictor = Predictor(load_bundle(write_bundle(Path(tmp), "draft", model, meta, files)), device)
+        if calibrate:
+            try:
+                changes = calibrated_changes(predictor, val, show_progress=False)
+            except ValueError as err:
+                log.warning("thresholds left at their defaults: %s", err)
+            else:
+                t = predictor.thresholds
+                log.info("thresholds chosen on the validation split: reject %.3f, review %.3f, mask weight %.2f",
+                         t.reject, t.review, t.mask_weight)
+                changes["calibration"] |= {"split": "val", "at": "train"}
+                return changes
+        return {"reference": drift_reference(predictor, val)}

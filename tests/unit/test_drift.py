@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from inspector import metrics
-from inspector.drift import STATISTICS, DriftMonitor, frame_statistics, psi, reference
+from inspector.drift import STATISTICS, DriftMonitor, frame_statistics, frame_values, psi, reference
 
 
 def _texture(seed: int = 0, level: float = 128.0) -> np.ndarray:
@@ -55,3 +55,10 @@ def test_monitor_reports_a_dimmed_camera():
 
 def test_metrics_track_the_same_statistics():
     assert metrics.STATISTICS == STATISTICS
+
+
+def test_frame_values_are_every_tracked_statistic():
+    image = _texture()
+    values = frame_values(image, 0.3)
+    assert tuple(sorted(values)) == tuple(sorted(STATISTICS)) and values["defect_score"] == 0.3
+    assert values["brightness"] == frame_statistics(image)["brightness"]
