@@ -14,6 +14,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+from inspector.errors import DataError, MissingPathError
 from inspector.service.audit import INDEX_FILE, read_index
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool =
     audit, out = Path(audit), Path(out)
     records = _lines(audit / INDEX_FILE)
     if not records:
-        raise FileNotFoundError(f"{audit / INDEX_FILE} is missing or holds no readable record: is --audit the "
+        raise MissingPathError(f"{audit / INDEX_FILE} is missing or holds no readable record: is --audit the "
                                 f"service's --audit-dir?")
     reviews = {r["image"]: r["label"] for r in _lines(audit / REVIEWS_FILE)}
     counts: Counter[str] = Counter()
@@ -43,10 +44,10 @@ def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool =
         if not label:
             continue
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", label):
-            raise ValueError(f"review of {record['image']}: {label!r} is not a usable class name")
+            raise DataError(f"review of {record['image']}: {label!r} is not a usable class name")
         source = (audit / record["image"]).resolve()
         if audit.resolve() not in source.parents or not source.is_file():
-            raise FileNotFoundError(f"{record['image']}: not a frame inside {audit}")
+            raise MissingPathError(f"{record['image']}: not a frame inside {audit}")
         target = out / "images" / label / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)

@@ -34,6 +34,7 @@ import torch
 
 from inspector import manifest
 from inspector.config import PreprocessSpec, Thresholds, from_dict
+from inspector.errors import UserError
 from inspector.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
 from inspector.model.anomaly import MemoryBank
@@ -52,7 +53,7 @@ REMEDY = ("restore the bundle from its source; to change a bundle, derive a new 
 _warned_unsealed: set[Path] = set()  # bundles without a seal already warned about (once each per process)
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A bundle that is missing, corrupt, foreign or of an unsupported format."""
 
 

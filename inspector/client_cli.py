@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Iterator
 
 import cv2
+import grpc
 import numpy as np
 
 from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for, response_dict
+from inspector.v1 import inspector_pb2 as pb
+from inspector.errors import ServiceError
 from inspector.overlay import overlay_mask
 
 
@@ -30,7 +33,7 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
             failed.append(err)
 
     with InspectorClient(target, **(connection or {})) as client:
-        for response in client.stream(requests(), timeout=timeout):
+        for response in _answers(client.stream(requests(), timeout=timeout), target):
             line = response_dict(response)
             mask = decode_mask(response)
             data = frames.pop(response.frame_id, None)
@@ -43,3 +46,14 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
             yield line
     if failed:
         raise failed[0]
+
+
+def _answers(responses: Iterator[pb.InspectResponse], target: str) -> Iterator[pb.InspectResponse]:
+    """The stream's responses; a failed call (no service, refused, deadline) ends as a one-line ServiceError."""
+    try:
+        yield from responses
+    except grpc.RpcError as err:
+        code = err.code() if hasattr(err, "code") else None
+        name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+        details = err.details() if hasattr(err, "details") else str(err)
+        raise ServiceError(f"{target}: {name}: {details}") from err

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from inspector.errors import UsageError
+
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; a CUDA device without CUDA is an error, not a silent fallback."""
+    """``auto`` picks CUDA when present; a CUDA device without CUDA is the user's error, not a silent fallback."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine")
+        raise UsageError(f"device {device!r} requested but CUDA is not available on this machine; use cpu or auto")
     return torch.device(device)
 
 

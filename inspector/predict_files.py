@@ -8,6 +8,7 @@ from typing import Iterator
 
 import cv2
 
+from inspector.errors import MissingPathError
 from inspector.overlay import overlay_mask
 from inspector.predictor import Prediction, Predictor
 from inspector.preprocess import EXTENSIONS, FrameError, read_image
@@ -22,7 +23,7 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise FileNotFoundError(f"{p} does not exist")
+            raise MissingPathError(f"{p} does not exist")
     return out
 
 

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.errors import UserError
+
 ACTIVE_FILE = "ACTIVE"
 VERSION_RE = re.compile(r"^v(\d+)$")  # bundle folders: v1, v2, ...
 PROMOTE_HINT = "point it at a version with `inspector models promote --name NAME VERSION`"
 
 
-class StoreError(ValueError):
+class StoreError(UserError, ValueError):
     """An ACTIVE pointer or version name that does not lead to one of the store's own version folders."""
 
 

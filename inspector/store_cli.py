@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inspector.errors import MissingPathError
 from inspector.store import describe, promote, rollback, version_dir
 
 SHOWN_METRICS = ("val_macro_f1", "val_auroc", "val_miou", "val_accuracy")
@@ -13,7 +14,7 @@ def list_models(store: str | Path, name: str | None = None) -> list[dict]:
     """One row per version (oldest first) with its validation figures and whether it is active."""
     store = Path(store)
     if not store.is_dir():
-        raise FileNotFoundError(f"model store {store} does not exist")
+        raise MissingPathError(f"model store {store} does not exist")
     names = [name] if name else sorted(d.name for d in store.iterdir() if d.is_dir() and not d.name.startswith("."))
     rows = []
     for model in names:
@@ -27,7 +28,7 @@ def list_models(store: str | Path, name: str | None = None) -> list[dict]:
 def _model_dir(store: str | Path, name: str) -> Path:
     model_dir = Path(store) / name
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"model store {store} has no model {name!r}")
+        raise MissingPathError(f"model store {store} has no model {name!r}")
     return model_dir
 
 
@@ -45,4 +46,4 @@ def reseal_version(store: str | Path, name: str, version: str) -> str:
 
 
 def rollback_version(store: str | Path, name: str) -> str:
-    return rollback(Path(store) / name)
+    return rollback(_model_dir(store, name))

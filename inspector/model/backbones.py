@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from inspector.errors import UserError
 from inspector.model import lite0
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -21,7 +22,7 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 WEIGHTS_DIR_ENV = "INSPECTOR_WEIGHTS_DIR"
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """ImageNet weights for a backbone are not available offline."""
 
 
