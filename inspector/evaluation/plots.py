@@ -1,7 +1,9 @@
-"""Evaluation figures written as PNG files (headless, "Agg" backend).
+"""Evaluation figures written as PNG files, headless.
 
-Every function that writes a file creates the parent folder if needed and closes its figure, so
-long evaluation runs do not accumulate open figures.
+The figures are plain ``matplotlib.figure.Figure`` objects rendered by their own Agg canvas, never pyplot: importing
+this module or drawing a figure selects no backend and keeps no global figure list, so a notebook or a GUI that
+imports inspector keeps its own backend, and figures are freed like any other object. Every function that writes a
+file creates the parent folder if needed.
 """
 
 from __future__ import annotations
@@ -11,29 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from inspector.evaluation.metrics import auroc, average_precision, pr_curve, roc_curve  # noqa: E402
-from inspector.overlay import overlay_mask  # noqa: E402
+from inspector.evaluation.metrics import auroc, average_precision, pr_curve, roc_curve
+from inspector.overlay import overlay_mask
 
 PHASE_SHADES = ("#e8eef7", "#f7efe6")  # alternating background of training phases
 
 
+def _figure(**kwargs: Any) -> Figure:
+    """A figure with its own Agg canvas (no pyplot, no backend selection)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> None:
-    """Writes ``fig`` to ``path`` as PNG and closes it, even on failure."""
-    try:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    """Writes ``fig`` to ``path`` as PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
 
 
 def _fmt(value: float) -> str:
@@ -53,7 +55,8 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> Non
     rows = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     side = max(4.0, 0.7 * len(classes) + 2.0)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    fig = _figure(figsize=(side + 1.0, side))
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
     for (i, j), n in np.ndenumerate(counts):
@@ -77,7 +80,8 @@ def plot_roc_pr(y: np.ndarray, score: np.ndarray, path: Path) -> None:
         path: PNG file to write.
     """
     y_arr = np.asarray(y).ravel().astype(bool)
-    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10.0, 4.5))
+    fig = _figure(figsize=(10.0, 4.5))
+    ax_roc, ax_pr = fig.subplots(1, 2)
     fpr, tpr, _ = roc_curve(y_arr, score)
     ax_roc.plot(fpr, tpr, lw=2, label=f"AUROC = {_fmt(auroc(y_arr, score))}")
     ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
@@ -144,7 +148,8 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
         return
     epochs = np.array([float(row.get("epoch", i + 1)) for i, row in enumerate(history)])
     keys = _numeric_keys(history)
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11.0, 4.5))
+    fig = _figure(figsize=(11.0, 4.5))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     for key in keys:
         values = np.array([float(row.get(key, np.nan)) for row in history])
         ax = ax_loss if "loss" in key else ax_metric
@@ -161,7 +166,8 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
 
 def _message_figure(text: str) -> Figure:
     """A small figure that only shows ``text``."""
-    fig, ax = plt.subplots(figsize=(4.0, 2.0))
+    fig = _figure(figsize=(4.0, 2.0))
+    ax = fig.subplots()
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=14)
     ax.set_axis_off()
     return fig
@@ -182,7 +188,8 @@ def plot_overlay_grid(items: list[dict[str, Any]], path: Path, cols: int = 4) ->
         return
     ncols = max(1, min(cols, len(items)))
     nrows = math.ceil(len(items) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
+    fig = _figure(figsize=(3.2 * ncols, 3.4 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, item in zip(axes.ravel(), items):
