@@ -20,7 +20,7 @@ import torch
 
 from inspector.bundle import Bundle, load_bundle
 from inspector.data.demo import DEMO_CLASSES, make_part
-from inspector.preprocess import preprocess
+from inspector.predictor import Predictor
 
 TOLERANCE = 1e-4  # max abs difference of class and mask probabilities, fp32 on the CPU
 EXPORT_DIR, EXPORT_META = "export", "export.json"
@@ -32,19 +32,10 @@ class ExportError(RuntimeError):
     """The exported model does not reproduce the bundle, or its file was modified."""
 
 
-def golden_batch(bundle: Bundle, n: int = 8) -> torch.Tensor:
-    """Deterministic frames (synthetic parts of every kind, odd sizes) preprocessed by the bundle's spec."""
-    frames = []
-    for i in range(n):
-        image, _ = make_part(DEMO_CLASSES[i % len(DEMO_CLASSES)], np.random.default_rng([11, i]), 96 + 40 * i)
-        frames.append(preprocess(image, bundle.spec)[0])
-    return torch.from_numpy(np.stack(frames))  # (n, 3, H, W)
-
-
-def probabilities(out: Any) -> list[torch.Tensor]:
-    """Class probabilities (b, n), defect probabilities (b, H, W)[, anomaly map (b, H, W)] from a model's outputs."""
-    out = [t for t in out if t is not None]
-    return [out[0].float().softmax(dim=1), out[1].float().sigmoid()[:, 0]] + [a.float()[:, 0] for a in out[2:]]
+def golden_frames(n: int = 8) -> list[np.ndarray]:
+    """Deterministic frames: synthetic parts of every kind, of odd sizes (the predictor letterboxes them)."""
+    rng = [np.random.default_rng([11, i]) for i in range(n)]
+    return [make_part(DEMO_CLASSES[i % len(DEMO_CLASSES)], rng[i], 96 + 40 * i)[0] for i in range(n)]
 
 
 class _Tensors(torch.nn.Module):
@@ -58,24 +49,27 @@ class _Tensors(torch.nn.Module):
         return tuple(t for t in self.model(x) if t is not None)
 
 
-def parity(reference: Callable, exported: Callable, batch: torch.Tensor) -> float:
-    with torch.inference_mode():
-        ref, got = probabilities(reference(batch)), probabilities(exported(batch))
-    return max(float((a - b).abs().max()) for a, b in zip(ref, got))
+def parity(reference: Predictor, exported: Predictor, frames: list[np.ndarray]) -> float:
+    """Largest difference of class and mask probabilities and anomaly maps between two predictors on ``frames``,
+    both fed the reference's prepared batch."""
+    batch = reference.prepare(frames).batch
+    ref, got = reference.infer(batch), exported.infer(batch)
+    pairs = [(ref.probs, got.probs), (ref.masks, got.masks)] + ([(ref.anomaly, got.anomaly)] if ref.anomaly is not None else [])
+    return max(float(np.abs(a - b).max()) for a, b in pairs)
 
 
-def _write_torchscript(model: torch.nn.Module, batch: torch.Tensor, path: Path) -> None:
+def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still a format here
-        torch.jit.save(torch.jit.freeze(torch.jit.trace(_Tensors(model).eval(), batch[:1], strict=False)), str(path))
+        torch.jit.save(torch.jit.freeze(torch.jit.trace(_Tensors(model).eval(), example, strict=False)), str(path))
 
 
-def _write_onnx(model: torch.nn.Module, batch: torch.Tensor, path: Path) -> None:
+def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     dims = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         names = ["logits", "mask_logits"] + (["anomaly_map"] if getattr(model, "anomaly", None) is not None else [])
-        torch.onnx.export(_Tensors(model).eval(), (batch[:1],), str(path), input_names=["image"], output_names=names,
+        torch.onnx.export(_Tensors(model).eval(), (example,), str(path), input_names=["image"], output_names=names,
                           dynamic_shapes=dims, dynamo=True, verbose=False)
 
 
@@ -121,18 +115,19 @@ def export_model(model_path: str | Path, fmt: str) -> tuple[Path, dict[str, Any]
     if fmt not in FILES:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FILES)}")
     bundle = load_bundle(model_path)
-    model = bundle.build_model("cpu")
-    batch = golden_batch(bundle)
+    reference, frames = Predictor(bundle, "cpu", fp16=False), golden_frames()
+    example = torch.from_numpy(reference.prepare(frames[:1]).batch)  # (1, 3, H, W)
     folder = bundle.path / EXPORT_DIR
     folder.mkdir(exist_ok=True)
     final, tmp = folder / FILES[fmt], folder / f".{FILES[fmt]}.tmp"
-    (_write_onnx if fmt == "onnx" else _write_torchscript)(model, batch, tmp)
+    (_write_onnx if fmt == "onnx" else _write_torchscript)(bundle.build_model("cpu"), example, tmp)
     try:
-        error = parity(model, _load_file(tmp, fmt, torch.device("cpu")), batch)
+        exported = Predictor(bundle, "cpu", fp16=False, network=_load_file(tmp, fmt, torch.device("cpu")))
+        error = parity(reference, exported, frames)
         if error > TOLERANCE:
             raise ExportError(f"{fmt} export differs from the bundle by {error:.2e} (> {TOLERANCE:.0e}); not written")
         entry = {"file": FILES[fmt], "sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
-                 "parity": {"golden_frames": len(batch), "max_abs_error": error, "tolerance": TOLERANCE}}
+                 "parity": {"golden_frames": len(frames), "max_abs_error": error, "tolerance": TOLERANCE}}
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -36,16 +36,29 @@ class Decision:
     by_anomaly: bool = False  # the verdict comes from the anomaly score (the classifier alone would accept)
 
 
-def defect_score(probs: np.ndarray, good: int, mask_peak: float | None, mask_weight: float) -> float:
-    """How defective a part looks: ``1 - p(good)``, blended with the highest pixel of the defect mask.
+def defect_scores(probs: np.ndarray, good: int, mask_peaks: np.ndarray | None, mask_weight: float) -> np.ndarray:
+    """How defective parts look: ``1 - p(good)``, blended with the highest pixel of each defect mask.
 
     The classifier sees the whole part, the segmentation head sees where: a part it classifies good but whose mask
-    has a confident defect pixel is suspicious, and the other way round.
+    has a confident defect pixel is suspicious, and the other way round. The one formula of the defect score, for
+    a batch (calibration compares blends on every validation part) as for a single part (:func:`defect_score`).
+
+    Args:
+        probs: ``(n, n_classes)`` class probabilities.
+        good: Index of the ``good`` class.
+        mask_peaks: ``(n,)`` highest defect probability of each part's mask; None: the classifier alone.
+        mask_weight: Share of the mask peak in the score (``Thresholds.mask_weight``).
     """
-    score = 1.0 - float(probs[good])
-    if mask_peak is not None:
-        score = (1.0 - mask_weight) * score + mask_weight * float(mask_peak)
-    return float(np.clip(score, 0.0, 1.0))
+    score = 1.0 - np.asarray(probs, np.float64)[:, good]
+    if mask_peaks is not None:
+        score = (1.0 - mask_weight) * score + mask_weight * np.asarray(mask_peaks, np.float64)
+    return np.clip(score, 0.0, 1.0)
+
+
+def defect_score(probs: np.ndarray, good: int, mask_peak: float | None, mask_weight: float) -> float:
+    """:func:`defect_scores` of one part: ``probs`` ``(n_classes,)`` and its mask's peak."""
+    peaks = None if mask_peak is None else np.array([mask_peak])
+    return float(defect_scores(np.asarray(probs)[None], good, peaks, mask_weight)[0])
 
 
 def anomaly_probability(anomaly: np.ndarray | float) -> np.ndarray | float:

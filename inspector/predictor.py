@@ -6,16 +6,17 @@ The three stages (``prepare``, ``infer``, ``finish``) are public so a server can
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from inspector.bundle import Bundle, load_bundle
-from inspector.config import ANOMALY_CLASS, GOOD_CLASS, Thresholds
+from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
 from inspector.devices import resolve_device
 from inspector.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
 from inspector.preprocess import Letterbox, mask_to_frame, preprocess
@@ -79,10 +80,14 @@ class Predictor:
         tile_overlap: Least overlap of neighbouring tiles, as a fraction of their side.
         roi: Region of interest inspected in every frame (None: all of it).
         tta: Test-time augmentation: also run the horizontally flipped frame and average (twice the compute).
+        network: Runs this network (an nn.Module in eval mode, or an export's callable) instead of loading one by
+            ``backend``: a model in training before its bundle exists, an export being checked before it is
+            recorded. It takes ``(b, 3, H, W)`` and returns (logits, mask_logits[, anomaly_map]) like DefectNet.
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager",
-                 tile: int = 0, tile_overlap: float = 0.125, roi: Window | None = None, tta: bool = False) -> None:
+                 tile: int = 0, tile_overlap: float = 0.125, roi: Window | None = None, tta: bool = False,
+                 network: Callable[[torch.Tensor], Sequence[torch.Tensor | None]] | None = None) -> None:
         self.tile, self.tile_overlap, self.roi, self.tta = tile, tile_overlap, roi, tta
         self.bundle = bundle
         self.device = resolve_device(device)
@@ -93,7 +98,9 @@ class Predictor:
         self.autocast = fp16 and self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # input sizes are fixed by the spec: tune the kernels once
-        if backend == "eager":
+        if network is not None:
+            self.model = network
+        elif backend == "eager":
             self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
         elif backend in ("torchscript", "onnx"):
             from inspector.export import load_export
@@ -107,6 +114,15 @@ class Predictor:
                     **options) -> Predictor:
         """``options``: ``tile``, ``tile_overlap``, ``roi``, ``tta`` as for the constructor."""
         return cls(load_bundle(path), device, fp16, backend, **options)
+
+    @classmethod
+    def for_network(cls, network: torch.nn.Module, classes: Sequence[str], spec: PreprocessSpec,
+                    device: str = "auto", fp16: bool = True) -> Predictor:
+        """A predictor of a network that has no bundle yet (training: the anomaly head's scale is measured on what
+        the service will compute), with the preprocessing and classes its bundle will have and default thresholds."""
+        meta = {"name": "draft", "version": "v0", "classes": list(classes), "preprocess": dataclasses.asdict(spec),
+                "thresholds": dataclasses.asdict(Thresholds())}
+        return cls(Bundle(Path(), meta), device, fp16, network=network)
 
     @property
     def version(self) -> str:

@@ -25,6 +25,7 @@ from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, run_over
+from inspector.postprocess import defect_scores
 from inspector.predictor import Predictor
 
 REVIEW_SHARE = 0.25  # escape rate at the review threshold, as a share of the escape rate at the reject threshold
@@ -122,10 +123,12 @@ def _component_areas(mask: np.ndarray) -> list[int]:
 MASK_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # blends of the mask's peak into the defect score that calibration compares
 
 
-def choose_mask_weight(p_defect: np.ndarray, peaks: np.ndarray, is_defect: np.ndarray,
+def choose_mask_weight(probs: np.ndarray, good: int, peaks: np.ndarray, is_defect: np.ndarray,
                        weights: tuple[float, ...] = MASK_WEIGHTS) -> tuple[float, dict[str, float]]:
-    """The blend whose defect score separates defective from good parts best (AUROC; ties: the smaller weight)."""
-    aurocs = {w: auroc(is_defect, (1 - w) * p_defect + w * peaks) for w in weights}
+    """The blend whose defect score (:func:`inspector.postprocess.defect_scores` of the class probabilities
+    ``(n, n_classes)`` and mask peaks ``(n,)``) separates defective from good parts best (AUROC; ties: the smaller
+    weight)."""
+    aurocs = {w: auroc(is_defect, defect_scores(probs, good, peaks, w)) for w in weights}
     best = max(weights, key=lambda w: (round(aurocs[w], 6), -w))
     return best, {f"{w:g}": a for w, a in aurocs.items()}
 
@@ -139,19 +142,19 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
     """
     current = predictor.thresholds
     predictor.thresholds = dataclasses.replace(current, reject=1.0, review=0.0, per_class={})  # keep every mask
-    p_defect, peaks, labels, areas = [], [], [], []
+    probs, peaks, labels, areas = [], [], [], []
     try:
         for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
-            p_defect.append(1.0 - pred.class_scores[GOOD_CLASS])
+            probs.append([pred.class_scores[c] for c in predictor.classes])
             peaks.append(float(pred.mask.max()))
             labels.append(sample.label)
             if sample.label != GOOD_CLASS and sample.mask is not None:
                 areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
     finally:
         predictor.thresholds = current
-    defect_a = np.array([label != GOOD_CLASS for label in labels])
-    weight, by_weight = choose_mask_weight(np.array(p_defect), np.array(peaks), defect_a)
-    scores_a = (1 - weight) * np.array(p_defect) + weight * np.array(peaks)
+    defect_a, good = np.array([label != GOOD_CLASS for label in labels]), predictor.classes.index(GOOD_CLASS)
+    weight, by_weight = choose_mask_weight(np.array(probs), good, np.array(peaks), defect_a)
+    scores_a = defect_scores(np.array(probs), good, np.array(peaks), weight)
     reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
     thresholds = dataclasses.replace(current, reject=reject, review=review, mask_weight=weight,
                                      min_region_area=min_region_area(areas, current.min_region_area),

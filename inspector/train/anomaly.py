@@ -11,9 +11,10 @@ from torch.utils.data import DataLoader
 from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.dataset import DefectDataset
 from inspector.data.layouts import Sample
+from inspector.evaluation.runner import run_over
 from inspector.model import DefectNet
 from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
-from inspector.preprocess import mask_to_frame, preprocess, read_image
+from inspector.predictor import Predictor
 from inspector.progress import progress
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,10 @@ def _good_patches(model: DefectNet, samples: list[Sample], classes: tuple[str, .
     return torch.cat(kept), seen
 
 
-@torch.inference_mode()
-def image_scores(model: DefectNet, samples: list[Sample], spec: PreprocessSpec, device: torch.device) -> np.ndarray:
-    """Each sample's anomaly score as the predictor gives it: the peak of its map over the frame (no letterbox)."""
-    scores = []
-    for sample in samples:
-        tensor, geometry = preprocess(read_image(sample.image), spec)
-        anomaly_map = model(torch.from_numpy(tensor[None]).to(device)).anomaly_map[0, 0].cpu().numpy()
-        scores.append(float(mask_to_frame(anomaly_map, geometry).max()))
-    return np.array(scores)
+def image_scores(predictor: Predictor, samples: list[Sample]) -> np.ndarray:
+    """Each sample's anomaly score as the service gives it (the peak of its map over the frame), through
+    ``predictor``."""
+    return np.array([p.anomaly_score for _, _, p in run_over(predictor, samples, "anomaly scores", show=False)])
 
 
 def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Sample], classes: tuple[str, ...],
@@ -66,9 +62,10 @@ def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Samp
     bank = MemoryBank(len(chosen), chosen.shape[1]).to(device)
     bank.bank.copy_(chosen)
     model.attach_anomaly(bank)
-    scores = image_scores(model, reference, spec, device)  # at scale 1: raw distances
+    predictor = Predictor.for_network(model, classes, spec, str(device))
+    scores = image_scores(predictor, reference)  # at scale 1: raw distances
     is_good = np.array([s.label == GOOD_CLASS for s in reference], dtype=bool)
-    good_scores = scores[is_good] if is_good.any() else image_scores(model, train_good, spec, device)
+    good_scores = scores[is_good] if is_good.any() else image_scores(predictor, train_good)
     bank.scale.fill_(float(np.quantile(good_scores, SCALE_QUANTILE)))
     log.info("anomaly bank: %d of %d good patches (dim %d), reference %.3f from %d good images", len(chosen), seen,
              chosen.shape[1], float(bank.scale), len(good_scores))

@@ -9,9 +9,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from inspector.config import GOOD_CLASS
 from inspector.devices import training_autocast
 from inspector.evaluation.metrics import PixelConfusion, classification_report
 from inspector.model import DefectNet, DefectOutput
+from inspector.postprocess import defect_scores
 from inspector.progress import progress
 from inspector.train.losses import defect_loss
 
@@ -64,10 +66,11 @@ def evaluate(
 ) -> dict[str, float]:
     """Validation loss, image metrics and pixel metrics at model input scale.
 
-    The pixel label of a predicted defect pixel is the image's most likely defect class (class index = label,
-    0 = background), as in :mod:`inspector.postprocess`.
+    The pixel label of a predicted defect pixel is the image's most likely defect class (class index = label; 0 =
+    background, where ``good``, the class a defect pixel never takes, stands first), as in :mod:`inspector.postprocess`.
     """
     model.eval()
+    good = classes.index(GOOD_CLASS)
     pixels = PixelConfusion(len(classes))
     all_probs, all_labels, loss_sum, n = [], [], 0.0, 0
     for images, masks, has_mask, labels in progress(loader, "validate", show):
@@ -76,17 +79,16 @@ def evaluate(
             out = _fp32(model(images.contiguous(memory_format=torch.channels_last)))
         loss_sum += defect_loss(out, labels, masks, has_mask)["total"].item() * len(labels)
         n += len(labels)
-        probs = out.logits.softmax(dim=1)  # (b, n_classes)
-        defect_cls = probs[:, 1:].argmax(dim=1) + 1  # (b,) good is index 0
-        pred_px = (out.mask_logits[:, 0] > 0).long() * defect_cls[:, None, None]  # (b, h, w)
-        true_px = masks[:, 0].long() * labels[:, None, None]
-        keep = has_mask > 0
-        pixels.update(true_px[keep].cpu().numpy(), pred_px[keep].cpu().numpy())
-        all_probs.append(probs.cpu().numpy())
+        probs = out.logits.softmax(dim=1).cpu().numpy()  # (b, n_classes)
+        pred_px = (out.mask_logits[:, 0] > 0).long().cpu().numpy() * _likeliest_defect(probs, good)[:, None, None]
+        true_px = masks[:, 0].long().cpu().numpy() * labels.cpu().numpy()[:, None, None]  # (b, h, w) class per pixel
+        keep = (has_mask > 0).cpu().numpy()
+        pixels.update(true_px[keep], pred_px[keep])
+        all_probs.append(probs)
         all_labels.append(labels.cpu().numpy())
     probs, labels = np.concatenate(all_probs), np.concatenate(all_labels)
-    pred = np.where(probs[:, 0] > 0.5, 0, probs[:, 1:].argmax(axis=1) + 1)
-    image = classification_report(labels, pred, 1.0 - probs[:, 0], list(classes))
+    pred = np.where(probs[:, good] > 0.5, good, _likeliest_defect(probs, good))
+    image = classification_report(labels, pred, defect_scores(probs, good, None, 0.0), list(classes))
     pixel = pixels.report()
     return {
         "val_loss": loss_sum / max(n, 1),
@@ -96,6 +98,11 @@ def evaluate(
         "val_miou": pixel["miou"],
         "val_iou_defect": pixel["iou_defect"],
     }
+
+
+def _likeliest_defect(probs: np.ndarray, good: int) -> np.ndarray:
+    """``(b,)`` index of each row's most likely defect class (``good`` found by name, wherever it stands)."""
+    return np.where(np.arange(probs.shape[1]) == good, -np.inf, probs).argmax(axis=1)
 
 
 def selection_score(metrics: dict[str, float]) -> float:

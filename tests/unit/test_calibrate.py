@@ -72,14 +72,22 @@ def test_a_rare_class_that_would_escape_gets_its_own_threshold():
     assert per_class_thresholds(scores[:23], labels[:23], reject=0.5, escape_rate=0.0) == {}  # too few fray images
 
 
-def test_mask_weight_is_chosen_by_how_well_it_separates():
+def _probs(p_defect: np.ndarray, good: int) -> np.ndarray:
+    """``(n, 2)`` class probabilities with ``1 - p_defect`` in column ``good``."""
+    out = np.empty((len(p_defect), 2))
+    out[:, good], out[:, 1 - good] = 1 - p_defect, p_defect
+    return out
+
+
+@pytest.mark.parametrize("good", [0, 1])  # found by name: good need not come first
+def test_mask_weight_is_chosen_by_how_well_it_separates(good):
     from inspector.evaluation.calibrate import choose_mask_weight
 
     is_defect = np.array([False] * 4 + [True] * 4)
     p_defect = np.array([0.1, 0.2, 0.6, 0.3, 0.5, 0.9, 0.4, 0.8])  # the classifier mixes two pairs up
     peaks = np.array([0.1, 0.1, 0.1, 0.2, 0.9, 0.9, 0.9, 0.9])  # the mask separates cleanly
-    weight, by_weight = choose_mask_weight(p_defect, peaks, is_defect)
+    weight, by_weight = choose_mask_weight(_probs(p_defect, good), good, peaks, is_defect)
     assert by_weight["0"] < 1.0 and by_weight["0.25"] == by_weight["0.5"] == 1.0
     assert weight == 0.25  # the smallest blend that separates as well as any
-    weight, _ = choose_mask_weight(peaks, peaks, is_defect)  # every blend separates: the smallest weight wins
-    assert weight == 0.0
+    weight, _ = choose_mask_weight(_probs(peaks, good), good, peaks, is_defect)  # every blend separates
+    assert weight == 0.0  # the smallest weight wins

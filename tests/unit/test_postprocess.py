@@ -189,3 +189,14 @@ def test_defect_score_blends_the_mask_peak_by_its_weight():
     assert decide(probs, ("good", "crack"), Thresholds(), mask_peak=0.9).verdict == "ACCEPT"  # default: classifier
     with pytest.raises(ValueError, match="mask_weight"):
         Thresholds(mask_weight=1.5)
+
+
+def test_defect_scores_of_a_batch_are_each_part_s_score() -> None:
+    from inspector.postprocess import defect_score, defect_scores
+
+    probs = np.array([[0.1, 0.2, 0.7], [0.5, 0.1, 0.4], [0.05, 0.9, 0.05]])  # good is the last column here
+    peaks = np.array([0.9, 0.0, 1.0])
+    batch = defect_scores(probs, 2, peaks, 0.25)
+    assert batch.tolist() == [defect_score(p, 2, m, 0.25) for p, m in zip(probs, peaks)]
+    assert batch == pytest.approx([0.75 * 0.3 + 0.25 * 0.9, 0.75 * 0.6, 0.75 * 0.95 + 0.25])
+    assert defect_scores(probs, 2, None, 0.25) == pytest.approx([0.3, 0.6, 0.95])  # the classifier alone
