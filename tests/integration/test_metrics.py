@@ -1,16 +1,17 @@
-"""After known requests, the scraped /metrics shows the right counts, labels and bucket totals."""
+"""After known requests, the scraped /metrics shows the right counts and labels, and histograms whose buckets hold the
+values the answers report."""
 
 import urllib.request
 
 import cv2
 import grpc
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from inspector.config import ServeConfig
-from inspector.metrics import Metrics
+from inspector.metrics import AREA_BUCKETS, LATENCY_BUCKETS, RATIO_BUCKETS, STAGES, Metrics
 from inspector.service.server import start_server
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -28,29 +29,49 @@ def scrape(running) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=10).read().decode()
 
 
+DEFECTS = ("crack", "scratch", "spot")
+# thresholds that give every frame one verdict, whatever the tiny model's scores (the anomaly head off: a part the
+# classifier accepts stays accepted)
+ALWAYS = {"REJECT": pb.Thresholds(reject=0.0, review=0.0, per_class={c: 0.0 for c in DEFECTS}),
+          "REVIEW": pb.Thresholds(reject=1.0, review=0.0, per_class={c: 1.0 for c in DEFECTS}),
+          "ACCEPT": pb.Thresholds(reject=1.0, review=1.0, per_class={c: 1.0 for c in DEFECTS}, anomaly=1e6)}
+
+
 @pytest.fixture(scope="module")
 def scraped(tiny_bundle, demo_data):
+    """Three unary frames, each under thresholds that force another verdict, an empty one, and a stream of two good
+    frames around a bad one; the scrape, the answers and the drift windows after them."""
     cfg = ServeConfig(host="127.0.0.1", grpc_port=0, device="cpu", metrics_host="127.0.0.1", metrics_port=0,
                       watch_seconds=0.0, grace_seconds=1.0, cameras=("cam-1",))
     running = start_server(cfg, bundle=tiny_bundle)
     assert running.loaded.wait(60)
-    png = cv2.imencode(".png", cv2.imread(str(demo_data / "images" / "spot" / "spot_0000.png")))[1].tobytes()
-    stub = pb_grpc.InspectorStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+
+    def png(name: str) -> bytes:
+        path = next((demo_data / "images").rglob(f"{name}.png"))
+        return cv2.imencode(".png", cv2.imread(str(path)))[1].tobytes()
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub, admin = pb_grpc.InspectorStub(channel), pb_grpc.AdminStub(channel)
     answers = []
     try:
-        for i in range(3):
-            answers.append(stub.Inspect(pb.InspectRequest(data=png, encoding=pb.PNG, frame_id=f"u{i}",
-                                                          camera_id="cam-1"), timeout=30))
+        for i, (verdict, image) in enumerate(zip(ALWAYS, ("spot_0000", "crack_0000", "good_0000"))):
+            admin.SetThresholds(pb.SetThresholdsRequest(thresholds=ALWAYS[verdict]), timeout=30)
+            answer = stub.Inspect(pb.InspectRequest(data=png(image), encoding=pb.PNG, frame_id=f"u{i}",
+                                                    camera_id="cam-1"), timeout=30)
+            assert pb.Verdict.Name(answer.verdict) == verdict, answer
+            answers.append(answer)
         with pytest.raises(grpc.RpcError):
             stub.Inspect(pb.InspectRequest(data=b"", encoding=pb.PNG, frame_id="empty"), timeout=30)
-        stream = [pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s0", camera_id="cam-9"),
+        admin.SetThresholds(pb.SetThresholdsRequest(thresholds=ALWAYS["REVIEW"]), timeout=30)
+        stream = [pb.InspectRequest(data=png("scratch_0000"), encoding=pb.PNG, frame_id="s0", camera_id="cam-9"),
                   pb.InspectRequest(data=b"garbage", encoding=pb.JPEG, frame_id="s1"),
-                  pb.InspectRequest(data=png, encoding=pb.PNG, frame_id="s2", camera_id="cam-1")]
+                  pb.InspectRequest(data=png("spot_0001"), encoding=pb.PNG, frame_id="s2", camera_id="cam-1")]
         answers += list(stub.InspectStream(iter(stream), timeout=30))
         assert len(answers) == 6
         text = scrape(running)
         windows = {k: len(v) for k, v in running.models.drift._values.items()}
     finally:
+        channel.close()
         running.stop(grace=1)
     samples = parse(text)
     samples[("drift windows", ())] = windows
@@ -67,14 +88,46 @@ def total(samples, name, **labels):
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
+def nonzero(samples, name: str) -> dict[tuple, float]:
+    """The samples of ``name`` above 0, by their sorted labels."""
+    return {ls: v for (n, ls), v in samples.items() if n == name and v}
+
+
+def label_values(samples, name: str, label: str) -> set[str]:
+    return {dict(ls)[label] for (n, ls), v in samples.items() if n == name and v}
+
+
+def assert_buckets(samples, name: str, buckets, observed: list[float], rel: float = 1e-5, **labels) -> None:
+    """Each cumulative bucket of histogram ``name`` counts the ``observed`` values at or under its bound (within
+    ``rel``: the answers carry them as float32), and ``_sum`` adds them up."""
+    for bound in buckets:
+        got = value(samples, f"{name}_bucket", le=floatToGoString(bound), **labels)
+        at_most = sum(v <= bound * (1 + rel) for v in observed)
+        at_least = sum(v <= bound * (1 - rel) for v in observed)
+        assert at_least <= got <= at_most, (name, labels, bound, got, sorted(observed))
+    assert value(samples, f"{name}_bucket", le="+Inf", **labels) == len(observed)
+    assert value(samples, f"{name}_count", **labels) == len(observed)
+    assert value(samples, f"{name}_sum", **labels) == pytest.approx(sum(observed), rel=rel * 10, abs=1e-7)
+
+
 def test_frames_by_verdict_and_bounded_camera_labels(scraped):
+    answers = scraped[("answers", ())]
+    assert {pb.Verdict.Name(a.verdict) for a in answers} == {"ACCEPT", "REVIEW", "REJECT"}
     assert total(scraped, "inspector_frames_total") == 5
     assert total(scraped, "inspector_frames_total", camera="cam-1") == 4
     assert total(scraped, "inspector_frames_total", camera="other") == 1  # cam-9 is not configured
     assert not any(dict(ls).get("camera") == "cam-9" for _, ls in scraped)
-    rejected = total(scraped, "inspector_frames_total", verdict="REJECT") + total(
-        scraped, "inspector_frames_total", verdict="REVIEW")
-    assert total(scraped, "inspector_defects_total") == rejected
+    frames, defects = {}, {}
+    for a in answers:
+        verdict, camera = pb.Verdict.Name(a.verdict), a.camera_id if a.camera_id == "cam-1" else "other"
+        frames[verdict, camera] = frames.get((verdict, camera), 0) + 1
+        if verdict != "ACCEPT":
+            key = (a.defect_class, verdict, camera)
+            defects[key] = defects.get(key, 0) + 1
+    assert nonzero(scraped, "inspector_frames_total") == {
+        (("camera", c), ("verdict", v)): n for (v, c), n in frames.items()}
+    assert nonzero(scraped, "inspector_defects_total") == {
+        (("camera", c), ("defect_class", d), ("verdict", v)): n for (d, v, c), n in defects.items()}
 
 
 def test_invalid_frames_and_request_status(scraped):
@@ -84,17 +137,32 @@ def test_invalid_frames_and_request_status(scraped):
     assert value(scraped, "inspector_requests_total", method="Inspect", code="OK") == 3
     assert value(scraped, "inspector_requests_total", method="Inspect", code="INVALID_ARGUMENT") == 1
     assert value(scraped, "inspector_requests_total", method="InspectStream", code="OK") == 1
+    assert value(scraped, "inspector_requests_total", method="SetThresholds", code="OK") == 4
     assert value(scraped, "inspector_request_seconds_count", method="Inspect") == 4
 
 
-def test_stage_histograms_batch_sizes_and_gauges(scraped):
-    for stage in ("decode", "preprocess", "queue", "infer", "postprocess"):
-        count = value(scraped, "inspector_stage_seconds_count", stage=stage)
-        assert count == 5
-        assert value(scraped, "inspector_stage_seconds_bucket", stage=stage, le="+Inf") == count
-        assert value(scraped, "inspector_stage_seconds_bucket", stage=stage, le="0.001") <= count
+def test_stage_histograms_hold_the_timings_the_answers_report(scraped):
+    answers = scraped[("answers", ())]
+    assert label_values(scraped, "inspector_stage_seconds_count", "stage") == set(STAGES)
+    for stage in STAGES:  # each answer reports its stages in ms; the histograms observe them in seconds
+        seconds = [getattr(a.timings, f"{stage}_ms") / 1000.0 for a in answers]
+        assert_buckets(scraped, "inspector_stage_seconds", LATENCY_BUCKETS, seconds, stage=stage)
+
+
+def test_score_histograms_hold_the_scores_the_answers_report(scraped):
+    answers = scraped[("answers", ())]
+    assert_buckets(scraped, "inspector_defect_score_ratio", RATIO_BUCKETS, [a.defect_score for a in answers])
+    rejected_or_reviewed = [a for a in answers if a.verdict != pb.ACCEPT]
+    areas = [sum(r.area_fraction for r in a.regions) for a in rejected_or_reviewed]
+    assert_buckets(scraped, "inspector_defect_area_ratio", AREA_BUCKETS, areas, rel=1e-4)
+
+
+def test_batch_sizes_and_gauges(scraped):
     assert value(scraped, "inspector_batch_size_frames_sum") == 5  # warm-up passes are not counted
-    assert value(scraped, "inspector_defect_score_ratio_count") == 5
+    passes = value(scraped, "inspector_batch_size_frames_count")
+    assert passes in (4, 5)  # the unary frames one by one, the stream's two in one pass or in two
+    assert value(scraped, "inspector_batch_size_frames_bucket", le="1.0") == 2 * passes - 5  # passes of one frame
+    assert value(scraped, "inspector_batch_size_frames_bucket", le="2.0") == passes
     assert value(scraped, "inspector_in_flight_frames") == 0 and value(scraped, "inspector_queue_depth_frames") == 0
 
 
