@@ -1,4 +1,4 @@
-"""``inspector client``: streams frames to a service and yields one JSON-ready dict per frame."""
+"""``inspector client``: streams frames to a service and yields one JSON line (a dict) per frame."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import cv2
 import grpc
 import numpy as np
 
-from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for, response_dict
-from inspector.v1 import inspector_pb2 as pb
+from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for
 from inspector.errors import ServiceError
+from inspector.frame_line import STAGES, error_line, frame_line
+from inspector.healthcheck import describe_rpc_error
 from inspector.overlay import overlay_mask
+from inspector.v1 import inspector_pb2 as pb
 
 
 def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str | None = None,
@@ -34,7 +36,7 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
 
     with InspectorClient(target, **(connection or {})) as client:
         for response in _answers(client.stream(requests(), timeout=timeout), target):
-            line = response_dict(response)
+            line = response_line(response)
             mask = decode_mask(response)
             data = frames.pop(response.frame_id, None)
             if overlays and mask is not None and data is not None:
@@ -48,12 +50,22 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
         raise failed[0]
 
 
+def response_line(response: pb.InspectResponse) -> dict:
+    """The JSON line of a response (:mod:`inspector.frame_line`: the same as ``inspector predict`` prints)."""
+    if response.HasField("error"):
+        return error_line(response.frame_id, response.camera_id, response.error.reason, response.error.message)
+    return frame_line(response.frame_id, response.camera_id, verdict=pb.Verdict.Name(response.verdict),
+                      label=response.label, defect_class=response.defect_class, defect_score=response.defect_score,
+                      class_scores=response.class_scores, regions=response.regions,
+                      model_version=response.model_version,
+                      timings_ms={s: getattr(response.timings, f"{s}_ms") for s in STAGES},
+                      anomaly_score=response.anomaly_score if response.HasField("anomaly_score") else None,
+                      by_anomaly=response.by_anomaly)
+
+
 def _answers(responses: Iterator[pb.InspectResponse], target: str) -> Iterator[pb.InspectResponse]:
     """The stream's responses; a failed call (no service, refused, deadline) ends as a one-line ServiceError."""
     try:
         yield from responses
     except grpc.RpcError as err:
-        code = err.code() if hasattr(err, "code") else None
-        name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
-        details = err.details() if hasattr(err, "details") else str(err)
-        raise ServiceError(f"{target}: {name}: {details}") from err
+        raise ServiceError(f"{target}: {describe_rpc_error(err)}") from err

@@ -33,6 +33,14 @@ def _channel(target: str, tls: TLSFiles | None) -> grpc.Channel:
     return grpc.secure_channel(target, grpc.ssl_channel_credentials(read(tls.ca), read(tls.key), read(tls.cert)))
 
 
+def describe_rpc_error(err: grpc.RpcError) -> str:
+    """``CODE: details`` of a failed call, in one line."""
+    code = err.code() if hasattr(err, "code") else None
+    name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+    details = err.details() if hasattr(err, "details") else str(err)
+    return f"{name}: {details}"
+
+
 def check(target: str = DEFAULT_TARGET, service: str = "", timeout: float = DEFAULT_TIMEOUT_S,
           tls: TLSFiles | None = None) -> tuple[bool, str]:
     """One health check.
@@ -45,10 +53,7 @@ def check(target: str = DEFAULT_TARGET, service: str = "", timeout: float = DEFA
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as err:
-            code = err.code() if hasattr(err, "code") else None
-            name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
-            details = err.details() if hasattr(err, "details") else str(err)
-            return False, f"{target}: {name}: {details}"
+            return False, f"{target}: {describe_rpc_error(err)}"
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     return response.status == health_pb2.HealthCheckResponse.SERVING, f"{target}: {status}"
 

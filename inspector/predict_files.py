@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import time
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 
 from inspector.errors import MissingPathError
+from inspector.frame_line import error_line, frame_line
 from inspector.overlay import overlay_mask
 from inspector.predictor import Prediction, Predictor
 from inspector.preprocess import EXTENSIONS, FrameError, read_image
@@ -27,37 +28,35 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def prediction_dict(pred: Prediction) -> dict:
-    """A prediction without its mask, as plain JSON types."""
-    return {
-        "verdict": pred.verdict,
-        "label": pred.label,
-        "defect_class": pred.defect_class,
-        "defect_score": round(pred.defect_score, 6),
-        "class_scores": {k: round(v, 6) for k, v in pred.class_scores.items()},
-        "regions": [dataclasses.asdict(r) for r in pred.regions],
-        "model_version": pred.model_version,
-    } | ({} if pred.anomaly_score is None else {"anomaly_score": round(pred.anomaly_score, 6),
-                                                  "by_anomaly": pred.by_anomaly})
+def prediction_line(frame_id: str, pred: Prediction, decode_s: float = 0.0) -> dict:
+    """The JSON line of a prediction (:mod:`inspector.frame_line`: the same as ``inspector client`` prints)."""
+    seconds = {"decode": decode_s, **pred.timings}  # predict has no queue: frames are passed one by one
+    seconds.setdefault("total", sum(seconds.values()))
+    return frame_line(frame_id, "", verdict=pred.verdict, label=pred.label, defect_class=pred.defect_class,
+                      defect_score=pred.defect_score, class_scores=pred.class_scores, regions=pred.regions,
+                      model_version=pred.model_version, timings_ms={k: v * 1000.0 for k, v in seconds.items()},
+                      anomaly_score=pred.anomaly_score, by_anomaly=pred.by_anomaly)
 
 
 def predict_paths(
     model: str | Path, paths: list[str], device: str = "auto", overlays: str | None = None,
     options: dict | None = None,
 ) -> Iterator[dict]:
-    """Yields one dict per image; an unreadable image yields an ``error`` entry and the rest go on.
+    """Yields one JSON-ready dict per image; an undecodable image yields an ``error`` line and the rest go on.
 
     ``options``: Predictor options (``tile``, ``tile_overlap``, ``roi``).
     """
     predictor = Predictor.from_bundle(model, device, **(options or {}))
     for path in expand_paths(paths):
+        start = time.perf_counter()
         try:
             image = read_image(path)
         except FrameError as err:
-            yield {"path": str(path), "error": str(err)}
+            yield error_line(str(path), "", err.reason, str(err))
             continue
+        decode_s = time.perf_counter() - start
         pred = predictor.predict([image])[0]
-        line = {"path": str(path), **prediction_dict(pred)}
+        line = prediction_line(str(path), pred, decode_s)
         if overlays:
             out = Path(overlays) / f"{path.stem}_overlay.png"
             out.parent.mkdir(parents=True, exist_ok=True)

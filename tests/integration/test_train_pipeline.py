@@ -74,7 +74,7 @@ def test_cli_predict_prints_json_lines_and_overlays(tiny_bundle, demo_data, tmp_
     assert len(lines) == 8
     assert all(line["verdict"] in {"ACCEPT", "REVIEW", "REJECT"} for line in lines)
     assert all(line["anomaly_score"] >= 0 and isinstance(line["by_anomaly"], bool) for line in lines)
-    assert all((tmp_path / f"{line['path'].rsplit('/', 1)[1][:-4]}_overlay.png").is_file() for line in lines)
+    assert all((tmp_path / f"{line['frame_id'].rsplit('/', 1)[1][:-4]}_overlay.png").is_file() for line in lines)
 
 
 def test_cli_reports_user_errors_without_a_traceback(tiny_bundle, tmp_path, capsys):
@@ -83,7 +83,7 @@ def test_cli_reports_user_errors_without_a_traceback(tiny_bundle, tmp_path, caps
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg at all")
     assert main(["predict", "--model", str(tiny_bundle), str(bad)]) == 0
-    assert "does not start like a JPEG" in json.loads(capsys.readouterr().out)["error"]
+    assert "does not start like a JPEG" in json.loads(capsys.readouterr().out)["error"]["message"]
 
 
 def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):
