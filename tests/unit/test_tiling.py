@@ -77,13 +77,41 @@ def test_a_small_defect_found_in_a_tile_is_missed_by_plain_resizing(predictor_fa
     assert (region.x, region.y) == (700, 500) and (region.width, region.height) == (5, 5)
 
 
+ROI = Window(100, 50, 150, 120)
+
+
+def outside(mask: np.ndarray, roi: Window = ROI) -> np.ndarray:
+    """The mask with the region of interest cut out (zeroed)."""
+    rest = mask.copy()
+    rest[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w] = 0
+    return rest
+
+
 def test_roi_ignores_what_lies_outside(predictor_factory):
     frame = np.full((200, 300), 200, np.uint8)
     frame[20:40, 20:40] = 0  # a dark mark outside the region of interest
-    [pred] = predictor_factory(roi=Window(100, 50, 150, 120)).predict([frame])
-    assert pred.verdict == "ACCEPT" and pred.mask.shape == (200, 300) and pred.mask.max() < 0.5
+    frame[100:120, 150:170] = 0  # and one inside it
     [whole] = predictor_factory().predict([frame])
-    assert whole.verdict == "REJECT"
+    assert whole.verdict == "REJECT" and outside(whole.mask).max() > 0.5  # without the ROI both marks show
+    assert len(whole.regions) == 2
+    [pred] = predictor_factory(roi=ROI).predict([frame])
+    assert pred.verdict == "REJECT" and pred.mask.shape == (200, 300)
+    assert not outside(pred.mask).any()
+    assert pred.mask[104:116, 154:166].min() > 0.5  # the mark inside, where it lies in the frame
+    [region] = pred.regions  # within a model pixel (150 px of ROI seen as 64) of the mark
+    assert np.allclose((region.x, region.y, region.width, region.height), (150, 100, 20, 20), atol=3)
+
+
+def test_roi_mask_that_fires_everywhere_stays_inside_the_roi(predictor_factory):
+    frame = np.zeros((200, 300), np.uint8)  # all dark: the stand-in network marks every pixel it sees
+    [whole] = predictor_factory().predict([frame])
+    assert whole.verdict == "REJECT" and whole.mask.min() > 0.5
+    [pred] = predictor_factory(roi=ROI).predict([frame])
+    assert pred.verdict == "REJECT"
+    assert not outside(pred.mask).any()
+    assert pred.mask[ROI.y : ROI.y + ROI.h, ROI.x : ROI.x + ROI.w].min() > 0.5
+    [region] = pred.regions
+    assert (region.x, region.y, region.width, region.height) == (ROI.x, ROI.y, ROI.w, ROI.h)
 
 
 def test_tta_averages_the_flipped_view(predictor_factory):
