@@ -1,9 +1,11 @@
 """``inspector export``: the bundle's network as TorchScript or ONNX, checked against the bundle on golden frames.
 
-Exports sit in ``<bundle>/export/``: ``model.torchscript.pt`` and/or ``model.onnx``, and ``export.json`` with the
-bundle's preprocessing, classes and thresholds (they travel with the file) and, per format, the file's sha256 and
-the parity figures. An export that does not reproduce the bundle's class and mask probabilities within
-:data:`TOLERANCE` is not written.
+Exports sit in ``<bundle>/export/``: ``model.torchscript.pt`` and/or ``model.onnx`` with its weights in
+``model.onnx.data``, and ``export.json`` with the bundle's preprocessing, classes and thresholds (they travel with the
+files) and, per format, the sha256 of each of its files and the parity figures; ``export/`` holds nothing else, so
+copying ``export/*`` copies a whole, checked export. Parity runs both networks through the serving predictor on
+golden frames: an export that does not reproduce the bundle's class and mask probabilities and anomaly maps within
+:data:`TOLERANCE` is not written, and :func:`check_export` refuses a recorded one that no longer does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -22,9 +26,10 @@ from inspector.bundle import Bundle, load_bundle
 from inspector.data.demo import DEMO_CLASSES, make_part
 from inspector.predictor import Predictor
 
-TOLERANCE = 1e-4  # max abs difference of class and mask probabilities, fp32 on the CPU
+TOLERANCE = 1e-4  # max abs difference of class and mask probabilities and anomaly maps, fp32 on the CPU
 EXPORT_DIR, EXPORT_META = "export", "export.json"
-FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}  # the graph; ONNX weights: model.onnx.data
+STAGING = ".tmp-"  # prefix of the hidden folder an export is written and checked in before it is moved into place
 MAX_BATCH = 64  # largest batch an ONNX export accepts
 
 
@@ -110,41 +115,93 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         return {}
 
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _reference(bundle: Bundle) -> Predictor:
+    """The bundle's own network through the predictor, fp32 on the CPU: what an export must reproduce."""
+    return Predictor(bundle, "cpu", fp16=False)
+
+
+def _checked_parity(reference: Predictor, exported: Predictor, fmt: str, outcome: str) -> dict[str, Any]:
+    """The parity figures on the golden frames; ExportError (ending in ``outcome``) when over :data:`TOLERANCE`
+    or not a number (an export that answers NaN must not pass)."""
+    frames = golden_frames()
+    error = parity(reference, exported, frames)
+    if not error <= TOLERANCE:
+        raise ExportError(f"{fmt} export differs from the bundle by {error:.2e} (> {TOLERANCE:.0e}); {outcome}")
+    return {"golden_frames": len(frames), "max_abs_error": error, "tolerance": TOLERANCE}
+
+
 def export_model(model_path: str | Path, fmt: str) -> tuple[Path, dict[str, Any]]:
-    """Exports the bundle's network, checks parity on golden frames, records it; returns the file and its entry."""
+    """Exports the bundle's network, checks parity on golden frames, records it; returns the file and its entry.
+
+    The export is written under its final names (``model.onnx`` names its weights ``model.onnx.data``) in a hidden
+    staging folder, checked there, then moved into ``export/``; the entry lists the sha256 of every file.
+    """
     if fmt not in FILES:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FILES)}")
     bundle = load_bundle(model_path)
-    reference, frames = Predictor(bundle, "cpu", fp16=False), golden_frames()
-    example = torch.from_numpy(reference.prepare(frames[:1]).batch)  # (1, 3, H, W)
-    folder = bundle.path / EXPORT_DIR
+    reference, folder = _reference(bundle), bundle.path / EXPORT_DIR
     folder.mkdir(exist_ok=True)
-    final, tmp = folder / FILES[fmt], folder / f".{FILES[fmt]}.tmp"
-    (_write_onnx if fmt == "onnx" else _write_torchscript)(bundle.build_model("cpu"), example, tmp)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=folder))
     try:
-        exported = Predictor(bundle, "cpu", fp16=False, network=_load_file(tmp, fmt, torch.device("cpu")))
-        error = parity(reference, exported, frames)
-        if error > TOLERANCE:
-            raise ExportError(f"{fmt} export differs from the bundle by {error:.2e} (> {TOLERANCE:.0e}); not written")
-        entry = {"file": FILES[fmt], "sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
-                 "parity": {"golden_frames": len(frames), "max_abs_error": error, "tolerance": TOLERANCE}}
-        os.replace(tmp, final)
+        example = torch.from_numpy(reference.prepare(golden_frames(1)).batch)  # (1, 3, H, W)
+        (_write_onnx if fmt == "onnx" else _write_torchscript)(bundle.build_model("cpu"), example, staging / FILES[fmt])
+        exported = Predictor(bundle, "cpu", fp16=False, network=_load_file(staging / FILES[fmt], fmt, torch.device("cpu")))
+        entry = {"file": FILES[fmt], "files": {p.name: _sha256(p) for p in sorted(staging.iterdir())},
+                 "parity": _checked_parity(reference, exported, fmt, "not written")}
+        for name in sorted(entry["files"], key=lambda n: n == FILES[fmt]):  # the graph last: it names the others
+            os.replace(staging / name, folder / name)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    _record(folder, bundle, fmt, entry)
+    return folder / FILES[fmt], entry
+
+
+def _record(folder: Path, bundle: Bundle, fmt: str, entry: dict[str, Any]) -> None:
+    """Writes ``fmt``'s entry into export.json (atomically), then removes the files no entry lists (the hidden
+    ``.model.onnx.tmp.data`` of exports written before every file was listed), so ``export/`` holds only what
+    export.json checks."""
     meta = _read_meta(folder) | {"bundle": f"{bundle.name}/{bundle.version}", "classes": list(bundle.classes),
                                  "preprocess": bundle.meta["preprocess"], "thresholds": bundle.meta["thresholds"]}
     meta.setdefault("formats", {})[fmt] = entry
     (folder / f".{EXPORT_META}.tmp").write_text(json.dumps(meta, indent=2))
     os.replace(folder / f".{EXPORT_META}.tmp", folder / EXPORT_META)
-    return final, entry
+    if all("files" in e for e in meta["formats"].values()):  # an older entry may rely on a file it does not list
+        listed = {EXPORT_META} | {name for e in meta["formats"].values() for name in e["files"]}
+        for path in folder.iterdir():
+            if path.is_file() and path.name not in listed:
+                path.unlink(missing_ok=True)
+
+
+def check_export(model_path: str | Path, fmt: str) -> dict[str, Any]:
+    """Runs the parity check again on a recorded export, after its checksums, and returns its figures.
+
+    The checksums say the files are the ones recorded, not that they reproduce the bundle: weights replaced and
+    their checksums re-recorded (by hand, or by a tool that does not check) pass them, and are caught here.
+
+    Raises:
+        ExportError: A file differs from its checksum, or the export does not reproduce the bundle.
+        FileNotFoundError: The bundle has no export in ``fmt``.
+    """
+    bundle = load_bundle(model_path)
+    return _checked_parity(_reference(bundle), Predictor(bundle, "cpu", fp16=False, backend=fmt), fmt, "refused")
 
 
 def load_export(bundle: Bundle, fmt: str, device: torch.device) -> Callable:
-    """The bundle's export in ``fmt``, checksum verified, callable like the network."""
+    """The bundle's export in ``fmt``, every file's checksum verified, callable like the network."""
     folder = bundle.path / EXPORT_DIR
     entry = _read_meta(folder).get("formats", {}).get(fmt)
     if entry is None or not (folder / entry["file"]).is_file():
         raise FileNotFoundError(f"{bundle.path} has no {fmt} export; run `inspector export --format {fmt}`")
-    if hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest() != entry["sha256"]:
-        raise ExportError(f"{folder / entry['file']}: checksum mismatch; the file was modified")
+    files = entry.get("files") or {entry["file"]: entry["sha256"]}  # written before every file was listed
+    for name, digest in files.items():
+        if not (folder / name).is_file():
+            raise ExportError(f"{folder / name} is missing; copy the whole export folder, or run `inspector export "
+                              f"--format {fmt}` again")
+        if _sha256(folder / name) != digest:
+            raise ExportError(f"{folder / name}: checksum mismatch; the file was modified")
     return _load_file(folder / entry["file"], fmt, device)

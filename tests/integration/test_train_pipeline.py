@@ -159,20 +159,104 @@ def test_export_matches_the_bundle_and_runs(tiny_bundle, demo_data, capsys, fmt)
         assert np.abs(a.mask - b.mask).max() < 1e-4
 
 
-def test_tampered_export_is_refused(tiny_bundle, tmp_path):
+@pytest.fixture()
+def bundle_copy(tiny_bundle, tmp_path) -> Path:
+    """The tiny bundle copied without its exports: a test may export and tamper without touching the shared one."""
+    import shutil
+
+    return shutil.copytree(tiny_bundle, tmp_path / "b", ignore=shutil.ignore_patterns("export"))
+
+
+def _rerecord(bundle: Path, fmt: str) -> None:
+    """Records the current sha256 of each file of the ``fmt`` export, as a careless hand or tool would."""
+    import hashlib
+
+    meta_path = bundle / "export" / "export.json"
+    meta = json.loads(meta_path.read_text())
+    files = meta["formats"][fmt]["files"]
+    for name in files:
+        files[name] = hashlib.sha256((bundle / "export" / name).read_bytes()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("legacy", [False, True])  # legacy: export.json as written before it listed every file
+def test_tampered_export_is_refused(bundle_copy, legacy):
+    from inspector.export import ExportError, export_model
+
+    _, entry = export_model(bundle_copy, "torchscript")
+    if legacy:
+        meta_path = bundle_copy / "export" / "export.json"
+        meta = json.loads(meta_path.read_text())
+        meta["formats"]["torchscript"] = {"file": entry["file"], "sha256": entry["files"][entry["file"]]}
+        meta_path.write_text(json.dumps(meta))
+        Predictor.from_bundle(bundle_copy, device="cpu", backend="torchscript")  # still loads
+    path = bundle_copy / "export" / "model.torchscript.pt"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ExportError, match="checksum"):
+        Predictor.from_bundle(bundle_copy, device="cpu", backend="torchscript")
+    with pytest.raises(FileNotFoundError, match="no onnx export"):
+        Predictor.from_bundle(bundle_copy, device="cpu", backend="onnx")
+
+
+def test_onnx_weights_are_named_after_the_graph_and_checked(bundle_copy, demo_data, tmp_path):
     import shutil
 
     from inspector.export import ExportError, export_model
 
-    copy = tmp_path / "b"
-    shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("export"))
-    export_model(copy, "torchscript")
-    path = copy / "export" / "model.torchscript.pt"
-    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ExportError, match="checksum"):
-        Predictor.from_bundle(copy, device="cpu", backend="torchscript")
-    with pytest.raises(FileNotFoundError, match="no onnx export"):
-        Predictor.from_bundle(copy, device="cpu", backend="onnx")
+    export_model(bundle_copy, "onnx")
+    folder = bundle_copy / "export"
+    assert sorted(p.name for p in folder.iterdir()) == ["export.json", "model.onnx", "model.onnx.data"]
+    entry = json.loads((folder / "export.json").read_text())["formats"]["onnx"]
+    assert sorted(entry["files"]) == ["model.onnx", "model.onnx.data"]
+    other = shutil.copytree(bundle_copy, tmp_path / "other", ignore=shutil.ignore_patterns("export"))
+    (other / "export").mkdir()
+    for path in folder.glob("*"):  # cp export/* other/export/: hidden files would be left behind
+        shutil.copy(path, other / "export")
+    image = read_image(demo_data / "images" / "crack" / "crack_0000.png")
+    copied = Predictor.from_bundle(other, device="cpu", backend="onnx").predict([image])[0]
+    assert copied.defect_score == pytest.approx(Predictor.from_bundle(other, device="cpu").predict([image])[0].defect_score, abs=1e-4)
+    data = other / "export" / "model.onnx.data"
+    data.write_bytes(data.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ExportError, match="model.onnx.data: checksum mismatch"):
+        Predictor.from_bundle(other, device="cpu", backend="onnx")
+
+
+def test_export_with_replaced_weights_and_rerecorded_checksums_fails_parity(bundle_copy):
+    import onnx
+    from onnx import numpy_helper
+
+    from inspector.export import ExportError, check_export, export_model
+
+    export_model(bundle_copy, "onnx")
+    assert check_export(bundle_copy, "onnx")["max_abs_error"] <= 1e-4  # the untouched export passes
+    graph_path = bundle_copy / "export" / "model.onnx"
+    graph = onnx.load(str(graph_path))
+    [weight] = [t for t in graph.graph.initializer if "classification_head.fc.weight" in t.name]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.5, weight.name))
+    onnx.save(graph, str(graph_path), save_as_external_data=True, location="model.onnx.data")
+    _rerecord(bundle_copy, "onnx")
+    Predictor.from_bundle(bundle_copy, device="cpu", backend="onnx")  # the checksums pass: they were re-recorded
+    with pytest.raises(ExportError, match="onnx export differs from the bundle by .*; refused"):
+        check_export(bundle_copy, "onnx")
+
+
+def test_an_export_that_does_not_reproduce_the_bundle_is_not_written(bundle_copy, monkeypatch):
+    import torch
+
+    from inspector import export
+    from inspector.export import ExportError, export_model
+
+    write = export._write_torchscript
+
+    def write_other_weights(model, example, path):
+        with torch.no_grad():
+            model.classification_head.fc.bias[0] += 1.0  # as if the exporter had traced another network
+        write(model, example, path)
+
+    monkeypatch.setattr(export, "_write_torchscript", write_other_weights)
+    with pytest.raises(ExportError, match="torchscript export differs from the bundle by .*; not written"):
+        export_model(bundle_copy, "torchscript")
+    assert [p.name for p in (bundle_copy / "export").iterdir()] == []  # neither the file nor its staging folder
 
 
 def test_compare_prints_both_models_and_their_disagreements(tiny_bundle, demo_data, capsys):
