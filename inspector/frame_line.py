@@ -11,26 +11,18 @@ Scores are rounded to 6 decimals, timings to 3.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Iterable, Mapping, Union
+
+if TYPE_CHECKING:  # types only: this module imports neither the inference code nor protobuf
+    from inspector.postprocess import Region
+    from inspector.v1.inspector_pb2 import Region as RegionMessage
 
 STAGES = ("decode", "preprocess", "queue", "infer", "postprocess", "total")
-
-
-class RegionLike(Protocol):
-    """A defect region: :class:`inspector.postprocess.Region` or the service's ``inspector.v1.Region``."""
-
-    defect_class: str
-    x: int
-    y: int
-    width: int
-    height: int
-    area_px: int
-    area_fraction: float
-    max_score: float
+AnyRegion = Union["Region", "RegionMessage"]  # a predictor's region or the service's: the same fields
 
 
 def frame_line(frame_id: str, camera_id: str, *, verdict: str, label: str, defect_class: str, defect_score: float,
-               class_scores: Mapping[str, float], regions: Iterable[RegionLike], model_version: str,
+               class_scores: Mapping[str, float], regions: Iterable[AnyRegion], model_version: str,
                timings_ms: Mapping[str, float], anomaly_score: float | None = None, by_anomaly: bool = False) -> dict:
     """The line of an inspected frame, as plain JSON types."""
     line = {
@@ -55,7 +47,7 @@ def error_line(frame_id: str, camera_id: str, reason: str, message: str) -> dict
             "error": {"reason": str(reason), "message": str(message)}}
 
 
-def _region(r: RegionLike) -> dict:
+def _region(r: AnyRegion) -> dict:
     return {"defect_class": str(r.defect_class), "x": int(r.x), "y": int(r.y), "width": int(r.width),
             "height": int(r.height), "area_px": int(r.area_px), "area_fraction": round(float(r.area_fraction), 6),
             "max_score": round(float(r.max_score), 6)}
