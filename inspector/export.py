@@ -24,6 +24,7 @@ import torch
 
 from inspector.bundle import Bundle, load_bundle
 from inspector.data.demo import DEMO_CLASSES, make_part
+from inspector.errors import MissingPathError, UsageError, UserError
 from inspector.predictor import Predictor
 
 TOLERANCE = 1e-4  # max abs difference of class and mask probabilities and anomaly maps, fp32 on the CPU
@@ -33,8 +34,9 @@ STAGING = ".tmp-"  # prefix of the hidden folder an export is written and checke
 MAX_BATCH = 64  # largest batch an ONNX export accepts
 
 
-class ExportError(RuntimeError):
-    """The exported model does not reproduce the bundle, or its file was modified."""
+class ExportError(UserError, RuntimeError):
+    """The exported model does not reproduce the bundle, or one of its files is missing or was modified: export
+    again (or restore the export folder)."""
 
 
 def golden_frames(n: int = 8) -> list[np.ndarray]:
@@ -142,7 +144,7 @@ def export_model(model_path: str | Path, fmt: str) -> tuple[Path, dict[str, Any]
     staging folder, checked there, then moved into ``export/``; the entry lists the sha256 of every file.
     """
     if fmt not in FILES:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FILES)}")
+        raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FILES)}")
     bundle = load_bundle(model_path)
     reference, folder = _reference(bundle), bundle.path / EXPORT_DIR
     folder.mkdir(exist_ok=True)
@@ -196,7 +198,7 @@ def load_export(bundle: Bundle, fmt: str, device: torch.device) -> Callable:
     folder = bundle.path / EXPORT_DIR
     entry = _read_meta(folder).get("formats", {}).get(fmt)
     if entry is None or not (folder / entry["file"]).is_file():
-        raise FileNotFoundError(f"{bundle.path} has no {fmt} export; run `inspector export --format {fmt}`")
+        raise MissingPathError(f"{bundle.path} has no {fmt} export; run `inspector export --format {fmt}`")
     files = entry.get("files") or {entry["file"]: entry["sha256"]}  # written before every file was listed
     for name, digest in files.items():
         if not (folder / name).is_file():

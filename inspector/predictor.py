@@ -18,6 +18,7 @@ import torch
 from inspector.bundle import Bundle, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
 from inspector.devices import resolve_device
+from inspector.errors import UsageError
 from inspector.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
 from inspector.preprocess import Letterbox, mask_to_frame, preprocess
 from inspector.tiling import Window, plan, stitch
@@ -107,7 +108,7 @@ class Predictor:
 
             self.model = load_export(bundle, backend, self.device)
         else:
-            raise ValueError(f"unknown backend {backend!r}; choose eager, torchscript or onnx")
+            raise UsageError(f"unknown backend {backend!r}; choose eager, torchscript or onnx")
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",

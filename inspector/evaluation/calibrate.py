@@ -23,6 +23,7 @@ from inspector.bundle import derive_bundle
 from inspector.config import GOOD_CLASS, Thresholds
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
+from inspector.errors import DataError
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, run_over
 from inspector.postprocess import defect_scores
@@ -74,7 +75,7 @@ def choose_thresholds(
 ) -> tuple[float, float, dict[str, Any]]:
     """Reject and review thresholds and the figures they give on these scores."""
     if not is_defect.any() or is_defect.all():
-        raise ValueError("calibration needs both good and defective images")
+        raise DataError("calibration needs both good and defective images")
     if escape_rate is not None:
         method, reject = f"escape_rate<={escape_rate}", escape_threshold(scores[is_defect], escape_rate)
     elif false_reject_rate is not None:
@@ -138,7 +139,7 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
     """Scores ``samples`` with ``predictor`` and chooses its thresholds; returns them and the figures behind them.
 
     Raises:
-        ValueError: the samples lack good or defective images.
+        DataError: the samples lack good or defective images.
     """
     current = predictor.thresholds
     predictor.thresholds = dataclasses.replace(current, reject=1.0, review=0.0, per_class={})  # keep every mask
@@ -170,7 +171,7 @@ def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate:
     service's monitor compares the defect score it computes with the same score, whatever mask weight was chosen.
 
     Raises:
-        ValueError: the samples lack good or defective images.
+        DataError: the samples lack good or defective images.
     """
     thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress)
     predictor.thresholds = thresholds

@@ -12,6 +12,7 @@ from inspector.config import ANOMALY_CLASS
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
 from inspector.drift import frame_values, reference
+from inspector.errors import DataError
 from inspector.predictor import Prediction, Predictor
 from inspector.preprocess import read_image
 from inspector.progress import progress
@@ -31,7 +32,7 @@ def check_classes(data_classes: tuple[str, ...], model_classes: tuple[str, ...])
     """A model must know every class of the data; an anomaly-only model counts every defect class as its one."""
     unknown = sorted(set(data_classes) - set(model_classes))
     if unknown and ANOMALY_CLASS not in model_classes:
-        raise ValueError(f"data has classes the model does not know: {unknown}; model classes: {list(model_classes)}")
+        raise DataError(f"data has classes the model does not know: {unknown}; model classes: {list(model_classes)}")
 
 
 def class_index(model_classes: tuple[str, ...]) -> Callable[[str], int]:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.dataset import DefectDataset
 from inspector.data.layouts import Sample
+from inspector.errors import DataError
 from inspector.evaluation.runner import run_over
 from inspector.model import DefectNet
 from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
@@ -55,7 +56,7 @@ def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Samp
     scaled anomaly scores of ``reference``.
     """
     if not train_good:
-        raise ValueError("the anomaly head needs good training images; the data has none")
+        raise DataError("the anomaly head needs good training images; the data has none")
     model.eval()
     patches, seen = _good_patches(model, train_good, classes, spec, device, seed, show)
     chosen = patches[greedy_coreset(patches.to(device), bank_size, seed).cpu()]

@@ -21,6 +21,7 @@ from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Threshol
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import mvtec_split, split_record, stratified_split
+from inspector.errors import DataError
 from inspector.evaluation.calibrate import calibrated_changes
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.plots import plot_training_curves
@@ -199,7 +200,7 @@ def _as_served(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[
         if calibrate:
             try:
                 changes = calibrated_changes(predictor, val, show_progress=False)
-            except ValueError as err:
+            except DataError as err:
                 log.warning("thresholds left at their defaults: %s", err)
             else:
                 t = predictor.thresholds

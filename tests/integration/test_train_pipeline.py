@@ -12,6 +12,7 @@ from inspector.cli import main
 from inspector.config import Thresholds
 from inspector.data.demo import make_part
 from inspector.data.layouts import load_dataset
+from inspector.errors import UserError
 from inspector.evaluation.report import collect
 from inspector.predictor import Predictor
 from inspector.preprocess import read_image
@@ -192,10 +193,11 @@ def test_tampered_export_is_refused(bundle_copy, legacy):
         Predictor.from_bundle(bundle_copy, device="cpu", backend="torchscript")  # still loads
     path = bundle_copy / "export" / "model.torchscript.pt"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ExportError, match="checksum"):
+    with pytest.raises(ExportError, match="checksum") as refused:
         Predictor.from_bundle(bundle_copy, device="cpu", backend="torchscript")
-    with pytest.raises(FileNotFoundError, match="no onnx export"):
+    with pytest.raises(FileNotFoundError, match="no onnx export") as missing:
         Predictor.from_bundle(bundle_copy, device="cpu", backend="onnx")
+    assert isinstance(refused.value, UserError) and isinstance(missing.value, UserError)  # one line from the CLI
 
 
 def test_onnx_weights_are_named_after_the_graph_and_checked(bundle_copy, demo_data, tmp_path):
