@@ -99,6 +99,71 @@ def jpeg_claiming(width: int, height: int, before_sof: bytes = b"") -> bytes:
     return patched[:sof] + before_sof + patched[sof:]
 
 
+def jpeg_segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+
+class _BitWriter:
+    """JPEG entropy-coded data: bits most significant first, a 0x00 stuffed after each 0xFF, padded with 1 bits."""
+
+    def __init__(self) -> None:
+        self.out, self.acc, self.n = bytearray(), 0, 0
+
+    def put(self, value: int, length: int) -> None:
+        for i in range(length - 1, -1, -1):
+            self.acc, self.n = self.acc << 1 | (value >> i & 1), self.n + 1
+            if self.n == 8:
+                self.out += b"\xff\0" if self.acc == 0xFF else bytes([self.acc])
+                self.acc, self.n = 0, 0
+
+    def flush(self) -> bytes:
+        if self.n:
+            self.put((1 << (8 - self.n)) - 1, 8 - self.n)
+        return bytes(self.out)
+
+
+def _magnitude(diff: int) -> tuple[int, int]:
+    """(category, extra bits) of a difference as T.81 (F.1.2.1, H.1.2.2) codes it."""
+    size = abs(diff).bit_length()
+    return size, (diff if diff >= 0 else diff - 1) & ((1 << size) - 1)
+
+
+def lossless_jpeg(image: np.ndarray, precision: int) -> bytes:
+    """A lossless JPEG (SOF3, T.81 annex H) of a gray ``image`` of ``precision`` bits (2..16), written by hand:
+    predictor 1 (the left neighbour), every difference category 0..16 coded in 5 bits."""
+    h, w = image.shape
+    dht = jpeg_segment(0xC4, bytes([0x00, 0, 0, 0, 0, 17] + [0] * 11) + bytes(range(17)))  # category k: code k
+    sof = jpeg_segment(0xC3, struct.pack(">BHHB", precision, h, w, 1) + bytes([1, 0x11, 0]))
+    sos = jpeg_segment(0xDA, bytes([1, 1, 0x00, 1, 0, 0]))  # Ss = predictor 1, no point transform
+    bits, x = _BitWriter(), image.astype(np.int64)
+    for r in range(h):
+        for c in range(w):
+            pred = (1 << (precision - 1)) if r == c == 0 else x[r - 1, c] if c == 0 else x[r, c - 1]
+            diff = (int(x[r, c] - pred) + 32767) % 65536 - 32767  # modulo 2^16, in -32767..32768
+            size, extra = (16, 0) if diff == 32768 else _magnitude(diff)
+            bits.put(size, 5)
+            bits.put(extra, size if size < 16 else 0)
+    return b"\xff\xd8" + dht + sof + sos + bits.flush() + b"\xff\xd9"
+
+
+def flat_jpeg(value: int, h: int, w: int, precision: int) -> bytes:
+    """An extended sequential JPEG (SOF1, DCT) of ``precision`` bits (8 or 12) whose every pixel is ``value``,
+    written by hand: each 8x8 block is its DC coefficient (quantised by 1) and an end of block."""
+    size, extra = _magnitude(8 * (value - (1 << (precision - 1))))  # DC of a flat block, level-shifted
+    dqt = jpeg_segment(0xDB, bytes([0x00] + [1] * 64))
+    dht = (jpeg_segment(0xC4, bytes([0x00, 1, 1] + [0] * 14 + [0, size]))  # DC: category 0 "0", size "10"
+           + jpeg_segment(0xC4, bytes([0x10, 1] + [0] * 15 + [0x00])))  # AC: end of block "0"
+    sof = jpeg_segment(0xC1, struct.pack(">BHHB", precision, h, w, 1) + bytes([1, 0x11, 0]))
+    sos = jpeg_segment(0xDA, bytes([1, 1, 0x00, 0, 63, 0]))
+    bits = _BitWriter()
+    bits.put(0b10, 2)
+    bits.put(extra, size)
+    bits.put(0, 1)
+    for _ in range(((h + 7) // 8) * ((w + 7) // 8) - 1):
+        bits.put(0b00, 2)  # DC difference 0, end of block
+    return b"\xff\xd8" + dqt + dht + sof + sos + bits.flush() + b"\xff\xd9"
+
+
 def bmp_claiming(width: int, height: int) -> bytes:
     data = encode(gray(40, 40), ".bmp")
     return data[:18] + struct.pack("<ii", width, height) + data[26:]
@@ -181,6 +246,7 @@ def accepted_frames() -> list[tuple[Frame, np.ndarray]]:
         (Frame("bmp-top-down", top_down, BMP), g),
         (Frame("jpeg-fill-bytes", fill_jpeg[:sof] + b"\xff\xff" + fill_jpeg[sof:], JPEG), plain_jpeg),
         (Frame("jpeg-stray-bytes-before-marker", fill_jpeg[:sof] + b"\0\x17\x2a" + fill_jpeg[sof:], JPEG), plain_jpeg),
+        (Frame("jpeg-lossless", lossless_jpeg(g, 8), JPEG), g),
     ]
 
 
@@ -253,6 +319,10 @@ def bad_frames() -> list[Frame]:
     bad("bomb-bmp-header", bmp_claiming(100000, 100000), BMP, "bad_dimensions", "100000x100000")
     bad("bomb-bmp-top-down", bmp_claiming(100000, -100000), BMP, "bad_dimensions", "100000x100000")
     bad("bomb-bmp-os2-header", core_bmp(g, (65535, 65535)), BMP, "bad_dimensions", "65535x65535")
+    # JPEGs of more than 8 bits: OpenCV's JPEG decoder gives 8-bit images only and refuses them
+    bad("jpeg-12bit-lossless", lossless_jpeg(g.astype(np.uint16) * 16, 12), JPEG, "undecodable", "not a decodable")
+    bad("jpeg-16bit-lossless", lossless_jpeg(g.astype(np.uint16) * 257, 16), JPEG, "undecodable", "not a decodable")
+    bad("jpeg-12bit-dct", flat_jpeg(1000, h, w, 12), JPEG, "undecodable", "not a decodable")
     # a chunk length that lies: OpenCV would allocate the 4 GB it declares before reading it
     bad("memory-bomb-png-chunk-length", png_g[:33] + struct.pack(">I", 0xEE000000) + png_g[37:], PNG, "undecodable",
         "declares 3992977408 bytes")

@@ -27,8 +27,10 @@ from inspector.config import FrameLimits
 from inspector.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
 
 ENCODING_CHOICES = (*ENCODINGS, "ENCODING_UNSPECIFIED", "99")  # indexed by the low 3 bits of byte 0
-REASONS = frozenset({"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable",
-                     "unsupported_format", "size_mismatch", "bad_dimensions"})
+# "unsupported_format" is not among them: no JPEG, PNG or BMP decodes to a pixel type other than 8 or 16 bits
+# (tests/integration/test_malformed.py), so an input refused for it is a finding
+REASONS = frozenset({"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "size_mismatch",
+                     "bad_dimensions"})
 LIMITS = FrameLimits(max_bytes=1 << 20)
 WITH_MAGIC, FIT_HEIGHT = 0x08, 0x10
 HEADER = struct.Struct("<III")

@@ -38,8 +38,10 @@ ACCEPTED = frames.accepted_frames()
 GOOD = frames.good_frames()
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 TIMEOUT = 60.0  # s; a safety net, not a timing assertion
-REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "unsupported_format",
-           "size_mismatch", "bad_dimensions"}
+# every reason decode can give: "unsupported_format" (a pixel type other than 8 or 16 bits) is not one, see
+# test_no_payload_decodes_to_another_pixel_type
+REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "size_mismatch",
+           "bad_dimensions"}
 
 
 class Service:
@@ -103,9 +105,28 @@ def service(tiny_bundle):
 def test_corpus_covers_the_refusals():
     assert len(BAD) >= 40
     assert len({f.name for f in BAD}) == len(BAD)
-    assert {f.reason for f in BAD} == REASONS - {"unsupported_format"}  # not reachable: signatures are checked first
+    assert {f.reason for f in BAD} == REASONS
     assert all(f.keyword for f in BAD)
     assert {f.encoding for f in BAD} >= {0, 1, 2, 3, 4, 5, 6, 99}
+
+
+def imdecode(data: bytes) -> np.ndarray | None:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_no_payload_decodes_to_another_pixel_type():
+    """Why no frame is refused as ``unsupported_format``: the signature check lets only OpenCV's JPEG, PNG and BMP
+    decoders run, and none decodes to a pixel type other than 8 or 16 bits. PNG gives 8 or 16 (1-, 8- and 16-bit PNGs
+    are in the accepted corpus), BMP 8, and JPEG 8 only: the corpus' hand-written encoders make 4- and 8-bit JPEGs
+    that decode exactly, and 12- and 16-bit ones (lossless, and DCT) that do not decode at all."""
+    g = frames.gray()
+    assert np.array_equal(imdecode(frames.lossless_jpeg(g, 8)), g)
+    assert np.array_equal(imdecode(frames.lossless_jpeg(g >> 4, 4)), g >> 4)
+    assert np.array_equal(imdecode(frames.flat_jpeg(100, *g.shape, 8)), np.full(g.shape, 100, np.uint8))
+    deeper = [f for f in BAD if f.name in ("jpeg-12bit-lossless", "jpeg-16bit-lossless", "jpeg-12bit-dct")]
+    assert len(deeper) == 3 and all(imdecode(f.data) is None for f in deeper)
+    compressed = [f for f, _ in ACCEPTED + GOOD if f.encoding in (frames.JPEG, frames.PNG, frames.BMP)]
+    assert {imdecode(f.data).dtype for f in compressed} == {np.dtype(np.uint8), np.dtype(np.uint16)}
 
 
 @pytest.mark.parametrize("frame", BAD, ids=[f.name for f in BAD])
