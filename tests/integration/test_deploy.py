@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from inspector.metrics import LATENCY_BUCKETS, STAGES, Metrics
+from inspector.metrics import LATENCY_BUCKETS, STAGES, STATISTICS, Metrics
 from inspector.postprocess import ACCEPT, REJECT, REVIEW
 from inspector.v1 import inspector_pb2 as pb
 
@@ -22,9 +22,6 @@ PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "inspector.json"
 K8S = DEPLOY / "k8s"
 
-# Planned: the drift gauge another change adds (PSI of frame statistics against the training data).
-PLANNED = {"inspector_drift_psi": {"statistic"}}
-DRIFT_STATISTICS = {"defect_score", "brightness", "contrast", "sharpness"}
 # Labels Prometheus or the Prometheus Operator add to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
 METRIC_NAME = re.compile(r"\binspector_[a-z0-9_]*[a-z0-9]")
@@ -59,8 +56,7 @@ def exported_series() -> dict[str, set[str]]:
 
 
 EXPORTED = exported_series()
-KNOWN = {**EXPORTED, **PLANNED}
-FAMILIES = {re.sub(r"_(total|created|bucket|count|sum)$", "", name) for name in EXPORTED} | set(PLANNED)
+FAMILIES = {re.sub(r"_(total|created|bucket|count|sum)$", "", name) for name in EXPORTED}
 METHODS = {m.name for s in pb.DESCRIPTOR.services_by_name.values() for m in s.methods}
 LATENCY_LE = {floatToGoString(b) for b in LATENCY_BUCKETS} | {"+Inf"}
 # Label values a query may match exactly; a typo here would make a rule or panel silently empty.
@@ -69,7 +65,7 @@ VALUES = {
     "stage": set(STAGES),
     "result": {"success", "failure"},
     "method": METHODS,
-    "statistic": DRIFT_STATISTICS,
+    "statistic": set(STATISTICS),
     "job": {"inspector"},
 }
 
@@ -80,6 +76,7 @@ def test_exported_set_is_what_the_service_declares():
     assert "inspector_frames" not in EXPORTED and "inspector_stage_seconds" not in EXPORTED  # not series names
     assert EXPORTED["inspector_frames_total"] == {"verdict", "camera"}
     assert EXPORTED["inspector_stage_seconds_bucket"] == {"stage", "le"}
+    assert EXPORTED["inspector_drift_psi"] == {"statistic"}
     assert "Inspect" in METHODS and "ActivateVersion" in METHODS
 
 
@@ -87,17 +84,17 @@ def check_promql(expr: str, where: str) -> list[str]:
     """Problems with the metric names, selector labels and grouping labels of one PromQL expression."""
     problems = []
     names = set(METRIC_NAME.findall(expr))
-    problems += [f"{where}: {n} is not a series the service exports" for n in sorted(names - set(KNOWN))]
+    problems += [f"{where}: {n} is not a series the service exports" for n in sorted(names - set(EXPORTED))]
     for name, body in SELECTOR.findall(expr):
         for label, op, value in MATCHER.findall(body):
-            if label not in KNOWN.get(name, set()) | TARGET_LABELS:
+            if label not in EXPORTED.get(name, set()) | TARGET_LABELS:
                 problems.append(f"{where}: {name} has no label {label!r}")
             elif op == "=" and label in VALUES and value not in VALUES[label]:
                 problems.append(f"{where}: {name}{{{label}={value!r}}} matches no value the service sets")
             elif op == "=" and label == "le" and name in ("inspector_request_seconds_bucket",
                                                           "inspector_stage_seconds_bucket") and value not in LATENCY_LE:
                 problems.append(f"{where}: {name} has no bucket le={value!r} (buckets: {sorted(LATENCY_LE)})")
-    allowed = set().union(*(KNOWN.get(n, set()) for n in names)) | TARGET_LABELS
+    allowed = set().union(*(EXPORTED.get(n, set()) for n in names)) | TARGET_LABELS
     for group in GROUPING.findall(expr):
         for label in filter(None, (g.strip() for g in group.split(","))):
             if label not in allowed:
@@ -175,7 +172,7 @@ def test_alert_rules_name_only_exported_metrics():
         problems += check_promql(rule["expr"], f"alert {rule['alert']}")
         for text in rule.get("annotations", {}).values():  # prose may name a family (a histogram) too
             problems += [f"alert {rule['alert']} annotation: unknown metric {n}"
-                         for n in METRIC_NAME.findall(text) if n not in KNOWN and n not in FAMILIES]
+                         for n in METRIC_NAME.findall(text) if n not in EXPORTED and n not in FAMILIES]
     assert problems == []
 
 
@@ -190,7 +187,16 @@ def test_dashboard_names_only_exported_metrics():
             "inspector_open_streams", "inspector_capacity_used_ratio", "inspector_in_flight_frames",
             "inspector_drift_psi", "inspector_model_info"} <= used
     text = DASHBOARD.read_text()
-    assert [n for n in METRIC_NAME.findall(text) if n not in KNOWN and n not in FAMILIES] == []
+    assert [n for n in METRIC_NAME.findall(text) if n not in EXPORTED and n not in FAMILIES] == []
+
+
+def test_every_metric_a_deploy_file_names_is_exported():
+    """Rules, panels and the HPA are checked above as queries; here every file, comments and prose included."""
+    files = [p for p in DEPLOY.rglob("*") if p.is_file()] + [ROOT / "Dockerfile"]
+    named = {(str(p.relative_to(ROOT)), n) for p in files for n in METRIC_NAME.findall(p.read_text())}
+    assert {f for f, _ in named} >= {"deploy/prometheus/alerts.yml", "deploy/grafana/dashboards/inspector.json",
+                                     "deploy/k8s/hpa.yaml"}
+    assert sorted((f, n) for f, n in named if n not in EXPORTED and n not in FAMILIES) == []
 
 
 def test_hpa_names_only_exported_metrics():
