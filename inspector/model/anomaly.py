@@ -52,10 +52,15 @@ class MemoryBank(nn.Module):
         self.register_buffer("smooth", _gaussian_kernel(SMOOTH_SIGMA), persistent=False)
 
     def distances(self, feats: torch.Tensor) -> torch.Tensor:
-        """``(b, d, h, w)`` features -> ``(b, 1, h, w)`` Euclidean distance to the nearest bank patch."""
+        """``(b, d, h, w)`` features -> ``(b, 1, h, w)`` Euclidean distance to the nearest bank patch.
+
+        Always in fp32, autocast or not: ``|q|^2 - 2 q.b + |b|^2`` subtracts numbers near ``|q|^2`` (hundreds) to
+        get distances near 1, which fp16's 11-bit mantissa (or bf16's 8) loses entirely.
+        """
         b, d, h, w = feats.shape
-        q = feats.permute(0, 2, 3, 1).reshape(-1, d)  # (b*h*w, d)
-        sq = (q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + (self.bank * self.bank).sum(1)[None]
+        with torch.autocast(feats.device.type, enabled=False):
+            q = feats.float().permute(0, 2, 3, 1).reshape(-1, d)  # (b*h*w, d)
+            sq = (q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + (self.bank * self.bank).sum(1)[None]
         return sq.amin(dim=1).clamp_min(0).sqrt().reshape(b, 1, h, w)
 
     def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -95,3 +95,17 @@ def test_anomaly_probability_is_one_half_at_the_reference():
     assert anomaly_probability(1.0) == 0.5
     assert anomaly_probability(0.0) == 0.0
     assert np.all(np.diff(anomaly_probability(np.linspace(0, 10, 50))) > 0)
+
+
+def test_bank_distances_keep_fp32_under_autocast():
+    """A half-precision serving pass (fp16 autocast on CUDA; bf16 here on the CPU) must not change the distances:
+    features far from the origin and near a bank patch are exactly where the expansion cancels."""
+    gen = torch.Generator().manual_seed(0)
+    bank = MemoryBank(200, 96)
+    bank.bank.copy_(3 + torch.randn(200, 96, generator=gen))
+    feats = (bank.bank[:24] + 0.1 * torch.randn(24, 96, generator=gen)).T.reshape(1, 96, 4, 6)
+    exact = bank.distances(feats)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        served = bank.distances(feats)
+    assert served.dtype == torch.float32 and torch.allclose(served, exact, atol=1e-4)
+    assert float(exact.max()) < 1.5  # near the bank: distances about 1, under norms of about 30
