@@ -176,7 +176,7 @@ class Predictor:
                 p, frame_mask = np.array([1.0 - s, s])[[good, 1 - good]], anomaly_probability(anomaly_map)
                 decision = decide(p, self.classes, thresholds, float(frame_mask.max()))
             else:
-                p = out.probs[max(parts, key=lambda k: 1.0 - out.probs[k][good])]  # a frame answers as its worst part
+                p = out.probs[min(parts, key=lambda k: out.probs[k][good])]  # a frame answers as its worst part
                 decision = decide(p, self.classes, thresholds, float(frame_mask.max()), anomaly)
             if decision.verdict == ACCEPT:
                 frame_mask.fill(0.0)  # an accepted part shows no defect area (a fresh array, never the model's)
