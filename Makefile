@@ -7,7 +7,7 @@ STORE ?= models
 DEMO ?= build/demo-data
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test demo-model clean proto bench
+.PHONY: install tools run test demo-model clean proto bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,19 @@ demo-model: install
 run: demo-model
 	$(BIN)/inspector serve --store $(STORE) --name default --host 127.0.0.1
 
-test: install
+# promtool and prometheus, for the deploy and end-to-end Prometheus tests: Debian's prometheus package carries both.
+# Installed when one is missing and apt-get can run as root; otherwise those tests fail and say what to install.
+# (Where systemd runs, the package also starts a Prometheus service; CI machines and containers have none.)
+tools:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's prometheus package (promtool, prometheus) for the tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else echo "promtool or prometheus is missing and apt-get cannot run here as root; the deploy and Prometheus" \
+	  "tests will fail until it is installed (Debian/Ubuntu: sudo apt-get install prometheus)"; fi
+
+test: install tools
 	$(BIN)/pytest -q
 
 clean:
