@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
-from inspector.drift import frame_statistics
+from inspector.drift import frame_values
 from inspector.headers import MAGIC, probe_size
 from inspector.metrics import PIPELINE_STAGES as STAGES
 from inspector.postprocess import anomaly_probability
@@ -192,7 +192,7 @@ class Pipeline:
         predictor = decoded.predictor
         thresholds = self.models.thresholds(predictor)
         prediction = predictor.finish(Outputs.concat([r.outputs for r in results]), decoded.parts, thresholds)[0]
-        self.models.drift.add(frame_statistics(decoded.image) | {"defect_score": prediction.defect_score})
+        self.models.drift.add(frame_values(decoded.image, prediction.defect_score))
         png = encode_mask(prediction.mask, thresholds.mask) if frame.return_mask else b""
         wants_map = frame.return_anomaly_map and prediction.anomaly_map is not None
         anomaly_png = encode_anomaly_map(prediction.anomaly_map) if wants_map else b""
