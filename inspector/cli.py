@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -211,21 +212,20 @@ def _cmd_audit(args: argparse.Namespace) -> None:
 
 def _number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False,
             below: bool = False) -> Callable[[str], int | float]:
-    """An argparse type: a number of ``kind`` in [low, high] (``above``/``below``: the bound itself excluded)."""
+    """An argparse type: a finite number of ``kind`` in [low, high] (``above``/``below``: that bound excluded)."""
 
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if value != value or (low is not None and (value <= low if above else value < low)) or (
+        if not math.isfinite(value) or (low is not None and (value <= low if above else value < low)) or (
                 high is not None and (value >= high if below else value > high)):
             lo = "" if low is None else f"{'>' if above else '>='} {low}"
             hi = "" if high is None else f"{'<' if below else '<='} {high}"
             raise argparse.ArgumentTypeError(f"must be {' and '.join(x for x in (lo, hi) if x)}, got {text}")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
 
 
@@ -233,7 +233,7 @@ COUNT = _number(int, 0)  # 0, 1, 2...
 POSITIVE = _number(int, 1)
 PORT = _number(int, 0, 65535)  # 0 picks a free port
 FRACTION = _number(float, 0.0, 1.0)
-SECONDS = _number(float, 0.0)
+NON_NEGATIVE = _number(float, 0.0)
 POSITIVE_FLOAT = _number(float, 0.0, above=True)
 
 
@@ -370,14 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", action="append", help="a camera id with its own metric label (repeat); others: other")
     p.add_argument("--device", type=_device, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--max-batch", dest="max_batch", type=POSITIVE, help="frames per forward pass (default 8)")
-    p.add_argument("--max-delay-ms", dest="max_delay_ms", type=SECONDS, help="batch fill wait (default 2)")
+    p.add_argument("--max-delay-ms", dest="max_delay_ms", type=NON_NEGATIVE, help="batch fill wait (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=POSITIVE, help="overload bound (default 64)")
     p.add_argument("--max-streams", dest="max_streams", type=POSITIVE,
                    help="streams open at once (default 1024); one more is refused with RESOURCE_EXHAUSTED")
     p.add_argument("--max-frame-mb", dest="max_frame_mb", type=POSITIVE_FLOAT,
                    help="largest frame payload, MiB (default 64); larger frames are answered too_large, and the "
                         "gRPC message limit is twice this")
-    p.add_argument("--grace-seconds", dest="grace_seconds", type=SECONDS,
+    p.add_argument("--grace-seconds", dest="grace_seconds", type=NON_NEGATIVE,
                    help="on SIGTERM, time to answer frames in flight and close streams (default 10)")
     p.add_argument("--audit-dir", dest="audit_dir", help="keep rejected/review frames and a sample of accepted ones")
     p.add_argument("--audit-sample-accept", dest="audit_sample_accept", type=FRACTION, help="default 0.01")

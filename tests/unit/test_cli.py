@@ -85,6 +85,7 @@ def test_a_wrong_path_is_one_line_exit_2_before_torch_loads(args, tmp_path):
     (["serve", "--grpc-port", "70000"], "--grpc-port: must be >= 0 and <= 65535, got 70000"),
     (["serve", "--max-batch", "0"], "--max-batch: must be >= 1"),
     (["serve", "--audit-sample-accept", "nan"], "--audit-sample-accept: must be >= 0.0 and <= 1.0"),
+    (["serve", "--grace-seconds", "inf"], "--grace-seconds: must be >= 0.0, got inf"),
     (["train", "--data", "d", "--out", "o", "--image-size", "100"],
      "--image-size: input size must be a multiple of 32"),
     (["train", "--data", "d", "--out", "o", "--epochs-frozen", "two"], "--epochs-frozen: 'two' is not an integer"),
