@@ -29,7 +29,7 @@ from inspector.config import GOOD_CLASS  # noqa: E402
 from inspector.data.layouts import load_dataset  # noqa: E402
 from inspector.data.split import samples_from_record  # noqa: E402
 from inspector.evaluation.runner import run_over  # noqa: E402
-from inspector.predictor import Predictor  # noqa: E402
+from inspector.inference.predictor import Predictor  # noqa: E402
 
 
 def caught(predictor: Predictor, samples: list) -> tuple[int, int]:

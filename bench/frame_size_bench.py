@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serve_bench import machine, write_results  # noqa: E402
 
 from inspector.data.demo import make_part  # noqa: E402
-from inspector.predictor import Predictor  # noqa: E402
-from inspector.preprocess import decode  # noqa: E402
-from inspector.tiling import plan  # noqa: E402
+from inspector.inference.predictor import Predictor  # noqa: E402
+from inspector.imaging.preprocess import decode  # noqa: E402
+from inspector.imaging.tiling import plan  # noqa: E402
 
 SIZES = {"0.25 MP": (432, 576), "1 MP": (864, 1152), "5 MP": (1944, 2592)}
 

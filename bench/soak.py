@@ -14,7 +14,7 @@ channel:
   encoding) or oversize (over --max-frame-mb, within the transport limit), each to be answered in its stream with
   its own ``error.reason``;
 - every ``--promote-every`` s the other version is promoted, in turn by Admin.ActivateVersion and by writing the
-  store's ACTIVE (``inspector.store.promote``, which the server's watcher picks up); a promote fails if its call
+  store's ACTIVE (``inspector.artifacts.store.promote``, which the server's watcher picks up); a promote fails if its call
   fails or the server does not serve the version within 15 s;
 - every ``--probe-every`` s a stream sends a good frame and then one beyond the transport limit (twice the frame
   limit): the good frame must be answered and the call end RESOURCE_EXHAUSTED.
@@ -49,8 +49,8 @@ import grpc
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import DATA, Frame, Server, load_frames, machine, start_server, write_results  # noqa: E402
 
-from inspector.bundle import derive_bundle, load_bundle  # noqa: E402
-from inspector.store import promote  # noqa: E402
+from inspector.artifacts.bundle import derive_bundle, load_bundle  # noqa: E402
+from inspector.artifacts.store import promote  # noqa: E402
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402
 from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
 

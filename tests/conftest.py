@@ -38,7 +38,7 @@ def tiny_bundle(demo_data, tmp_path_factory) -> Path:
 def add_version():
     """Returns ``add(source, model_dir, version)``: the bundle ``source`` copied into a store as ``model_dir/version``
     (without exports), its bundle.json renamed after the new folders and re-sealed, since the seal covers it."""
-    from inspector.bundle import reseal
+    from inspector.artifacts.bundle import reseal
 
     def add(source: Path, model_dir: Path, version: str) -> Path:
         target = shutil.copytree(source, model_dir / version, ignore=shutil.ignore_patterns("export"))

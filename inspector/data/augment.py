@@ -1,6 +1,6 @@
 """Augmentations applied to a decoded frame and its mask together, before the shared preprocessing.
 
-They never resize or normalise: :func:`inspector.preprocess.preprocess` does that, for training and serving alike.
+They never resize or normalise: :func:`inspector.imaging.preprocess.preprocess` does that, for training and serving alike.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.augment import augment
 from inspector.data.layouts import Sample
-from inspector.preprocess import letterbox, preprocess, read_image
+from inspector.imaging.preprocess import letterbox, preprocess, read_image
 
 MASK_THRESHOLD = 127  # a mask pixel is defect where value > 127
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspector.config import GOOD_CLASS
-from inspector.preprocess import EXTENSIONS
+from inspector.imaging.preprocess import EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.bundle import derive_bundle
+from inspector.artifacts.bundle import derive_bundle
 from inspector.config import GOOD_CLASS, Thresholds
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.errors import DataError
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, run_over
-from inspector.postprocess import defect_scores
-from inspector.predictor import Predictor
+from inspector.inference.postprocess import defect_scores
+from inspector.inference.predictor import Predictor
 
 REVIEW_SHARE = 0.25  # escape rate at the review threshold, as a share of the escape rate at the reject threshold
 REVIEW_GOOD_MAX = 0.05  # the review band never sends more than this share of good parts to a person (or rejects them)
@@ -126,7 +126,7 @@ MASK_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # blends of the mask's peak into the defe
 
 def choose_mask_weight(probs: np.ndarray, good: int, peaks: np.ndarray, is_defect: np.ndarray,
                        weights: tuple[float, ...] = MASK_WEIGHTS) -> tuple[float, dict[str, float]]:
-    """The blend whose defect score (:func:`inspector.postprocess.defect_scores` of the class probabilities
+    """The blend whose defect score (:func:`inspector.inference.postprocess.defect_scores` of the class probabilities
     ``(n, n_classes)`` and mask peaks ``(n,)``) separates defective from good parts best (AUROC; ties: the smaller
     weight)."""
     aurocs = {w: auroc(is_defect, defect_scores(probs, good, peaks, w)) for w in weights}

@@ -7,7 +7,7 @@ from typing import Any
 
 from inspector.evaluation.report import collect
 from inspector.evaluation.runner import check_classes, choose_samples
-from inspector.predictor import Predictor
+from inspector.inference.predictor import Predictor
 
 FIGURES = (("image", "accuracy"), ("image", "macro_f1"), ("image", "auroc_defect"), ("image", "ap_defect"),
            ("pixel", "iou_defect"), ("pixel", "dice_defect"), ("pixel", "miou"))

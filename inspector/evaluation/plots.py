@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from inspector.evaluation.metrics import auroc, average_precision, pr_curve, roc_curve
-from inspector.overlay import overlay_mask
+from inspector.imaging.overlay import overlay_mask
 
 PHASE_SHADES = ("#e8eef7", "#f7efe6")  # alternating background of training phases
 

@@ -16,7 +16,7 @@ from inspector.data.layouts import Sample
 from inspector.evaluation.metrics import PixelConfusion, auroc, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
 from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_over
-from inspector.predictor import Prediction, Predictor
+from inspector.inference.predictor import Prediction, Predictor
 
 MAX_OVERLAYS = 16
 

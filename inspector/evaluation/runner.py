@@ -11,10 +11,10 @@ import numpy as np
 from inspector.config import ANOMALY_CLASS
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
-from inspector.drift import frame_values, reference
+from inspector.inference.drift import frame_values, reference
 from inspector.errors import DataError
-from inspector.predictor import Prediction, Predictor
-from inspector.preprocess import read_image
+from inspector.inference.predictor import Prediction, Predictor
+from inspector.imaging.preprocess import read_image
 from inspector.progress import progress
 
 
@@ -53,7 +53,7 @@ def run_over(
 
 
 def drift_reference(predictor: Predictor, samples: list[Sample], show: bool = False) -> dict[str, Any]:
-    """A bundle's drift reference (see :mod:`inspector.drift`): the samples' statistics as the service will measure
+    """A bundle's drift reference (see :mod:`inspector.inference.drift`): the samples' statistics as the service will measure
     them, through ``predictor`` under the thresholds it will serve. The defect score depends on
     ``Thresholds.mask_weight``, so the reference must be computed after the thresholds are chosen, with them."""
     values: dict[str, list[float]] = defaultdict(list)

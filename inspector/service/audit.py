@@ -32,7 +32,7 @@ from typing import Callable
 
 import cv2
 
-from inspector.preprocess import decode
+from inspector.imaging.preprocess import decode
 
 log = logging.getLogger(__name__)
 INDEX_FILE = "index.jsonl"

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from inspector.predictor import Outputs, Predictor
+from inspector.inference.predictor import Outputs, Predictor
 
 log = logging.getLogger(__name__)
 

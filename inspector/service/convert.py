@@ -8,9 +8,9 @@ import grpc
 from typing import Sequence
 
 from inspector.config import Thresholds
-from inspector.predictor import Prediction, Predictor
+from inspector.inference.predictor import Prediction, Predictor
 from inspector.service.audit import AuditRecord
-from inspector.store import validation_figures
+from inspector.artifacts.store import validation_figures
 from inspector.service.pipeline import FrameIn, Inspection
 from inspector.service.refusal import Kind, Rejected
 from inspector.v1 import inspector_pb2 as pb

@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, Callable
 
 import grpc
 
-from inspector.metrics import Metrics
+from inspector.service.metrics import Metrics
 
 SERVICE_PREFIX = "/inspector."  # the product's own services; health and reflection pass untouched
 

@@ -19,11 +19,11 @@ from typing import Callable
 
 import numpy as np
 
-from inspector.bundle import check_identity
+from inspector.artifacts.bundle import check_identity
 from inspector.config import Thresholds
-from inspector.drift import DriftMonitor
-from inspector.predictor import Predictor
-from inspector.store import (ACTIVE_FILE, PROMOTE_HINT, StoreError, active_version, clean_stale, previous_version,
+from inspector.inference.drift import DriftMonitor
+from inspector.inference.predictor import Predictor
+from inspector.artifacts.store import (ACTIVE_FILE, PROMOTE_HINT, StoreError, active_version, clean_stale, previous_version,
                              promote, rollback, version_dir)
 
 log = logging.getLogger(__name__)

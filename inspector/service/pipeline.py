@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
-from inspector.drift import frame_values
-from inspector.headers import MAGIC, probe_size
-from inspector.metrics import PIPELINE_STAGES as STAGES
-from inspector.postprocess import anomaly_probability
-from inspector.predictor import Outputs, Prediction, Predictor
-from inspector.predictor import Prepared as Parts
-from inspector.preprocess import RAW_CHANNELS, FrameError, decode
+from inspector.inference.drift import frame_values
+from inspector.imaging.headers import MAGIC, probe_size
+from inspector.service.metrics import PIPELINE_STAGES as STAGES
+from inspector.inference.postprocess import anomaly_probability
+from inspector.inference.predictor import Outputs, Prediction, Predictor
+from inspector.inference.predictor import Prepared as Parts
+from inspector.imaging.preprocess import RAW_CHANNELS, FrameError, decode
 from inspector.service.batcher import BatcherClosed, BatchResult, DeadlineExpired, Job, MicroBatcher
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.refusal import Kind, Rejected

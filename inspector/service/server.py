@@ -22,8 +22,8 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from inspector.config import FrameLimits, ServeConfig
-from inspector.metrics import Metrics
-from inspector.predictor import Predictor
+from inspector.service.metrics import Metrics
+from inspector.inference.predictor import Predictor
 from inspector.service.audit import AuditConfig, AuditSink
 from inspector.service.batcher import MicroBatcher
 from inspector.service.health import Capacity, Health
@@ -32,7 +32,7 @@ from inspector.service.models import ModelManager
 from inspector.service.pipeline import Pipeline
 from inspector.service.security import TokenInterceptor, read_secret, server_credentials
 from inspector.service.servicer import AdminServicer, InspectorServicer
-from inspector.tiling import Window
+from inspector.imaging.tiling import Window
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 

@@ -15,14 +15,14 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from inspector.metrics import Metrics
+from inspector.service.metrics import Metrics
 from inspector.service import convert
 from inspector.service.audit import AuditSink
 from inspector.service.health import Capacity
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.pipeline import Pipeline
 from inspector.service.refusal import Kind, Rejected
-from inspector.store import describe
+from inspector.artifacts.store import describe
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 

@@ -15,7 +15,7 @@ from inspector.errors import DataError
 from inspector.evaluation.runner import run_over
 from inspector.model import DefectNet
 from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
-from inspector.predictor import Predictor
+from inspector.inference.predictor import Predictor
 from inspector.progress import progress
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from inspector.devices import resolve_device
+from inspector.model.devices import resolve_device
 
 
 @dataclass(frozen=True)

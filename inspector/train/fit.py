@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from inspector.bundle import load_bundle, write_bundle
+from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
@@ -27,8 +27,8 @@ from inspector.evaluation.metrics import auroc
 from inspector.evaluation.plots import plot_training_curves
 from inspector.evaluation.runner import drift_reference
 from inspector.model import DefectNet, get_backbone
-from inspector.postprocess import anomaly_probability
-from inspector.predictor import Predictor
+from inspector.inference.postprocess import anomaly_probability
+from inspector.inference.predictor import Predictor
 from inspector.train.anomaly import fit_anomaly
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from inspector.bundle import Bundle
+from inspector.artifacts.bundle import Bundle
 from inspector.model import DefectNet
 
 log = logging.getLogger(__name__)

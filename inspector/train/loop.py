@@ -10,10 +10,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from inspector.config import GOOD_CLASS
-from inspector.devices import training_autocast
+from inspector.model.devices import training_autocast
 from inspector.evaluation.metrics import PixelConfusion, classification_report
 from inspector.model import DefectNet, DefectOutput
-from inspector.postprocess import defect_scores
+from inspector.inference.postprocess import defect_scores
 from inspector.progress import progress
 from inspector.train.losses import defect_loss
 
@@ -67,7 +67,7 @@ def evaluate(
     """Validation loss, image metrics and pixel metrics at model input scale.
 
     The pixel label of a predicted defect pixel is the image's most likely defect class (class index = label; 0 =
-    background, where ``good``, the class a defect pixel never takes, stands first), as in :mod:`inspector.postprocess`.
+    background, where ``good``, the class a defect pixel never takes, stands first), as in :mod:`inspector.inference.postprocess`.
     """
     model.eval()
     good = classes.index(GOOD_CLASS)

@@ -1,4 +1,4 @@
-"""Fuzz target for ``inspector.preprocess.decode`` (atheris, optional: ``pip install atheris``).
+"""Fuzz target for ``inspector.imaging.preprocess.decode`` (atheris, optional: ``pip install atheris``).
 
     python tests/fuzz/fuzz_decode.py -max_total_time=60 [CORPUS_DIR ...] [libFuzzer flags]
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.config import FrameLimits
-from inspector.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
+from inspector.imaging.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
 
 ENCODING_CHOICES = (*ENCODINGS, "ENCODING_UNSPECIFIED", "99")  # indexed by the low 3 bits of byte 0
 # "unsupported_format" is not among them: no JPEG, PNG or BMP decodes to a pixel type other than 8 or 16 bits
@@ -92,8 +92,8 @@ def _seed_dir(out: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     import atheris  # optional: imported here so that importing this module never needs it
 
-    import inspector.headers as headers
-    import inspector.preprocess as preprocess
+    import inspector.imaging.headers as headers
+    import inspector.imaging.preprocess as preprocess
 
     argv = list(sys.argv if argv is None else argv)
     work = Path(tempfile.mkdtemp(prefix="fuzz-decode-"))

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.audit_export import export_reviewed
+from inspector.cli.audit import export_reviewed
 from inspector.cli import main
 from inspector.service import audit as audit_module
 from inspector.service.audit import (INDEX_FILE, PARTIAL_SUFFIX, AuditConfig, AuditRecord, AuditSink, append_line,

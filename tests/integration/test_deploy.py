@@ -12,8 +12,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from inspector.metrics import LATENCY_BUCKETS, STAGES, STATISTICS, Metrics
-from inspector.postprocess import ACCEPT, REJECT, REVIEW
+from inspector.service.metrics import LATENCY_BUCKETS, STAGES, STATISTICS, Metrics
+from inspector.inference.postprocess import ACCEPT, REJECT, REVIEW
 from inspector.v1 import inspector_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ import os
 import subprocess
 import sys
 
-from inspector.bundle import load_bundle
-from inspector.predictor import Predictor
-from inspector.preprocess import read_image
+from inspector.artifacts.bundle import load_bundle
+from inspector.inference.predictor import Predictor
+from inspector.imaging.preprocess import read_image
 
 
 def test_two_cpu_processes_train_one_model(demo_data, tmp_path):

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from inspector.bundle import load_bundle
+from inspector.artifacts.bundle import load_bundle
 from inspector.config import TrainConfig
 from inspector.data.layouts import load_dataset
 from inspector.data.split import samples_from_record
-from inspector.drift import STATISTICS, DriftMonitor, frame_statistics
+from inspector.inference.drift import STATISTICS, DriftMonitor, frame_statistics
 from inspector.evaluation import calibrate as calibrate_module
 from inspector.evaluation.calibrate import run_calibration
-from inspector.predictor import Predictor
-from inspector.preprocess import read_image
+from inspector.inference.predictor import Predictor
+from inspector.imaging.preprocess import read_image
 
 MASK_WEIGHT = 0.75
 NEAR_ZERO = 0.05

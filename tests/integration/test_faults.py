@@ -11,7 +11,7 @@ import pytest
 
 from inspector.config import ServeConfig
 from inspector.service.server import start_server
-from inspector.store import active_version, clean_stale, promote
+from inspector.artifacts.store import active_version, clean_stale, promote
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 

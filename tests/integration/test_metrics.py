@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from inspector.config import ServeConfig
-from inspector.metrics import AREA_BUCKETS, LATENCY_BUCKETS, RATIO_BUCKETS, STAGES, Metrics
+from inspector.service.metrics import AREA_BUCKETS, LATENCY_BUCKETS, RATIO_BUCKETS, STAGES, Metrics
 from inspector.service.server import start_server
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc

@@ -19,13 +19,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from inspector.bundle import load_bundle, reseal
+from inspector.artifacts.bundle import load_bundle, reseal
 from inspector.cli import main
 from inspector.config import ServeConfig
-from inspector.predictor import Predictor
+from inspector.inference.predictor import Predictor
 from inspector.service.models import ModelManager
 from inspector.service.server import start_server
-from inspector.store import active_version, promote
+from inspector.artifacts.store import active_version, promote
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 

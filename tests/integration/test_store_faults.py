@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from inspector.bundle import reseal
+from inspector.artifacts.bundle import reseal
 from inspector.cli import main
 from inspector.config import Thresholds
 from inspector.service.models import ModelManager
-from inspector.store import ACTIVE_FILE, StoreError, promote
+from inspector.artifacts.store import ACTIVE_FILE, StoreError, promote
 
 LOGGER = "inspector.service.models"
 GARBAGE = b"\xff\xfev2\n"  # not UTF-8

@@ -7,15 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.bundle import load_bundle
+from inspector.artifacts.bundle import load_bundle
 from inspector.cli import main
 from inspector.config import Thresholds
 from inspector.data.demo import make_part
 from inspector.data.layouts import load_dataset
 from inspector.errors import UserError
 from inspector.evaluation.report import collect
-from inspector.predictor import Predictor
-from inspector.preprocess import read_image
+from inspector.inference.predictor import Predictor
+from inspector.imaging.preprocess import read_image
 
 REPORT_KEYS = {"n_images", "classes", "image", "pixel", "anomaly"}  # anomaly: the tiny bundle has the head
 IMAGE_KEYS = {"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}
@@ -182,7 +182,7 @@ def _rerecord(bundle: Path, fmt: str) -> None:
 
 @pytest.mark.parametrize("legacy", [False, True])  # legacy: export.json as written before it listed every file
 def test_tampered_export_is_refused(bundle_copy, legacy):
-    from inspector.export import ExportError, export_model
+    from inspector.artifacts.export import ExportError, export_model
 
     _, entry = export_model(bundle_copy, "torchscript")
     if legacy:
@@ -203,7 +203,7 @@ def test_tampered_export_is_refused(bundle_copy, legacy):
 def test_onnx_weights_are_named_after_the_graph_and_checked(bundle_copy, demo_data, tmp_path):
     import shutil
 
-    from inspector.export import ExportError, export_model
+    from inspector.artifacts.export import ExportError, export_model
 
     export_model(bundle_copy, "onnx")
     folder = bundle_copy / "export"
@@ -227,7 +227,7 @@ def test_export_with_replaced_weights_and_rerecorded_checksums_fails_parity(bund
     import onnx
     from onnx import numpy_helper
 
-    from inspector.export import ExportError, check_export, export_model
+    from inspector.artifacts.export import ExportError, check_export, export_model
 
     export_model(bundle_copy, "onnx")
     assert check_export(bundle_copy, "onnx")["max_abs_error"] <= 1e-4  # the untouched export passes
@@ -245,8 +245,8 @@ def test_export_with_replaced_weights_and_rerecorded_checksums_fails_parity(bund
 def test_an_export_that_does_not_reproduce_the_bundle_is_not_written(bundle_copy, monkeypatch):
     import torch
 
-    from inspector import export
-    from inspector.export import ExportError, export_model
+    from inspector.artifacts import export
+    from inspector.artifacts.export import ExportError, export_model
 
     write = export._write_torchscript
 

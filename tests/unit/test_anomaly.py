@@ -7,7 +7,7 @@ import torch
 from inspector.config import Thresholds
 from inspector.model import DefectNet
 from inspector.model.anomaly import MemoryBank, greedy_coreset, patch_features
-from inspector.postprocess import anomaly_probability, decide
+from inspector.inference.postprocess import anomaly_probability, decide
 
 CLASSES = ("good", "crack", "spot")
 CONFIDENT_GOOD = np.array([0.95, 0.03, 0.02], dtype=np.float32)

@@ -6,7 +6,7 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from inspector.predictor import Outputs
+from inspector.inference.predictor import Outputs
 from inspector.service.batcher import BatchResult, Job, MicroBatcher
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from inspector import bundle as bundle_module
-from inspector.bundle import (FORMAT, FORMAT_VERSION, UNSEALED, BundleError, derive_bundle, load_bundle, reseal,
+from inspector.artifacts import bundle as bundle_module
+from inspector.artifacts.bundle import (FORMAT, FORMAT_VERSION, UNSEALED, BundleError, derive_bundle, load_bundle, reseal,
                               write_bundle)
 from inspector.config import PreprocessSpec, Thresholds
-from inspector.export import EXPORT_DIR
-from inspector.manifest import MANIFEST_FILE
+from inspector.artifacts.export import EXPORT_DIR
+from inspector.artifacts.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
-from inspector.store import ACTIVE_FILE, StoreError, active_version, model_names, set_active
+from inspector.artifacts.store import ACTIVE_FILE, StoreError, active_version, model_names, set_active
 
 CLASSES = ["good", "a", "b"]
 
@@ -295,7 +295,7 @@ def test_a_bundle_written_before_seals_loads_with_one_warning(bundle_dir: Path, 
     meta = json.loads((bundle_dir / "bundle.json").read_text())
     del meta["manifest"]
     (bundle_dir / "bundle.json").write_text(json.dumps(meta))
-    caplog.set_level(logging.WARNING, logger="inspector.bundle")
+    caplog.set_level(logging.WARNING, logger="inspector.artifacts.bundle")
     for _ in range(2):
         assert load_bundle(bundle_dir).version == "v1"
     warned = [r.getMessage() for r in caplog.records if MANIFEST_FILE in r.getMessage()]

@@ -10,7 +10,7 @@ from importlib.metadata import version
 
 import pytest
 
-from inspector import cli
+import inspector.cli.app as cli
 from inspector.cli import main
 from inspector.errors import ServiceError, UsageError
 
@@ -133,7 +133,7 @@ def test_a_bug_propagates_with_its_traceback(monkeypatch, bug):
 
 
 def test_a_bug_shows_its_traceback_from_the_console_entry():
-    code = ("import sys, inspector.cli as c\ndef bug(args):\n    return 1 / 0\n"
+    code = ("import sys, inspector.cli.app as c\ndef bug(args):\n    return 1 / 0\n"
             "c._cmd_models = bug\nsys.exit(c.main(['models', 'list']))")
     done = run_in_fresh_python(code)
     assert done.returncode == 1
@@ -164,7 +164,7 @@ def test_an_os_error_is_the_users_only_on_a_path_they_gave(monkeypatch, tmp_path
 def test_cuda_without_cuda_is_a_user_error(monkeypatch):
     import torch
 
-    from inspector.devices import resolve_device
+    from inspector.model.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UsageError, match="CUDA is not available"):

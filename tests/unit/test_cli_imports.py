@@ -37,7 +37,7 @@ print(json.dumps({"names": names, "changed": {k: [before[k], after[k]] for k in 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.splitlines()[-1])
-    assert {"inspector.cli", "inspector.evaluation.plots", "inspector.predictor", "inspector.service.server"} <= set(
+    assert {"inspector.cli", "inspector.evaluation.plots", "inspector.inference.predictor", "inspector.service.server"} <= set(
         result["names"])
     assert result["changed"] == {}
     assert result["pyplot"] is False

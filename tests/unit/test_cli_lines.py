@@ -7,10 +7,10 @@ import shutil
 import cv2
 import pytest
 
-from inspector.bundle import reseal
+from inspector.artifacts.bundle import reseal
 from inspector.cli import main
 from inspector.config import ServeConfig
-from inspector.frame_line import STAGES
+from inspector.cli.lines import STAGES
 from inspector.service.server import start_server
 
 FRAMES = {"crack": "crack_0000.png", "good": "good_0000.png"}

@@ -1,4 +1,4 @@
-"""Properties of ``inspector.preprocess.decode`` over arbitrary input (hypothesis).
+"""Properties of ``inspector.imaging.preprocess.decode`` over arbitrary input (hypothesis).
 
 Whatever the payload, encoding and raw geometry, decode returns a uint8 gray or BGR image whose sides are within the
 limits, or raises FrameError with one of the fixed reasons; never anything else. Valid raw frames round-trip exactly.
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.config import FrameLimits
-from inspector.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
+from inspector.imaging.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
 
 REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "unsupported_format",
            "size_mismatch", "bad_dimensions"}

@@ -5,8 +5,8 @@ import math
 import cv2
 import numpy as np
 
-from inspector import metrics
-from inspector.drift import STATISTICS, DriftMonitor, frame_statistics, frame_values, psi, reference
+from inspector.service import metrics
+from inspector.inference.drift import STATISTICS, DriftMonitor, frame_statistics, frame_values, psi, reference
 
 
 def _texture(seed: int = 0, level: float = 128.0) -> np.ndarray:

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from inspector.bundle import BundleError
+from inspector.artifacts.bundle import BundleError
 from inspector.errors import DataError, InspectorError, MissingPathError, ServiceError, UsageError, UserError
 from inspector.model import WeightsNotFoundError
-from inspector.preprocess import FrameError
-from inspector.store import StoreError
+from inspector.imaging.preprocess import FrameError
+from inspector.artifacts.store import StoreError
 
 
 @pytest.mark.parametrize("cls, builtin", [

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from inspector.overlay import overlay_mask
+from inspector.imaging.overlay import overlay_mask
 from inspector.evaluation.plots import (
     plot_confusion,
     plot_overlay_grid,

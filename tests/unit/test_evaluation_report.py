@@ -10,8 +10,8 @@ import pytest
 
 from inspector.config import Thresholds
 from inspector.evaluation import report as report_module
-from inspector.postprocess import decide
-from inspector.predictor import Prediction
+from inspector.inference.postprocess import decide
+from inspector.inference.predictor import Prediction
 
 CLASSES = ("good", "crack")
 # image fill value -> (p(good), predicted defect columns / rows): see the hand computation below

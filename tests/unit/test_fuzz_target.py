@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.preprocess import FrameError
+from inspector.imaging.preprocess import FrameError
 
 FUZZ_DIR = Path(__file__).resolve().parents[1] / "fuzz"
 

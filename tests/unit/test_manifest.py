@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inspector import manifest
-from inspector.manifest import MANIFEST_FILE
+from inspector.artifacts import manifest
+from inspector.artifacts.manifest import MANIFEST_FILE
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inspector.config import Thresholds
-from inspector.postprocess import ACCEPT, MAX_REGIONS, REJECT, REVIEW, Region, decide, find_regions
+from inspector.inference.postprocess import ACCEPT, MAX_REGIONS, REJECT, REVIEW, Region, decide, find_regions
 
 CLASSES = ("good", "crack", "scratch")
 # 0.5 and 0.25 are exact in binary floating point, so 1 - p(good) lands exactly on them
@@ -179,7 +179,7 @@ def test_find_regions_caps_count_largest_first() -> None:
 
 
 def test_defect_score_blends_the_mask_peak_by_its_weight():
-    from inspector.postprocess import defect_score
+    from inspector.inference.postprocess import defect_score
 
     probs = np.array([0.8, 0.2])
     assert defect_score(probs, 0, None, 0.5) == pytest.approx(0.2)
@@ -192,7 +192,7 @@ def test_defect_score_blends_the_mask_peak_by_its_weight():
 
 
 def test_defect_scores_of_a_batch_are_each_part_s_score() -> None:
-    from inspector.postprocess import defect_score, defect_scores
+    from inspector.inference.postprocess import defect_score, defect_scores
 
     probs = np.array([[0.1, 0.2, 0.7], [0.5, 0.1, 0.4], [0.05, 0.9, 0.05]])  # good is the last column here
     peaks = np.array([0.9, 0.0, 1.0])

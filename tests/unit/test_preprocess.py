@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inspector.config import FrameLimits, PreprocessSpec
-from inspector.preprocess import (
+from inspector.imaging.preprocess import (
     FrameError,
     Letterbox,
     decode,

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from inspector.cli import main
-from inspector.store import (ACTIVE_FILE, HISTORY_FILE, StoreError, active_version, describe, model_names,
+from inspector.artifacts.store import (ACTIVE_FILE, HISTORY_FILE, StoreError, active_version, describe, model_names,
                              previous_version, promote, rollback, version_dir, versions)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inspector.config import Thresholds, from_dict
-from inspector.postprocess import decide
+from inspector.inference.postprocess import decide
 from inspector.service.convert import thresholds_from_pb
 from inspector.v1 import inspector_pb2 as pb
 

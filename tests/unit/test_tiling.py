@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.bundle import load_bundle, write_bundle
+from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds
 from inspector.model import DefectNet
-from inspector.predictor import Predictor
-from inspector.tiling import Window, plan, stitch
+from inspector.inference.predictor import Predictor
+from inspector.imaging.tiling import Window, plan, stitch
 
 
 def test_small_frames_are_one_window_and_large_ones_are_covered():

@@ -4,7 +4,7 @@ import dataclasses
 
 import torch
 
-from inspector.bundle import load_bundle, write_bundle
+from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds
 from inspector.model import DefectNet
 from inspector.train.init import model_from_bundle

@@ -14,7 +14,7 @@ AREA_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 ANOMALY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)  # multiples of the model's good-part reference
 STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")  # timed stages of a frame
 PIPELINE_STAGES = ("prepare", "model", "finish")  # where a frame waits or works (inspector.service.pipeline)
-STATISTICS = ("defect_score", "brightness", "contrast", "sharpness")  # drift, see inspector.drift
+STATISTICS = ("defect_score", "brightness", "contrast", "sharpness")  # drift, see inspector.inference.drift
 OTHER_CAMERA = "other"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inspector.errors import MissingPathError
-from inspector.store import describe, promote, rollback, version_dir
+from inspector.artifacts.store import describe, promote, rollback, version_dir
 
 SHOWN_METRICS = ("val_macro_f1", "val_auroc", "val_miou", "val_accuracy")
 
@@ -39,8 +39,8 @@ def promote_version(store: str | Path, name: str, version: str) -> str:
 
 
 def reseal_version(store: str | Path, name: str, version: str) -> str:
-    """Seals a version whose files were edited on purpose (see :func:`inspector.bundle.reseal`); returns its path."""
-    from inspector.bundle import reseal  # imports torch: only for this command
+    """Seals a version whose files were edited on purpose (see :func:`inspector.artifacts.bundle.reseal`); returns its path."""
+    from inspector.artifacts.bundle import reseal  # imports torch: only for this command
 
     return str(reseal(version_dir(_model_dir(store, name), version)))
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from inspector.config import FrameLimits, PreprocessSpec
-from inspector.frame_error import FrameError
-from inspector.headers import MAGIC, check_png_chunks, probe_size
+from inspector.imaging.frame_error import FrameError
+from inspector.imaging.headers import MAGIC, check_png_chunks, probe_size
 
 ENCODINGS = ("JPEG", "PNG", "BMP", "RAW_GRAY8", "RAW_BGR8", "RAW_RGB8")
 RAW_CHANNELS = {"RAW_GRAY8": 1, "RAW_BGR8": 3, "RAW_RGB8": 3}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import struct
 
-from inspector.frame_error import FrameError
+from inspector.imaging.frame_error import FrameError
 
 MAGIC = {"JPEG": b"\xff\xd8", "PNG": b"\x89PNG\r\n\x1a\n", "BMP": b"BM"}
 _JPEG_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD8)}  # stuffed zero, TEM, RST0..7: markers without a segment

@@ -5,7 +5,7 @@ backbone, class names, preprocessing spec, thresholds, calibration, validation m
 split, library versions, creation time and the sha256 of the weights. A bundle is written to a temporary
 folder and renamed into place, so a reader never sees half of one.
 
-The bundle is sealed: ``SHA256SUMS`` (see :mod:`inspector.manifest`) lists every file the writer put there,
+The bundle is sealed: ``SHA256SUMS`` (see :mod:`inspector.artifacts.manifest`) lists every file the writer put there,
 bundle.json included, and loading refuses a bundle whose files differ from it (a file changed, missing or added).
 An edited threshold or class order changes what the line rejects as surely as damaged weights, so it must not
 load silently; a deliberate change is a new version (:func:`derive_bundle`) or, for a hand edit that is meant,
@@ -32,13 +32,13 @@ from typing import Any
 
 import torch
 
-from inspector import manifest
+from inspector.artifacts import manifest
 from inspector.config import PreprocessSpec, Thresholds, from_dict
 from inspector.errors import UserError
-from inspector.manifest import MANIFEST_FILE
+from inspector.artifacts.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
 from inspector.model.anomaly import MemoryBank
-from inspector.store import active_version, versions
+from inspector.artifacts.store import active_version, versions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ FORMAT_VERSION = 1
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
 REQUIRED_KEYS = ("name", "version", "backbone", "classes", "preprocess", "thresholds", "weights_sha256")
-UNSEALED = ("export",)  # added later by `inspector export`, with its own checksums (inspector.export.EXPORT_DIR)
+UNSEALED = ("export",)  # added later by `inspector export`, with its own checksums (inspector.artifacts.export.EXPORT_DIR)
 REMEDY = ("restore the bundle from its source; to change a bundle, derive a new version (`inspector calibrate`, "
           "bundle.derive_bundle); to keep a deliberate edit, re-seal it (`inspector models reseal`, bundle.reseal)")
 _warned_unsealed: set[Path] = set()  # bundles without a seal already warned about (once each per process)

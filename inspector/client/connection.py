@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 from google.protobuf.json_format import MessageToDict
 
-from inspector.preprocess import EXTENSIONS
+from inspector.imaging.preprocess import EXTENSIONS
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 

@@ -9,10 +9,10 @@ from typing import Iterator
 import cv2
 
 from inspector.errors import MissingPathError
-from inspector.frame_line import error_line, frame_line
-from inspector.overlay import overlay_mask
-from inspector.predictor import Prediction, Predictor
-from inspector.preprocess import EXTENSIONS, FrameError, read_image
+from inspector.cli.lines import error_line, frame_line
+from inspector.imaging.overlay import overlay_mask
+from inspector.inference.predictor import Prediction, Predictor
+from inspector.imaging.preprocess import EXTENSIONS, FrameError, read_image
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
@@ -29,7 +29,7 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
 
 
 def prediction_line(frame_id: str, pred: Prediction, decode_s: float = 0.0) -> dict:
-    """The JSON line of a prediction (:mod:`inspector.frame_line`: the same as ``inspector client`` prints)."""
+    """The JSON line of a prediction (:mod:`inspector.cli.lines`: the same as ``inspector client`` prints)."""
     seconds = {"decode": decode_s, **pred.timings}  # predict has no queue: frames are passed one by one
     seconds.setdefault("total", sum(seconds.values()))
     return frame_line(frame_id, "", verdict=pred.verdict, label=pred.label, defect_class=pred.defect_class,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Mapping, Union
 
 if TYPE_CHECKING:  # types only: this module imports neither the inference code nor protobuf
-    from inspector.postprocess import Region
+    from inspector.inference.postprocess import Region
     from inspector.v1.inspector_pb2 import Region as RegionMessage
 
 STAGES = ("decode", "preprocess", "queue", "infer", "postprocess", "total")

@@ -1,7 +1,7 @@
 """``SHA256SUMS``: the sha256 of every file of a folder, one ``<sha256>  <relative path>`` line each.
 
 This is the format ``sha256sum`` writes and checks, so ``cd <bundle> && sha256sum -c SHA256SUMS`` verifies a bundle
-without this package. The functions here say what differs; :mod:`inspector.bundle` decides what that means.
+without this package. The functions here say what differs; :mod:`inspector.artifacts.bundle` decides what that means.
 """
 
 from __future__ import annotations

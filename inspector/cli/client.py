@@ -11,9 +11,9 @@ import numpy as np
 
 from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for
 from inspector.errors import ServiceError
-from inspector.frame_line import STAGES, error_line, frame_line
+from inspector.cli.lines import STAGES, error_line, frame_line
 from inspector.healthcheck import describe_rpc_error
-from inspector.overlay import overlay_mask
+from inspector.imaging.overlay import overlay_mask
 from inspector.v1 import inspector_pb2 as pb
 
 
@@ -51,7 +51,7 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
 
 
 def response_line(response: pb.InspectResponse) -> dict:
-    """The JSON line of a response (:mod:`inspector.frame_line`: the same as ``inspector predict`` prints)."""
+    """The JSON line of a response (:mod:`inspector.cli.lines`: the same as ``inspector predict`` prints)."""
     if response.HasField("error"):
         return error_line(response.frame_id, response.camera_id, response.error.reason, response.error.message)
     return frame_line(response.frame_id, response.camera_id, verdict=pb.Verdict.Name(response.verdict),

@@ -22,10 +22,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from inspector.bundle import Bundle, load_bundle
+from inspector.artifacts.bundle import Bundle, load_bundle
 from inspector.data.demo import DEMO_CLASSES, make_part
 from inspector.errors import MissingPathError, UsageError, UserError
-from inspector.predictor import Predictor
+from inspector.inference.predictor import Predictor
 
 TOLERANCE = 1e-4  # max abs difference of class and mask probabilities and anomaly maps, fp32 on the CPU
 EXPORT_DIR, EXPORT_META = "export", "export.json"

@@ -15,13 +15,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from inspector.bundle import Bundle, load_bundle
+from inspector.artifacts.bundle import Bundle, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
-from inspector.devices import resolve_device
+from inspector.model.devices import resolve_device
 from inspector.errors import UsageError
-from inspector.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
-from inspector.preprocess import Letterbox, mask_to_frame, preprocess
-from inspector.tiling import Window, plan, stitch
+from inspector.inference.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
+from inspector.imaging.preprocess import Letterbox, mask_to_frame, preprocess
+from inspector.imaging.tiling import Window, plan, stitch
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Predictor:
         elif backend == "eager":
             self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
         elif backend in ("torchscript", "onnx"):
-            from inspector.export import load_export
+            from inspector.artifacts.export import load_export
 
             self.model = load_export(bundle, backend, self.device)
         else:

@@ -67,7 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     _existing(args.init, "bundle")
     _existing(args.weights_path, "weights file")
     _start_torch()
-    from inspector.store import StoreError, active_version, promote
+    from inspector.artifacts.store import StoreError, active_version, promote
     from inspector.train.fit import fit
 
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -120,7 +120,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     _existing(args.model, "model bundle")
     _start_torch(inference=True)
-    from inspector.export import export_model
+    from inspector.artifacts.export import export_model
 
     path, entry = export_model(args.model, args.format)
     print(json.dumps({"export": str(path), "format": args.format, "parity": entry["parity"]}))
@@ -132,8 +132,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         _existing(path, "image or folder")
     roi = _roi(args)
     _start_torch(inference=True)
-    from inspector.predict_files import predict_paths
-    from inspector.tiling import Window
+    from inspector.cli.predict import predict_paths
+    from inspector.imaging.tiling import Window
 
     options = {k: getattr(args, k) for k in ("tile", "tile_overlap") if getattr(args, k) is not None}
     options["roi"] = Window(*roi) if roi else None
@@ -149,7 +149,7 @@ SERVE_FIELDS = ("host", "grpc_port", "health_port", "metrics_host", "metrics_por
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from inspector.config import ServeConfig
-    from inspector.store import model_names
+    from inspector.artifacts.store import model_names
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together: TLS needs both the certificate and its key")
@@ -165,7 +165,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         if name not in names:
             raise MissingPathError(f"model store {args.store} has no active model {name!r} (found: {names or 'none'})")
     _start_torch(inference=True)
-    from inspector.bundle import load_bundle
+    from inspector.artifacts.bundle import load_bundle
     from inspector.service.server import serve
 
     if args.model:
@@ -179,7 +179,7 @@ def _cmd_client(args: argparse.Namespace) -> None:
     _existing(args.token_file, "token file")
     for flag in ("tls_ca", "tls_cert", "tls_key"):
         _existing(getattr(args, flag), "--" + flag.replace("_", "-") + " file")
-    from inspector.client_cli import run_client
+    from inspector.cli.client import run_client
     from inspector.service.security import read_secret
 
     connection = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
@@ -189,7 +189,7 @@ def _cmd_client(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from inspector.store_cli import list_models, promote_version, reseal_version, rollback_version
+    from inspector.cli.models import list_models, promote_version, reseal_version, rollback_version
 
     if args.action == "list":
         for row in list_models(args.store, args.name):
@@ -204,7 +204,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _cmd_audit(args: argparse.Namespace) -> None:
     _existing(args.audit, "audit folder", folder=True)
-    from inspector.audit_export import export_reviewed
+    from inspector.cli.audit import export_reviewed
 
     counts = export_reviewed(args.audit, args.out, args.use_model_labels)
     print(json.dumps({"out": args.out, "images": counts}))

@@ -1,0 +1,1 @@
+"""What training leaves on disk: bundles, their seal, the model store, exports."""

@@ -1,0 +1,1 @@
+"""Images: headers, decoding and preprocessing (pure OpenCV and numpy), tiling, overlays."""

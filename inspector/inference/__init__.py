@@ -1,0 +1,1 @@
+"""The one inference path: the predictor, postprocessing into verdicts and regions, drift."""
