@@ -8,14 +8,16 @@ Lines a crash or a full disk tore are skipped, and how many is logged: the rest 
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import re
 import shutil
 from collections import Counter
 from pathlib import Path
 
+from inspector.cli.args import existing
 from inspector.errors import DataError, MissingPathError
-from inspector.service.audit import INDEX_FILE, read_index
 
 log = logging.getLogger(__name__)
 REVIEWS_FILE = "reviews.jsonl"
@@ -23,6 +25,8 @@ REVIEWS_FILE = "reviews.jsonl"
 
 def _lines(path: Path) -> list[dict]:
     """The readable records of ``path``; lines torn by a crash or a full disk are skipped with a warning."""
+    from inspector.service.audit import read_index  # the sink's own reader (OpenCV: imported only when run)
+
     records, skipped = read_index(path)
     if skipped:
         log.warning("%s: skipped %d unreadable line(s) (torn by a crash or a full disk); read the %d others",
@@ -32,6 +36,8 @@ def _lines(path: Path) -> list[dict]:
 
 def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool = False) -> dict[str, int]:
     """Copies reviewed frames into ``out/images/<label>/``; returns the count per class."""
+    from inspector.service.audit import INDEX_FILE
+
     audit, out = Path(audit), Path(out)
     records = _lines(audit / INDEX_FILE)
     if not records:
@@ -53,3 +59,19 @@ def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool =
         shutil.copyfile(source, target)
         counts[label] += 1
     return dict(counts)
+
+
+def run(args: argparse.Namespace) -> None:
+    existing(args.audit, "audit folder", folder=True)
+    counts = export_reviewed(args.audit, args.out, args.use_model_labels)
+    print(json.dumps({"out": args.out, "images": counts}))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="audit frames kept by the service")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("export", help="reviewed frames -> class folders (for train --init)")
+    a.add_argument("--audit", required=True, help="the service's --audit-dir")
+    a.add_argument("--out", required=True)
+    a.add_argument("--use-model-labels", action="store_true", help="export unreviewed frames under the model's label")
+    p.set_defaults(func=run)

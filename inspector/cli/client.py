@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import cv2
-import grpc
-import numpy as np
-
-from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for
-from inspector.errors import ServiceError
+from inspector.cli.args import POSITIVE_FLOAT, existing
 from inspector.cli.lines import STAGES, error_line, frame_line
-from inspector.healthcheck import describe_rpc_error
-from inspector.imaging.overlay import overlay_mask
-from inspector.v1 import inspector_pb2 as pb
+from inspector.errors import ServiceError
+
+if TYPE_CHECKING:
+    from inspector.v1 import inspector_pb2 as pb
 
 
 def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str | None = None,
                timeout: float | None = None, connection: dict | None = None) -> Iterator[dict]:
     """Streams ``paths`` to ``target``; ``connection`` holds InspectorClient's TLS and token arguments."""
+    import cv2
+    import numpy as np
+
+    from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for
+    from inspector.imaging.overlay import overlay_mask
+
     frames = {}
     failed: list[Exception] = []
 
@@ -52,6 +56,8 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
 
 def response_line(response: pb.InspectResponse) -> dict:
     """The JSON line of a response (:mod:`inspector.cli.lines`: the same as ``inspector predict`` prints)."""
+    from inspector.v1 import inspector_pb2 as pb
+
     if response.HasField("error"):
         return error_line(response.frame_id, response.camera_id, response.error.reason, response.error.message)
     return frame_line(response.frame_id, response.camera_id, verdict=pb.Verdict.Name(response.verdict),
@@ -65,7 +71,37 @@ def response_line(response: pb.InspectResponse) -> dict:
 
 def _answers(responses: Iterator[pb.InspectResponse], target: str) -> Iterator[pb.InspectResponse]:
     """The stream's responses; a failed call (no service, refused, deadline) ends as a one-line ServiceError."""
+    import grpc
+
+    from inspector.healthcheck import describe_rpc_error
+
     try:
         yield from responses
     except grpc.RpcError as err:
         raise ServiceError(f"{target}: {describe_rpc_error(err)}") from err
+
+
+def run(args: argparse.Namespace) -> None:
+    existing(args.token_file, "token file")
+    for flag in ("tls_ca", "tls_cert", "tls_key"):
+        existing(getattr(args, flag), "--" + flag.replace("_", "-") + " file")
+    from inspector.service.security import read_secret
+
+    connection = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+                  "token": read_secret(args.token_file, "INSPECTOR_TOKEN")}
+    for line in run_client(args.target, args.paths, args.camera_id, args.overlays, args.timeout, connection):
+        print(json.dumps(line), flush=True)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("client", help="stream images, folders or videos to a service; prints JSON lines")
+    p.add_argument("--target", required=True, help="HOST:PORT")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--camera-id", dest="camera_id", default="")
+    p.add_argument("--overlays", help="folder to write mask overlays to")
+    p.add_argument("--timeout", type=POSITIVE_FLOAT, default=None, help="seconds for the whole stream")
+    p.add_argument("--tls-ca", dest="tls_ca", help="PEM CA of the server certificate: connect with TLS")
+    p.add_argument("--tls-cert", dest="tls_cert", help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", dest="tls_key", help="client key (mutual TLS)")
+    p.add_argument("--token-file", dest="token_file", help="file holding the bearer token (else $INSPECTOR_TOKEN)")
+    p.set_defaults(func=run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 from inspector.errors import MissingPathError
@@ -47,3 +49,30 @@ def reseal_version(store: str | Path, name: str, version: str) -> str:
 
 def rollback_version(store: str | Path, name: str) -> str:
     return rollback(_model_dir(store, name))
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.action == "list":
+        for row in list_models(args.store, args.name):
+            print(json.dumps(row))
+    elif args.action == "promote":
+        print(json.dumps({"name": args.name, "active": promote_version(args.store, args.name, args.version)}))
+    elif args.action == "reseal":
+        print(json.dumps({"name": args.name, "sealed": reseal_version(args.store, args.name, args.version)}))
+    else:
+        print(json.dumps({"name": args.name, "active": rollback_version(args.store, args.name)}))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="the model store: list versions, promote one, roll back, re-seal an edit")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "versions with their validation figures"), ("promote", "make a version active"),
+                         ("rollback", "re-activate the previously active version"),
+                         ("reseal", "accept a deliberate edit of a version's files (rewrites its SHA256SUMS)")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("--store", default="models")
+        a.add_argument("--name", default=None if action == "list" else "default",
+                       help="model name" + (" (default: all)" if action == "list" else " (default: default)"))
+        if action in ("promote", "reseal"):
+            a.add_argument("version", help="e.g. v3")
+    p.set_defaults(func=run)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import cv2
-
-from inspector.errors import MissingPathError
+from inspector.cli.args import add_tiling, device, existing, roi, start_torch
 from inspector.cli.lines import error_line, frame_line
-from inspector.imaging.overlay import overlay_mask
-from inspector.inference.predictor import Prediction, Predictor
-from inspector.imaging.preprocess import EXTENSIONS, FrameError, read_image
+from inspector.errors import MissingPathError
+
+if TYPE_CHECKING:
+    from inspector.inference.predictor import Prediction
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
     """Files as given, folders as their images (sorted, recursive)."""
+    from inspector.imaging.preprocess import EXTENSIONS
+
     out = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -46,6 +49,12 @@ def predict_paths(
 
     ``options``: Predictor options (``tile``, ``tile_overlap``, ``roi``).
     """
+    import cv2
+
+    from inspector.imaging.overlay import overlay_mask
+    from inspector.imaging.preprocess import FrameError, read_image
+    from inspector.inference.predictor import Predictor
+
     predictor = Predictor.from_bundle(model, device, **(options or {}))
     for path in expand_paths(paths):
         start = time.perf_counter()
@@ -63,3 +72,27 @@ def predict_paths(
             cv2.imwrite(str(out), overlay_mask(image, pred.mask >= predictor.thresholds.mask))
             line["overlay"] = str(out)
         yield line
+
+
+def run(args: argparse.Namespace) -> None:
+    existing(args.model, "model bundle")
+    for path in args.paths:
+        existing(path, "image or folder")
+    window = roi(args)
+    start_torch(inference=True)
+    from inspector.imaging.tiling import Window
+
+    options = {k: getattr(args, k) for k in ("tile", "tile_overlap") if getattr(args, k) is not None}
+    options["roi"] = Window(*window) if window else None
+    for line in predict_paths(args.model, args.paths, args.device, args.overlays, options):
+        print(json.dumps(line), flush=True)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="run a bundle on image files or folders; prints JSON lines")
+    p.add_argument("--model", required=True)
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--overlays", help="folder to write overlay PNGs to")
+    p.add_argument("--device", type=device, default="auto")
+    add_tiling(p)
+    p.set_defaults(func=run)

@@ -11,6 +11,7 @@ from importlib.metadata import version
 import pytest
 
 import inspector.cli.app as cli
+import inspector.cli.models as models_command
 from inspector.cli import main
 from inspector.errors import ServiceError, UsageError
 
@@ -114,7 +115,7 @@ def fail_with(monkeypatch, err: BaseException) -> None:
     """Makes ``inspector models`` raise ``err``."""
     def command(args):
         raise err
-    monkeypatch.setattr(cli, "_cmd_models", command)
+    monkeypatch.setattr(models_command, "run", command)
 
 
 def test_a_user_error_is_one_line_without_traceback(monkeypatch, capsys):
@@ -133,8 +134,8 @@ def test_a_bug_propagates_with_its_traceback(monkeypatch, bug):
 
 
 def test_a_bug_shows_its_traceback_from_the_console_entry():
-    code = ("import sys, inspector.cli.app as c\ndef bug(args):\n    return 1 / 0\n"
-            "c._cmd_models = bug\nsys.exit(c.main(['models', 'list']))")
+    code = ("import sys, inspector.cli.app as c, inspector.cli.models as m\ndef bug(args):\n    return 1 / 0\n"
+            "m.run = bug\nsys.exit(c.main(['models', 'list']))")
     done = run_in_fresh_python(code)
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr and "ZeroDivisionError" in done.stderr
