@@ -1,7 +1,8 @@
 """Typed configuration, one dataclass per concern.
 
 Every dataclass here round-trips through plain dicts (``asdict`` / ``from_dict``) so the resolved
-configuration can be written next to every trained model and read back without surprises.
+configuration can be written next to every trained model and read back without surprises. A value a dataclass
+refuses raises :class:`~inspector.errors.UsageError` (a ``ValueError``) naming the field and the value.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, TypeVar
+
+from inspector.errors import UsageError
 
 GOOD_CLASS = "good"
 ANOMALY_CLASS = "anomaly"  # the one defect class of a model trained on good parts only (train --good-only)
@@ -42,7 +45,7 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if self.height % 32 or self.width % 32 or min(self.height, self.width) < 32:
-            raise ValueError(f"input size must be a multiple of 32 and >= 32, got {self.height}x{self.width}")
+            raise UsageError(f"input size must be a multiple of 32 and >= 32, got {self.height}x{self.width}")
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_unit(name: str, value: Any) -> None:
-    """Raises ValueError naming ``name`` unless ``value`` is a finite number in [0, 1] (a probability or a share)."""
+    """Raises UsageError naming ``name`` unless ``value`` is a finite number in [0, 1] (a probability or a share)."""
     if not (_is_number(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -88,22 +91,22 @@ class Thresholds:
         for name in ("reject", "review", "mask", "mask_weight"):
             _check_unit(name, getattr(self, name))
         if not self.review <= self.reject:
-            raise ValueError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
+            raise UsageError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
         for cls, value in self.per_class.items():
             if not isinstance(cls, str) or not cls:
-                raise ValueError(f"per_class keys must be class names, got {cls!r}")
+                raise UsageError(f"per_class keys must be class names, got {cls!r}")
             _check_unit(f"per_class[{cls!r}]", value)
         if not (_is_number(self.min_region_area) and self.min_region_area >= 0):
-            raise ValueError(f"min_region_area must be a number of px >= 0, got {self.min_region_area!r}")
+            raise UsageError(f"min_region_area must be a number of px >= 0, got {self.min_region_area!r}")
         # anomaly scores are >= 0 (1.0: the bank's reference): 0 sends every part the classifier accepts to
         # anomaly_verdict, a large value turns the head off; not inf, which bundle.json (standard JSON) cannot hold
         if not (_is_number(self.anomaly) and self.anomaly >= 0):
-            raise ValueError(f"anomaly threshold must be >= 0 and finite, got {self.anomaly!r}")
+            raise UsageError(f"anomaly threshold must be >= 0 and finite, got {self.anomaly!r}")
         if self.anomaly_verdict not in ("REVIEW", "REJECT"):
-            raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {self.anomaly_verdict!r}")
+            raise UsageError(f"anomaly_verdict must be REVIEW or REJECT, got {self.anomaly_verdict!r}")
 
     def check_classes(self, classes: Sequence[str]) -> None:
-        """Raises ValueError when ``per_class`` names a class that is not a defect class of the model.
+        """Raises UsageError when ``per_class`` names a class that is not a defect class of the model.
 
         A threshold for a class the model never predicts (a typo, another model's class, ``good``) is never applied,
         so the operator who set it would believe a rule is in force that is not.
@@ -114,7 +117,7 @@ class Thresholds:
         defects = [c for c in classes if c != GOOD_CLASS]
         for cls in self.per_class:
             if cls not in defects:
-                raise ValueError(f"per_class[{cls!r}] is not a defect class of the model; "
+                raise UsageError(f"per_class[{cls!r}] is not a defect class of the model; "
                                  f"its defect classes are: {', '.join(defects)}")
 
 

@@ -25,7 +25,8 @@ PROMOTE_HINT = "point it at a version with `inspector models promote --name NAME
 
 
 class StoreError(UserError, ValueError):
-    """An ACTIVE pointer or version name that does not lead to one of the store's own version folders."""
+    """An ACTIVE pointer or version name that does not lead to one of the store's own version folders, or a
+    rollback with no earlier version to go back to."""
 
 
 def _why_not_a_version(model_dir: Path, version: str) -> str | None:
@@ -185,12 +186,12 @@ def previous_version(model_dir: str | Path) -> str:
     """The version that was active before the current one.
 
     Raises:
-        ValueError: There is no earlier version to go back to.
+        StoreError: There is no earlier version to go back to.
     """
     model_dir = Path(model_dir)
     earlier = [v for v in _history(model_dir) if _why_not_a_version(model_dir, v) is None]
     if not earlier:
-        raise ValueError(f"{model_dir}: no earlier active version to roll back to (current: {active_version(model_dir)})")
+        raise StoreError(f"{model_dir}: no earlier active version to roll back to (current: {active_version(model_dir)})")
     return earlier[-1]
 
 

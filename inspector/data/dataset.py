@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.augment import augment
 from inspector.data.layouts import Sample
+from inspector.errors import DataError
 from inspector.imaging.preprocess import letterbox, preprocess, read_image
 
 MASK_THRESHOLD = 127  # a mask pixel is defect where value > 127
@@ -23,7 +24,7 @@ def read_mask(sample: Sample, shape: tuple[int, int]) -> tuple[np.ndarray, bool]
         return np.zeros(shape, np.uint8), sample.label == GOOD_CLASS
     mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
     if mask is None:
-        raise ValueError(f"cannot read mask {sample.mask}")
+        raise DataError(f"cannot read mask {sample.mask}")
     if mask.shape != shape:
         mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return np.where(mask > MASK_THRESHOLD, 255, 0).astype(np.uint8), True

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.errors import UsageError
+
 DEMO_CLASSES = ("good", "scratch", "spot", "crack")
 MIN_SIZE = 64  # smallest image side the defect geometry is tuned for, px
 
@@ -144,12 +146,12 @@ def make_part(kind: str, rng: np.random.Generator, size: int = 256) -> tuple[np.
         pixels and 0 elsewhere (all zero for ``"good"``).
 
     Raises:
-        ValueError: If ``kind`` is unknown or ``size`` is below ``MIN_SIZE``.
+        UsageError: If ``kind`` is unknown or ``size`` is below ``MIN_SIZE``.
     """
     if kind not in DEMO_CLASSES:
-        raise ValueError(f"unknown part kind {kind!r}; expected one of {DEMO_CLASSES}")
+        raise UsageError(f"unknown part kind {kind!r}; expected one of {DEMO_CLASSES}")
     if size < MIN_SIZE:
-        raise ValueError(f"size must be at least {MIN_SIZE} px, got {size}")
+        raise UsageError(f"size must be at least {MIN_SIZE} px, got {size}")
     image = _harmless(rng, _texture(rng, size))
     if kind == "good":
         mask = np.zeros((size, size), np.uint8)
@@ -183,13 +185,15 @@ def write_demo_data(out: Path, n_per_class: int = 40, size: int = 256, seed: int
         Number of samples written per class.
 
     Raises:
-        ValueError: If ``n_per_class`` is negative or ``size``/``seed`` is invalid.
+        UsageError: If ``n_per_class`` or ``seed`` is negative or ``size`` is below ``MIN_SIZE``.
         OSError: If a folder or file cannot be written.
     """
     if n_per_class < 0:
-        raise ValueError(f"n_per_class must be >= 0, got {n_per_class}")
+        raise UsageError(f"n_per_class must be >= 0, got {n_per_class}")
     if size < MIN_SIZE:
-        raise ValueError(f"size must be at least {MIN_SIZE} px, got {size}")
+        raise UsageError(f"size must be at least {MIN_SIZE} px, got {size}")
+    if seed < 0:  # numpy's seed sequence takes no negative entropy
+        raise UsageError(f"seed must be >= 0, got {seed}")
     counts: dict[str, int] = {}
     for class_index, kind in enumerate(DEMO_CLASSES):
         image_dir, mask_dir = Path(out) / "images" / kind, Path(out) / "masks" / kind

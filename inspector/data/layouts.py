@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspector.config import GOOD_CLASS
+from inspector.errors import DataError, MissingPathError
 from inspector.imaging.preprocess import EXTENSIONS
 
 
@@ -74,25 +75,25 @@ def load_dataset(root: str | Path) -> DataSet:
     """Scans ``root`` in whichever of the two layouts it has.
 
     Raises:
-        FileNotFoundError: ``root`` does not exist or holds neither layout, or no images.
-        ValueError: There is no ``good`` class or no defect class.
+        MissingPathError: ``root`` does not exist or holds neither layout, or no images.
+        DataError: There is no ``good`` class or no defect class.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
+        raise MissingPathError(f"data folder {root} does not exist")
     if (root / "images").is_dir():
         layout, (classes, samples) = "class_folders", _scan_class_folders(root)
     elif (root / "train").is_dir() and (root / "test").is_dir():
         layout, (classes, samples) = "mvtec", _scan_mvtec(root)
     else:
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"{root} holds neither images/<class>/ (class folders) nor train/ + test/ (MVTec AD layout)"
         )
     if not samples:
-        raise FileNotFoundError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
+        raise MissingPathError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
     classes = {s.label for s in samples}  # a folder without images is no class (the model would never see it)
     if GOOD_CLASS not in classes or len(classes) < 2:
-        raise ValueError(f"{root}: need a '{GOOD_CLASS}' class and at least one defect class, found {sorted(classes)}")
+        raise DataError(f"{root}: need a '{GOOD_CLASS}' class and at least one defect class, found {sorted(classes)}")
     return DataSet(root, layout, _class_order(classes), tuple(samples))
 
 

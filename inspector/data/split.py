@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.data.layouts import DataSet, Sample
+from inspector.errors import MissingPathError, UsageError
 
 
 def stratified_split(dataset: DataSet, val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Splits every class by the same fraction; a class of two or more images puts at least one in validation."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
     train, val = [], []
     for cls in dataset.classes:
@@ -33,7 +34,7 @@ def samples_from_record(dataset: DataSet, paths: list[str]) -> list[Sample]:
     by_path = {str(s.image.relative_to(dataset.root)): s for s in dataset.samples}
     missing = [p for p in paths if p not in by_path]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} images of the saved split are missing under {dataset.root}, e.g. {missing[0]}")
+        raise MissingPathError(f"{len(missing)} images of the saved split are missing under {dataset.root}, e.g. {missing[0]}")
     return [by_path[p] for p in paths]
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from inspector.config import FrameLimits, PreprocessSpec
+from inspector.errors import MissingPathError
 from inspector.imaging.frame_error import FrameError
 from inspector.imaging.headers import MAGIC, check_png_chunks, probe_size
 
@@ -140,7 +141,7 @@ def read_image(path: str | Path, limits: FrameLimits = DEFAULT_LIMITS) -> np.nda
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise FileNotFoundError(f"cannot read image {path}: {err.strerror}") from err
+        raise MissingPathError(f"cannot read image {path}: {err.strerror}") from err
     try:
         return decode(data, encoding, limits=limits)
     except FrameError as err:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Window:
@@ -36,10 +38,14 @@ def plan(h: int, w: int, tile: int, overlap: float = 0.125, roi: Window | None =
 
     Tiling applies when ``tile`` > 0 and the area's longer side exceeds 1.5 tiles; tiles are ``tile`` px squares
     (clipped to the area) overlapping by at least ``overlap`` of their side, spread evenly to the far edges.
+
+    Raises:
+        UsageError: ``roi`` is not inside the frame (a ``--roi`` for another camera's frame size).
     """
     area = roi or Window(0, 0, w, h)
     if area.x < 0 or area.y < 0 or area.w <= 0 or area.h <= 0 or area.x + area.w > w or area.y + area.h > h:
-        raise ValueError(f"region of interest {area} is not inside the {w}x{h} frame")
+        raise UsageError(f"region of interest at x={area.x} y={area.y} of {area.w}x{area.h} px is not inside the "
+                         f"{w}x{h} px frame")
     if tile <= 0 or max(area.w, area.h) <= 1.5 * tile:
         return [area]
     return [Window(area.x + x, area.y + y, min(tile, area.w), min(tile, area.h))

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from inspector.errors import UserError
+from inspector.errors import UsageError, UserError
 from inspector.model import lite0
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -60,13 +60,17 @@ def _file_weights(file_name: str, drop_prefixes: tuple[str, ...]) -> Callable[[s
 
 
 def _check_hash_prefix(path: Path, file_name: str) -> None:
-    """torchvision names files ``<arch>-<first 8 hex of sha256>.pth``; a file under that name must match it."""
+    """torchvision names files ``<arch>-<first 8 hex of sha256>.pth``; a file under that name must match it.
+
+    Raises:
+        UsageError: The file's digest does not start with the one in its name (a damaged or different file).
+    """
     expected = file_name.rsplit("-", 1)[-1].split(".")[0]
     if path.name != file_name:
         return
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(expected):
-        raise ValueError(f"{path}: sha256 {digest[:8]}... does not match the published {expected}; the file is damaged")
+        raise UsageError(f"{path}: sha256 {digest[:8]}... does not match the published {expected}; the file is damaged")
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -81,8 +85,12 @@ BACKBONES: dict[str, Backbone] = {
 
 
 def get_backbone(name: str) -> Backbone:
-    """Looks up a registered backbone; an unknown name lists the valid ones."""
+    """Looks up a registered backbone.
+
+    Raises:
+        UsageError: ``name`` is not registered; the message lists the valid ones.
+    """
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None
+        raise UsageError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None

@@ -18,16 +18,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from inspector.errors import InspectorError
 from inspector.inference.predictor import Outputs, Predictor
 
 log = logging.getLogger(__name__)
 
 
-class DeadlineExpired(Exception):
+class DeadlineExpired(InspectorError):
     """The caller's deadline passed before the frame reached the model."""
 
 
-class BatcherClosed(Exception):
+class BatcherClosed(InspectorError):
     """The batcher is shut down."""
 
 

@@ -1,12 +1,15 @@
 """Why the service answers a frame without a result: domain refusals, free of any transport.
 
 The pipeline and the capacity checks raise :class:`Rejected` with a :class:`Kind`; ``convert.status`` is the one place
-that maps a kind to a gRPC status code.
+that maps a kind to a gRPC status code. A refusal is an :class:`~inspector.errors.InspectorError` but no
+``UserError``: it is the caller's answer, not a mistake of the person running inspector.
 """
 
 from __future__ import annotations
 
 import enum
+
+from inspector.errors import InspectorError
 
 
 class Kind(enum.Enum):
@@ -19,7 +22,7 @@ class Kind(enum.Enum):
     INTERNAL = "internal"  # the service failed on this frame: resend it, and report it if it repeats
 
 
-class Rejected(Exception):
+class Rejected(InspectorError):
     """A frame the service does not answer with a result.
 
     Args:

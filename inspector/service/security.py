@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from inspector.errors import MissingPathError, UsageError
 from inspector.service.interceptor import refusal
 
 ADMIN_PREFIX = "/inspector.v1.Admin/"
@@ -22,25 +23,34 @@ INFERENCE_PREFIX = "/inspector.v1.Inspector/"
 
 
 def read_secret(file: str | None, env: str) -> str | None:
-    """A token from ``file`` (stripped) or else the environment variable ``env``; None if neither is set."""
+    """A token from ``file`` (stripped) or else the environment variable ``env``; None if neither is set.
+
+    Raises:
+        MissingPathError: ``file`` cannot be read.
+        UsageError: ``file`` is empty or holds only whitespace.
+    """
     if file:
         try:
             token = Path(file).read_text().strip()
         except OSError as err:
-            raise FileNotFoundError(f"cannot read token file {file}: {err.strerror}") from err
+            raise MissingPathError(f"cannot read token file {file}: {err.strerror}") from err
         if not token:
-            raise ValueError(f"token file {file} is empty")
+            raise UsageError(f"token file {file} is empty")
         return token
     return os.environ.get(env) or None
 
 
 def server_credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.ServerCredentials:
-    """TLS credentials; with ``client_ca``, clients must present a certificate it signed (mutual TLS)."""
+    """TLS credentials; with ``client_ca``, clients must present a certificate it signed (mutual TLS).
+
+    Raises:
+        MissingPathError: One of the files cannot be read.
+    """
     def read(path: str, what: str) -> bytes:
         try:
             return Path(path).read_bytes()
         except OSError as err:
-            raise FileNotFoundError(f"cannot read TLS {what} {path}: {err.strerror}") from err
+            raise MissingPathError(f"cannot read TLS {what} {path}: {err.strerror}") from err
 
     root = read(client_ca, "client CA") if client_ca else None
     return grpc.ssl_server_credentials([(read(key, "key"), read(cert, "certificate"))], root_certificates=root,

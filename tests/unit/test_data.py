@@ -17,6 +17,7 @@ from inspector.data.augment import AugmentConfig, augment
 from inspector.data.dataset import DefectDataset, balanced_sampler, read_mask
 from inspector.data.layouts import DataSet, Sample, data_hash, load_dataset
 from inspector.data.split import samples_from_record, split_record, stratified_split
+from inspector.errors import DataError, MissingPathError, UsageError
 
 H, W = 48, 64  # size of the images written by these tests
 
@@ -114,7 +115,7 @@ def test_read_mask_binarises_and_resizes(tmp_path: Path) -> None:
 def test_read_mask_unreadable_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="cannot read mask"):
+    with pytest.raises(DataError, match="cannot read mask"):
         read_mask(Sample(tmp_path / "i.png", "crack", bad), (H, W))
 
 
@@ -142,35 +143,35 @@ def test_mvtec_layout(mvtec: Path) -> None:
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist") as info:
+    with pytest.raises(MissingPathError, match="does not exist") as info:
         load_dataset(tmp_path / "absent")
     assert str(tmp_path / "absent") in str(info.value)
 
 
 def test_folder_with_neither_layout(tmp_path: Path) -> None:
     _write(tmp_path / "pics" / "a.png", _part(0))
-    with pytest.raises(FileNotFoundError, match="neither"):
+    with pytest.raises(MissingPathError, match="neither"):
         load_dataset(tmp_path)
 
 
 def test_folder_without_images(tmp_path: Path) -> None:
     (tmp_path / "images" / "good").mkdir(parents=True)
     (tmp_path / "images" / "good" / "readme.txt").write_text("x")
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(MissingPathError, match="no images"):
         load_dataset(tmp_path)
 
 
 def test_no_good_class(tmp_path: Path) -> None:
     _write(tmp_path / "images" / "scratch" / "a.png", _part(0))
     _write(tmp_path / "images" / "dent" / "b.png", _part(1))
-    with pytest.raises(ValueError, match="'good' class") as info:
+    with pytest.raises(DataError, match="'good' class") as info:
         load_dataset(tmp_path)
     assert "dent" in str(info.value) and "scratch" in str(info.value)
 
 
 def test_only_good_class(tmp_path: Path) -> None:
     _write(tmp_path / "images" / "good" / "a.png", _part(0))
-    with pytest.raises(ValueError, match="at least one defect class"):
+    with pytest.raises(DataError, match="at least one defect class"):
         load_dataset(tmp_path)
 
 
@@ -183,7 +184,7 @@ def test_empty_class_folder_is_not_a_class(class_folders: Path) -> None:
 def test_empty_good_folder_is_no_good_class(tmp_path: Path) -> None:
     (tmp_path / "images" / "good").mkdir(parents=True)
     _write(tmp_path / "images" / "scratch" / "a.png", _part(0))
-    with pytest.raises(ValueError, match="'good' class"):
+    with pytest.raises(DataError, match="'good' class"):
         load_dataset(tmp_path)
 
 
@@ -248,7 +249,7 @@ def test_split_small_class_gets_one_validation_sample(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_split_rejects_bad_fraction(tmp_path: Path, fraction: float) -> None:
-    with pytest.raises(ValueError, match="val_fraction"):
+    with pytest.raises(UsageError, match="val_fraction"):
         stratified_split(_synthetic(tmp_path, COUNTS), fraction, seed=0)
 
 
@@ -268,7 +269,7 @@ def test_split_record_round_trip(tmp_path: Path) -> None:
 
 def test_samples_from_record_missing_image(tmp_path: Path) -> None:
     ds = _synthetic(tmp_path, COUNTS)
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(MissingPathError) as info:
         samples_from_record(ds, ["images/good/good000.png", "images/good/vanished.png"])
     assert "1 images" in str(info.value) and "images/good/vanished.png" in str(info.value)
 

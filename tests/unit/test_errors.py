@@ -11,6 +11,8 @@ from inspector.errors import DataError, InspectorError, MissingPathError, Servic
 from inspector.model import WeightsNotFoundError
 from inspector.imaging.preprocess import FrameError
 from inspector.artifacts.store import StoreError
+from inspector.service.batcher import BatcherClosed, DeadlineExpired
+from inspector.service.refusal import Rejected
 
 
 @pytest.mark.parametrize("cls, builtin", [
@@ -27,6 +29,12 @@ def test_user_errors_are_a_branch_not_every_error():
     assert issubclass(UserError, InspectorError)
     for builtin in (ValueError, FileNotFoundError, OSError, RuntimeError):
         assert not issubclass(builtin, UserError)
+
+
+@pytest.mark.parametrize("cls", [Rejected, DeadlineExpired, BatcherClosed])
+def test_service_refusals_are_inspector_errors_but_not_the_users(cls):
+    """The service raises them on purpose and maps them to gRPC codes; the person running inspector fixes nothing."""
+    assert issubclass(cls, InspectorError) and not issubclass(cls, UserError)
 
 
 def test_a_message_only_path_error_has_no_errno():

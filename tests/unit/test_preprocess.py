@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from inspector.config import FrameLimits, PreprocessSpec
+from inspector.errors import MissingPathError
 from inspector.imaging.preprocess import (
     FrameError,
     Letterbox,
@@ -275,9 +276,9 @@ def test_read_image_reads_like_decode(tmp_path: Path) -> None:
 
 def test_read_image_missing_path(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "missing.png"
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(MissingPathError) as info:
         read_image(path)
-    assert str(path) in str(info.value)
+    assert str(info.value) == f"cannot read image {path}: No such file or directory"
 
 
 def test_read_image_unsupported_extension(tmp_path: Path) -> None:

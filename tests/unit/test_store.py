@@ -32,7 +32,7 @@ def test_promote_and_rollback_walk_the_history(store):
     assert previous_version(model_dir) == "v2"
     assert rollback(model_dir) == "v2" and active_version(model_dir) == "v2"
     assert rollback(model_dir) == "v1" and active_version(model_dir) == "v1"
-    with pytest.raises(ValueError, match="no earlier active version"):
+    with pytest.raises(StoreError, match="no earlier active version"):
         rollback(model_dir)
     assert active_version(model_dir) == "v1"
 

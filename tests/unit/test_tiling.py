@@ -8,6 +8,7 @@ import torch
 
 from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds
+from inspector.errors import UsageError
 from inspector.model import DefectNet
 from inspector.inference.predictor import Predictor
 from inspector.imaging.tiling import Window, plan, stitch
@@ -32,8 +33,9 @@ def test_roi_limits_the_windows_and_must_fit_the_frame():
     assert all(roi.x <= w.x and w.x + w.w <= roi.x + roi.w and roi.y <= w.y and w.y + w.h <= roi.y + roi.h
                for w in windows)
     assert plan(768, 1024, tile=0, roi=roi) == [roi]
-    with pytest.raises(ValueError, match="not inside"):
+    with pytest.raises(UsageError) as err:
         plan(100, 100, tile=0, roi=Window(50, 50, 100, 10))
+    assert str(err.value) == "region of interest at x=50 y=50 of 100x10 px is not inside the 100x100 px frame"
 
 
 def test_stitch_takes_the_maximum_where_windows_overlap():
