@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 def user_message(err: BaseException, args: argparse.Namespace) -> str | None:
     """The one-line message of ``err`` when it is the user's to fix (see the module docstring), else None."""
     if isinstance(err, OSError) and not isinstance(err, UserError):
-        if err.errno is not None and not any(_given(name, args) for name in (err.filename, err.filename2)):
+        named = (named_on_command_line(name, args) for name in (err.filename, err.filename2))
+        if err.errno is not None and not any(named):
             return None  # the OS refused a path the user did not give: inspector's own bug
     elif not isinstance(err, UserError):
         return None
@@ -45,7 +46,7 @@ def user_message(err: BaseException, args: argparse.Namespace) -> str | None:
     return text or type(err).__name__
 
 
-def _given(name: str | bytes | int | None, args: argparse.Namespace) -> bool:
+def named_on_command_line(name: str | bytes | int | None, args: argparse.Namespace) -> bool:
     """Whether the file ``name`` is, or lies under, a path given on the command line (any string argument)."""
     if not isinstance(name, str):
         return False

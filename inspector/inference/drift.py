@@ -82,6 +82,11 @@ class DriftMonitor:
                 if name in values:
                     window.append(values[name])
 
+    def frames(self) -> dict[str, int]:
+        """How many frames each statistic's window holds now (a statistic without reference keeps none)."""
+        with self._lock:
+            return {name: len(window) for name, window in self._values.items()}
+
     def value(self, name: str) -> float:
         """PSI of the window of ``name`` against its reference; NaN without reference or with too few frames."""
         if name not in self.ref:

@@ -69,7 +69,7 @@ def scraped(tiny_bundle, demo_data):
         answers += list(stub.InspectStream(iter(stream), timeout=30))
         assert len(answers) == 6
         text = scrape(running)
-        windows = {k: len(v) for k, v in running.models.drift._values.items()}
+        windows = running.models.drift.frames()
     finally:
         channel.close()
         running.stop(grace=1)

@@ -195,7 +195,7 @@ def test_models_commands_round_trip_without_torch(tmp_path):
 
 def test_every_string_argument_counts_as_given(tmp_path):
     args = cli.build_parser().parse_args(["predict", "--model", str(tmp_path / "m"), str(tmp_path / "a.png")])
-    assert cli._given(str(tmp_path / "m" / "bundle.json"), args)
-    assert cli._given(str(tmp_path / "a.png"), args)
-    assert not cli._given(str(tmp_path / "other.png"), args)
+    assert cli.named_on_command_line(str(tmp_path / "m" / "bundle.json"), args)
+    assert cli.named_on_command_line(str(tmp_path / "a.png"), args)
+    assert not cli.named_on_command_line(str(tmp_path / "other.png"), args)
     assert json.dumps(vars(args), default=str)  # plain values
