@@ -1,4 +1,5 @@
-"""A small client of the inspection service: frames from files, folders or video, answers as dicts."""
+"""A small client of the inspection service: frames from files, folders or video, answers as protobuf messages
+(``inspector client`` prints them as the JSON lines of :mod:`inspector.cli.lines`, the same as ``inspector predict``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Iterable, Iterator
 import cv2
 import grpc
 import numpy as np
-from google.protobuf.json_format import MessageToDict
 
 from inspector.imaging.preprocess import EXTENSIONS
 from inspector.v1 import inspector_pb2 as pb
@@ -62,17 +62,6 @@ def _video_frames(path: Path, quality: int) -> Iterator[FrameSource]:
 def request_for(frame: FrameSource, camera_id: str = "", return_mask: bool = False) -> pb.InspectRequest:
     return pb.InspectRequest(data=frame.data, encoding=frame.encoding, frame_id=frame.frame_id,
                              camera_id=camera_id, return_mask=return_mask)
-
-
-def response_dict(response: pb.InspectResponse) -> dict:
-    """A response as JSON-ready dict (the mask and anomaly map PNGs left out: see :func:`decode_mask`);
-    ``anomaly_score`` appears only when the model has an anomaly head."""
-    out = MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    out.pop("mask_png", None)
-    out.pop("anomaly_map_png", None)
-    if not response.HasField("error"):
-        out.pop("error", None)
-    return out
 
 
 def decode_mask(response: pb.InspectResponse) -> np.ndarray | None:
