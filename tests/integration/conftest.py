@@ -61,20 +61,15 @@ def make_store(tiny_bundle, tmp_path_factory):
 @pytest.fixture
 def servers():
     """Function-scoped servers for tests that change the service's state."""
-    owner = Servers()
-    try:
+    with Servers() as owner:
         yield owner
-    finally:
-        owner.close()
 
 
 @pytest.fixture(scope="module")
 def module_servers():
-    owner = Servers()
-    try:
+    """Servers shared by a module's read-only tests."""
+    with Servers() as owner:
         yield owner
-    finally:
-        owner.close()
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,12 @@ class Servers:
         self.channels.append(channel)
         return channel
 
+    def __enter__(self) -> "Servers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         for channel in self.channels:
             channel.close()
