@@ -64,10 +64,11 @@ def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLim
         image = None
     if image is None:
         raise FrameError("undecodable", f"payload of {len(data)} bytes is not a decodable {encoding} image")
-    if image.dtype == np.uint16:  # 16-bit PNG: keep the top 8 bits
+    if encoding == "PNG" and image.dtype == np.uint16:  # 16-bit PNG: keep the top 8 bits
         image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise FrameError("unsupported_format", f"{encoding} pixel type {image.dtype} is not supported")
+    if image.dtype != np.uint8:  # a 12-bit JPEG, were OpenCV to decode it to uint16: >> 8 keeps 4 of 12 bits
+        raise FrameError("undecodable", f"payload of {len(data)} bytes is not a decodable {encoding} image (its "
+                         f"samples decode to {image.dtype}; JPEG and BMP are read with 8-bit samples, PNG with 8 or 16)")
     if image.ndim == 3 and image.shape[2] == 4:  # alpha is dropped
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     elif image.ndim == 3 and image.shape[2] in (1, 2):  # gray, or gray + alpha

@@ -27,8 +27,8 @@ from inspector.config import FrameLimits
 from inspector.imaging.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
 
 ENCODING_CHOICES = (*ENCODINGS, "ENCODING_UNSPECIFIED", "99")  # indexed by the low 3 bits of byte 0
-# "unsupported_format" is not among them: no JPEG, PNG or BMP decodes to a pixel type other than 8 or 16 bits
-# (tests/integration/test_malformed.py), so an input refused for it is a finding
+# none is kept for a pixel type other than 8 or 16 bits: no JPEG, PNG or BMP decodes to one
+# (tests/integration/test_malformed.py); decode would call such a frame "undecodable"
 REASONS = frozenset({"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "size_mismatch",
                      "bad_dimensions"})
 LIMITS = FrameLimits(max_bytes=1 << 20)

@@ -38,8 +38,8 @@ ACCEPTED = frames.accepted_frames()
 GOOD = frames.good_frames()
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 TIMEOUT = 60.0  # s; a safety net, not a timing assertion
-# every reason decode can give: "unsupported_format" (a pixel type other than 8 or 16 bits) is not one, see
-# test_no_payload_decodes_to_another_pixel_type
+# every reason decode can give (none is kept for a pixel type other than 8 or 16 bits: no payload decodes to one, see
+# test_no_payload_decodes_to_another_pixel_type)
 REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "size_mismatch",
            "bad_dimensions"}
 
@@ -115,10 +115,11 @@ def imdecode(data: bytes) -> np.ndarray | None:
 
 
 def test_no_payload_decodes_to_another_pixel_type():
-    """Why no frame is refused as ``unsupported_format``: the signature check lets only OpenCV's JPEG, PNG and BMP
-    decoders run, and none decodes to a pixel type other than 8 or 16 bits. PNG gives 8 or 16 (1-, 8- and 16-bit PNGs
-    are in the accepted corpus), BMP 8, and JPEG 8 only: the corpus' hand-written encoders make 4- and 8-bit JPEGs
-    that decode exactly, and 12- and 16-bit ones (lossless, and DCT) that do not decode at all."""
+    """Why decode has no reason of its own for another pixel type: the signature check lets only OpenCV's JPEG, PNG
+    and BMP decoders run, and none decodes to a pixel type other than 8 or 16 bits. PNG gives 8 or 16 (1-, 8- and
+    16-bit PNGs are in the accepted corpus), BMP 8, and JPEG 8 only: the corpus' hand-written encoders make 4- and
+    8-bit JPEGs that decode exactly, and 12- and 16-bit ones (lossless, and DCT) that do not decode at all. Only a
+    16-bit PNG is shifted to 8 bits; anything else that is not 8-bit would be refused as undecodable."""
     g = frames.gray()
     assert np.array_equal(imdecode(frames.lossless_jpeg(g, 8)), g)
     assert np.array_equal(imdecode(frames.lossless_jpeg(g >> 4, 4)), g >> 4)
@@ -127,6 +128,7 @@ def test_no_payload_decodes_to_another_pixel_type():
     assert len(deeper) == 3 and all(imdecode(f.data) is None for f in deeper)
     compressed = [f for f, _ in ACCEPTED + GOOD if f.encoding in (frames.JPEG, frames.PNG, frames.BMP)]
     assert {imdecode(f.data).dtype for f in compressed} == {np.dtype(np.uint8), np.dtype(np.uint16)}
+    assert {f.encoding for f in compressed if imdecode(f.data).dtype == np.uint16} == {frames.PNG}
 
 
 @pytest.mark.parametrize("frame", BAD, ids=[f.name for f in BAD])

@@ -11,14 +11,15 @@ from unittest import mock
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.config import FrameLimits
 from inspector.imaging.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
 
-REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "unsupported_format",
-           "size_mismatch", "bad_dimensions"}
+REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "size_mismatch",
+           "bad_dimensions"}
 SETTINGS = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 LIMITS = st.sampled_from([FrameLimits(), FrameLimits(max_bytes=4096), FrameLimits(min_side=1, max_side=64)])
 ANY_ENCODING = st.sampled_from([*ENCODINGS, "ENCODING_UNSPECIFIED", "99", "", "png", "GIF"])
@@ -199,3 +200,27 @@ def test_png_chunk_longer_than_the_payload_is_refused_before_decoding(which, ext
             assert err.reason == "undecodable" and f"declares {length} bytes" in str(err), str(err)
         else:
             raise AssertionError("accepted a PNG whose chunk runs past its end")
+
+
+@pytest.mark.parametrize("encoding, payload", [("JPEG", JPEG_40), ("BMP", _encoded(".bmp", 40, 40, 1))])
+def test_deeper_samples_than_8_bits_are_refused_outside_png(encoding, payload):
+    """Only a 16-bit PNG keeps its top byte: a 12-bit JPEG that some OpenCV build decoded to uint16 would lose 8 of
+    its 12 bits to the same shift (a nearly black frame), so it is refused, not inspected."""
+    twelve_bit = (cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED).astype(np.uint16) << 4)
+    with mock.patch.object(cv2, "imdecode", return_value=twelve_bit):
+        with pytest.raises(FrameError) as err:
+            decode(payload, encoding)
+    assert err.value.reason == "undecodable"
+    assert str(err.value) == (f"payload of {len(payload)} bytes is not a decodable {encoding} image (its samples "
+                              "decode to uint16; JPEG and BMP are read with 8-bit samples, PNG with 8 or 16)")
+
+
+def test_a_16_bit_png_keeps_its_top_byte_and_other_sample_types_are_refused():
+    sixteen = np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40  # 0..63960: every top byte differs
+    ok, png = cv2.imencode(".png", sixteen)
+    assert ok
+    assert np.array_equal(decode(png.tobytes(), "PNG"), (sixteen >> 8).astype(np.uint8))
+    with mock.patch.object(cv2, "imdecode", return_value=sixteen.astype(np.float32)):
+        with pytest.raises(FrameError, match="samples decode to float32") as err:
+            decode(png.tobytes(), "PNG")
+    assert err.value.reason == "undecodable"
