@@ -1,5 +1,6 @@
 """End to end on generated data: train -> bundle -> predictor -> evaluate, and the CLI around them."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.artifacts.bundle import load_bundle
+from inspector.artifacts.bundle import derive_bundle, load_bundle
 from inspector.cli import main
 from inspector.config import Thresholds
 from inspector.data.demo import make_part
@@ -262,18 +263,33 @@ def test_an_export_that_does_not_reproduce_the_bundle_is_not_written(bundle_copy
 
 
 def test_compare_prints_both_models_and_their_disagreements(tiny_bundle, demo_data, capsys):
-    assert main(["calibrate", "--model", str(tiny_bundle), "--data", str(demo_data)]) == 0
-    calibrated = json.loads(capsys.readouterr().out)["bundle"]
-    assert main(["compare", "--models", str(tiny_bundle), calibrated, "--data", str(demo_data)]) == 0
+    """Against a copy that rejects every part (same weights), the original disagrees exactly on the validation frames
+    it does not reject, and it does not reject them all (the good ones), so the rows cannot be empty."""
+    reject_all = Thresholds(reject=0.0, review=0.0, per_class={c: 0.0 for c in ("crack", "scratch", "spot")})
+    copy = derive_bundle(load_bundle(tiny_bundle), {"thresholds": dataclasses.asdict(reject_all)})
+    assert main(["compare", "--models", str(tiny_bundle), str(copy), "--data", str(demo_data), "--device", "cpu"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     head, rows = lines[0], lines[1:]
     assert head["split"] == "val" and head["n_images"] == 8
-    assert head["A"].startswith("tiny/") and head["B"] == "tiny/" + calibrated.rsplit("/", 1)[1]
+    assert head["A"] == f"tiny/{tiny_bundle.name}" and head["B"] == f"tiny/{copy.name}"
     for figure in ("image.accuracy", "image.macro_f1", "pixel.miou"):
         assert set(head["figures"][figure]) == {"A", "B"}
     assert head["figures"]["image.auroc_defect"]["A"] == head["figures"]["image.auroc_defect"]["B"]  # same weights
-    for row in rows:  # thresholds differ, so labels may; every listed frame really disagrees
-        assert row["A"] != row["B"] and row["truth"] in ("good", "crack", "scratch", "spot")
+    # the validation frames (bundle.json, format v1), each predicted here by both models
+    val = json.loads((tiny_bundle / "bundle.json").read_text())["split"]["val"]
+    model_a, model_b = (Predictor.from_bundle(path, device="cpu") for path in (tiny_bundle, copy))
+    differ = []
+    for rel in val:
+        image = read_image(demo_data / rel)
+        a, b = model_a.predict([image])[0], model_b.predict([image])[0]
+        assert (b.verdict, b.label) == ("REJECT", b.defect_class)  # the copy rejects every part
+        if a.label != b.label:
+            differ.append(str(demo_data / rel))
+    assert differ
+    assert sorted(row["image"] for row in rows) == sorted(differ)
+    for row in rows:  # the original accepts (or sends to review) what the copy rejects as its likeliest defect
+        assert row["A"] == "good" and row["B"] in ("crack", "scratch", "spot")
+        assert row["truth"] in ("good", "crack", "scratch", "spot") and row["score_A"] == row["score_B"]
 
 
 def test_no_pretrained_starts_from_random_weights(demo_data, tmp_path, capsys, monkeypatch):
