@@ -1,5 +1,7 @@
-"""User mistakes found deep in a command (after torch has loaded, by the library, not by argparse) are still one
-line on stderr with exit 2, naming the problem, and nothing is written."""
+"""User mistakes found by the library inside a command (not by argparse, often after torch has loaded) are one line
+on stderr with exit 2, naming the problem, and nothing is written."""
+
+import json
 
 import cv2
 import numpy as np
@@ -63,3 +65,29 @@ def test_a_data_folder_without_good_parts(tiny_bundle, tmp_path, capsys):
                  "--device", "cpu"]) == 2
     assert one_line_error(capsys, "evaluate") == words
     assert not (tmp_path / "store").exists() and not (tmp_path / "r").exists()
+
+
+def test_models_rollback_without_history_is_one_line(tmp_path, capsys):
+    (tmp_path / "line" / "v1").mkdir(parents=True)
+    (tmp_path / "line" / "v1" / "bundle.json").write_text(json.dumps({"backbone": "b"}))
+    assert main(["models", "promote", "--store", str(tmp_path), "--name", "line", "v1"]) == 0
+    capsys.readouterr()
+    assert main(["models", "rollback", "--store", str(tmp_path), "--name", "line"]) == 2
+    assert one_line_error(capsys, "models") == (
+        f"{tmp_path / 'line'}: no earlier active version to roll back to (current: v1)")
+    assert (tmp_path / "line" / "ACTIVE").read_text().strip() == "v1"
+
+
+def test_client_with_an_empty_token_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "token").write_text("\n")
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    argv = ["client", "--target", "127.0.0.1:1", "--token-file", str(tmp_path / "token"), str(image)]
+    assert main(argv) == 2
+    assert one_line_error(capsys, "client") == f"token file {tmp_path / 'token'} is empty"
+
+
+def test_demo_data_with_a_negative_seed_is_one_line(tmp_path, capsys):
+    assert main(["demo-data", "--out", str(tmp_path / "demo"), "--per-class", "1", "--seed", "-1"]) == 2
+    assert one_line_error(capsys, "demo-data") == "seed must be >= 0, got -1"
+    assert not (tmp_path / "demo").exists()  # refused before anything is written

@@ -1,29 +1,15 @@
-"""Mistakes of the person running inspector raise a UserError subclass (one line, exit 2 from the CLI), keeping the
-built-in base that callers already catch; the CLI cases here need no trained model (see
-tests/integration/test_cli_user_errors.py for those that do)."""
-
-import json
+"""Mistakes of the person running inspector raise a UserError subclass (one line, exit 2 from the CLI, see
+tests/integration/test_cli_user_errors.py), keeping the built-in base that callers already catch."""
 
 import numpy as np
 import pytest
 import torch
 
-from inspector.cli import main
 from inspector.config import PreprocessSpec, Thresholds
 from inspector.data.demo import make_part, write_demo_data
 from inspector.errors import MissingPathError, UsageError
 from inspector.model.backbones import get_backbone
 from inspector.service.security import read_secret, server_credentials
-
-
-def one_line_error(capsys, command: str) -> str:
-    """The message of the one stderr line ``inspector <command>: error: <message>``, nothing on stdout."""
-    captured = capsys.readouterr()
-    prefix = f"inspector {command}: error: "
-    assert captured.err.startswith(prefix) and captured.err.count("\n") == 1 and captured.err.endswith("\n"), \
-        captured.err
-    assert captured.out == ""
-    return captured.err[len(prefix):-1]
 
 
 def _write(path, text: str) -> str:
@@ -68,29 +54,3 @@ def test_an_unreadable_file_is_a_missing_path_error(read, words, tmp_path):
     with pytest.raises(MissingPathError) as err:
         read(tmp_path)
     assert str(err.value).startswith(words.format(tmp=tmp_path))
-
-
-def test_models_rollback_without_history_is_one_line(tmp_path, capsys):
-    (tmp_path / "line" / "v1").mkdir(parents=True)
-    (tmp_path / "line" / "v1" / "bundle.json").write_text(json.dumps({"backbone": "b"}))
-    assert main(["models", "promote", "--store", str(tmp_path), "--name", "line", "v1"]) == 0
-    capsys.readouterr()
-    assert main(["models", "rollback", "--store", str(tmp_path), "--name", "line"]) == 2
-    assert one_line_error(capsys, "models") == (
-        f"{tmp_path / 'line'}: no earlier active version to roll back to (current: v1)")
-    assert (tmp_path / "line" / "ACTIVE").read_text().strip() == "v1"
-
-
-def test_client_with_an_empty_token_file_is_one_line(tmp_path, capsys):
-    (tmp_path / "token").write_text("\n")
-    image = tmp_path / "x.png"
-    image.write_bytes(b"")
-    argv = ["client", "--target", "127.0.0.1:1", "--token-file", str(tmp_path / "token"), str(image)]
-    assert main(argv) == 2
-    assert one_line_error(capsys, "client") == f"token file {tmp_path / 'token'} is empty"
-
-
-def test_demo_data_with_a_negative_seed_is_one_line(tmp_path, capsys):
-    assert main(["demo-data", "--out", str(tmp_path / "demo"), "--per-class", "1", "--seed", "-1"]) == 2
-    assert one_line_error(capsys, "demo-data") == "seed must be >= 0, got -1"
-    assert not (tmp_path / "demo").exists()  # refused before anything is written
