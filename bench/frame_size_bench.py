@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serve_bench import machine, write_results  # noqa: E402
 
 from inspector.data.demo import make_part  # noqa: E402
+from inspector.inference.options import InferenceOptions  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
 from inspector.imaging.preprocess import decode  # noqa: E402
 from inspector.imaging.tiling import plan  # noqa: E402
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 repeats, results not written")
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
-    plain, tiled = Predictor.from_bundle(args.model, "cpu"), Predictor.from_bundle(args.model, "cpu", tile=args.tile)
+    plain = Predictor.from_bundle(args.model, "cpu")
+    tiled = Predictor.from_bundle(args.model, "cpu", options=InferenceOptions(tile=args.tile))
     rows = ["| frame | px | tiles | resized p50 ms | tiled p50 ms |", "|---|---|---|---|---|"]
     for name, (h, w) in SIZES.items():
         data = frame(h, w)

@@ -13,6 +13,7 @@ from inspector.cli.lines import error_line, frame_line
 from inspector.errors import MissingPathError
 
 if TYPE_CHECKING:
+    from inspector.inference.options import InferenceOptions
     from inspector.inference.predictor import Prediction
 
 
@@ -43,19 +44,20 @@ def prediction_line(frame_id: str, pred: Prediction, decode_s: float = 0.0) -> d
 
 def predict_paths(
     model: str | Path, paths: list[str], device: str = "auto", overlays: str | None = None,
-    options: dict | None = None,
+    options: InferenceOptions | None = None,
 ) -> Iterator[dict]:
     """Yields one JSON-ready dict per image; an undecodable image yields an ``error`` line and the rest go on.
 
-    ``options``: Predictor options (``tile``, ``tile_overlap``, ``roi``).
+    ``options``: tiling and region of interest (the whole frame by default).
     """
     import cv2
 
     from inspector.imaging.overlay import overlay_mask
     from inspector.imaging.preprocess import FrameError, read_image
+    from inspector.inference.options import InferenceOptions
     from inspector.inference.predictor import Predictor
 
-    predictor = Predictor.from_bundle(model, device, **(options or {}))
+    predictor = Predictor.from_bundle(model, device, options=options or InferenceOptions())
     for path in expand_paths(paths):
         start = time.perf_counter()
         try:
@@ -81,9 +83,10 @@ def run(args: argparse.Namespace) -> None:
     window = roi(args)
     start_torch(inference=True)
     from inspector.imaging.tiling import Window
+    from inspector.inference.options import InferenceOptions
 
-    options = {k: getattr(args, k) for k in ("tile", "tile_overlap") if getattr(args, k) is not None}
-    options["roi"] = Window(*window) if window else None
+    tiling = {k: getattr(args, k) for k in ("tile", "tile_overlap") if getattr(args, k) is not None}
+    options = InferenceOptions(**tiling, roi=Window(*window) if window else None)
     for line in predict_paths(args.model, args.paths, args.device, args.overlays, options):
         print(json.dumps(line), flush=True)
 

@@ -16,6 +16,7 @@ from inspector.data.layouts import Sample
 from inspector.evaluation.metrics import PixelConfusion, auroc, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
 from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_over
+from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Prediction, Predictor
 
 MAX_OVERLAYS = 16
@@ -122,7 +123,7 @@ def run_evaluation(
     batch_size: int = 16, show_progress: bool = True, tta: bool = False,
 ) -> dict[str, Any]:
     """Evaluates a bundle on a data set; writes ``report.json`` and plots to ``report_dir`` and returns the report."""
-    predictor = Predictor.from_bundle(model, device, tta=tta)
+    predictor = Predictor.from_bundle(model, device, options=InferenceOptions(tta=tta))
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
     report = _write(Path(report_dir), collect(predictor, samples, "evaluate", batch_size, show_progress), predictor)

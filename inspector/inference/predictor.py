@@ -19,6 +19,7 @@ from inspector.artifacts.bundle import Bundle, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
 from inspector.model.devices import resolve_device
 from inspector.errors import UsageError
+from inspector.inference.options import InferenceOptions
 from inspector.inference.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
 from inspector.imaging.preprocess import Letterbox, mask_to_frame, preprocess
 from inspector.imaging.tiling import Window, plan, stitch
@@ -77,19 +78,16 @@ class Predictor:
         fp16: Half-precision autocast on CUDA.
         backend: ``eager`` (the bundle's weights in PyTorch), ``torchscript`` or ``onnx`` (its checked exports;
             ``onnx`` runs on ONNX Runtime).
-        tile: Tile side in frame px for large frames (0: none); choose about the size of the training images.
-        tile_overlap: Least overlap of neighbouring tiles, as a fraction of their side.
-        roi: Region of interest inspected in every frame (None: all of it).
-        tta: Test-time augmentation: also run the horizontally flipped frame and average (twice the compute).
+        options: Tiling, region of interest and test-time augmentation (the whole frame, once, by default).
         network: Runs this network (an nn.Module in eval mode, or an export's callable) instead of loading one by
             ``backend``: a model in training before its bundle exists, an export being checked before it is
             recorded. It takes ``(b, 3, H, W)`` and returns (logits, mask_logits[, anomaly_map]) like DefectNet.
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager",
-                 tile: int = 0, tile_overlap: float = 0.125, roi: Window | None = None, tta: bool = False,
+                 options: InferenceOptions = InferenceOptions(),
                  network: Callable[[torch.Tensor], Sequence[torch.Tensor | None]] | None = None) -> None:
-        self.tile, self.tile_overlap, self.roi, self.tta = tile, tile_overlap, roi, tta
+        self.options = options
         self.bundle = bundle
         self.device = resolve_device(device)
         self.spec = bundle.spec
@@ -97,8 +95,6 @@ class Predictor:
         self.thresholds = bundle.thresholds
         self.anomaly_only = bool((bundle.meta.get("anomaly") or {}).get("only"))  # trained with --good-only
         self.autocast = fp16 and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # input sizes are fixed by the spec: tune the kernels once
         if network is not None:
             self.model = network
         elif backend == "eager":
@@ -112,9 +108,9 @@ class Predictor:
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",
-                    **options) -> Predictor:
-        """``options``: ``tile``, ``tile_overlap``, ``roi``, ``tta`` as for the constructor."""
-        return cls(load_bundle(path), device, fp16, backend, **options)
+                    options: InferenceOptions = InferenceOptions()) -> Predictor:
+        """The predictor of the bundle at ``path`` (a bundle folder, or a model folder's active version)."""
+        return cls(load_bundle(path), device, fp16, backend, options)
 
     @classmethod
     def for_network(cls, network: torch.nn.Module, classes: Sequence[str], spec: PreprocessSpec,
@@ -133,7 +129,8 @@ class Predictor:
         """Cuts each frame into its parts (whole, ROI or tiles), then letterboxes and normalises them by the spec."""
         tensors, owners, windows, geometry = [], [], [], []
         for i, frame in enumerate(frames):
-            for win in plan(frame.shape[0], frame.shape[1], self.tile, self.tile_overlap, self.roi):
+            for win in plan(frame.shape[0], frame.shape[1], self.options.tile, self.options.tile_overlap,
+                            self.options.roi):
                 tensor, geo = preprocess(frame[win.y : win.y + win.h, win.x : win.x + win.w], self.spec)
                 tensors.append(tensor)
                 owners.append(i)
@@ -149,7 +146,7 @@ class Predictor:
             x = x.pin_memory()  # page-locked: the copy below overlaps with the host
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         out = self._probabilities(x)
-        if self.tta:  # test-time horizontal flip: average the two views, the flipped maps flipped back
+        if self.options.tta:  # test-time horizontal flip: average the two views, the flipped maps flipped back
             flipped = self._probabilities(x.flip(-1))
             out = [(a + (b if a.dim() == 2 else b.flip(-1))) / 2 for a, b in zip(out, flipped)]
         return Outputs(*(t.cpu().numpy() for t in out))

@@ -22,6 +22,7 @@ import numpy as np
 from inspector.artifacts.bundle import check_identity
 from inspector.config import Thresholds
 from inspector.inference.drift import DriftMonitor
+from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Predictor
 from inspector.artifacts.store import (ACTIVE_FILE, PROMOTE_HINT, StoreError, active_version, clean_stale, previous_version,
                              promote, rollback, version_dir)
@@ -51,20 +52,20 @@ class ModelManager:
         bundle: Alternatively a fixed bundle folder (no swaps).
         device: Torch device for the predictors.
         backend: ``eager``, ``torchscript`` or ``onnx`` (each version's export).
-        options: Predictor options (``tile``, ``tile_overlap``, ``roi``) for every version.
+        options: Tiling and region of interest (:class:`InferenceOptions`) of every version's predictor.
         on_swap: Called with ``"success"`` and the new predictor, or ``"failure"`` and None, after each swap.
     """
 
     def __init__(self, model_dir: Path | None = None, bundle: Path | None = None, device: str = "auto",
                  on_swap: Callable[[str, Predictor | None], None] | None = None, backend: str = "eager",
-                 options: dict | None = None) -> None:
+                 options: InferenceOptions = InferenceOptions()) -> None:
         if (model_dir is None) == (bundle is None):
             raise ValueError("serve either a model of a store or one bundle")
         self.model_dir = Path(model_dir) if model_dir else None
         self.bundle_path = Path(bundle) if bundle else None
         self.device = device
         self.backend = backend
-        self.options = options or {}  # tiling and region of interest, see Predictor
+        self.options = options
         self.on_swap = on_swap or (lambda result, predictor: None)
         self._current: Predictor | None = None
         self.drift = DriftMonitor({})  # replaced with each swap: the new model's validation reference
@@ -93,7 +94,7 @@ class ModelManager:
         return thresholds
 
     def _build(self, path: Path) -> Predictor:
-        predictor = Predictor.from_bundle(path, self.device, backend=self.backend, **self.options)
+        predictor = Predictor.from_bundle(path, self.device, backend=self.backend, options=self.options)
         spec = predictor.spec
         predictor.predict([np.full((spec.height, spec.width), 127, np.uint8)] * 2)  # warm-up: first passes are slow
         return predictor

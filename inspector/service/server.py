@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, NamedTuple
 
 import grpc
+import torch
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from inspector.config import FrameLimits, ServeConfig
 from inspector.service.metrics import Metrics
+from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Predictor
 from inspector.service.audit import AuditConfig, AuditSink
 from inspector.service.batcher import MicroBatcher
@@ -213,8 +215,10 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
 
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
-    Frame limits default to ``cfg.max_frame_mb``.
+    Frame limits default to ``cfg.max_frame_mb``. Sets ``torch.backends.cudnn.benchmark`` for the process (the
+    service's input sizes are fixed by the bundle's spec, so cuDNN tunes its kernels once; no effect on the CPU).
     """
+    torch.backends.cudnn.benchmark = True  # here, not in the predictor: a process-wide flag set where serving starts
     limits = limits or FrameLimits(max_bytes=int(cfg.max_frame_mb * 2**20))
     metrics = metrics or Metrics(cameras=cfg.cameras)
     loaded = threading.Event()
@@ -228,7 +232,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
                 loop.run(health_state.refresh(), timeout=10)
             loaded.set()
 
-    options = {"tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "roi": Window(*cfg.roi) if cfg.roi else None}
+    options = InferenceOptions(cfg.tile, cfg.tile_overlap, Window(*cfg.roi) if cfg.roi else None)
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
                           on_swap=on_swap, options=options)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,

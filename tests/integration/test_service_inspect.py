@@ -7,6 +7,7 @@ import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from inspector.artifacts.bundle import load_bundle
+from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Predictor
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -171,7 +172,7 @@ def test_tiled_frames_are_answered_at_full_size(make_store, servers, images):
     frame = np.ascontiguousarray(np.tile(images["crack_0000"], (2, 3)))  # (128, 192): 5 x 3 tiles of 48 px
     response = stub.Inspect(png_request(frame, "tiled"), timeout=TIMEOUT)
     assert_valid(response, frame.shape[:2])
-    local = Predictor.from_bundle(running.models.current.bundle.path, "cpu", tile=48)
+    local = Predictor.from_bundle(running.models.current.bundle.path, "cpu", options=InferenceOptions(tile=48))
     assert len(local.prepare([frame]).batch) == 15
     direct = local.predict([frame])[0]
     assert response.defect_score == pytest.approx(direct.defect_score, abs=1e-4)

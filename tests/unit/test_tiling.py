@@ -10,6 +10,7 @@ from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds
 from inspector.errors import UsageError
 from inspector.model import DefectNet
+from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Predictor
 from inspector.imaging.tiling import Window, plan, stitch
 
@@ -61,9 +62,7 @@ def predictor_factory(tmp_path):
     bundle = load_bundle(write_bundle(tmp_path, "spots", DefectNet("efficientnet_lite0", 2, pretrained=False), meta))
 
     def make(**options) -> Predictor:
-        predictor = Predictor(bundle, "cpu", **options)
-        predictor.model = DarkSpotNet()
-        return predictor
+        return Predictor(bundle, "cpu", options=InferenceOptions(**options), network=DarkSpotNet())
 
     return make
 
