@@ -63,12 +63,12 @@ def main() -> None:
     args = parser.parse_args()
     predictor = Predictor.from_bundle(args.model, "cpu")
     meta = predictor.bundle.meta
-    if not meta.get("anomaly"):
+    if meta.anomaly is None:
         sys.exit(f"{args.model} has no anomaly head")
     if args.held_out in predictor.classes:
         sys.exit(f"{args.model} was trained with {args.held_out!r}: it is not held out")
     unseen = [s for s in load_dataset(args.data).samples if s.label == args.held_out]
-    val = samples_from_record(load_dataset(meta["data"]["root"]), meta["split"]["val"])
+    val = samples_from_record(load_dataset(meta.data.root), list(meta.split.val))
     good = [s for s in val if s.label == GOOD_CLASS]
     u_alone, u_combined = caught(predictor, unseen)
     g_alone, g_combined = caught(predictor, good)

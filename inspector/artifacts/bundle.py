@@ -2,8 +2,9 @@
 
 ``bundle.json`` carries everything needed to rebuild the serving pipeline without defaults of its own: the
 backbone, class names, preprocessing spec, thresholds, calibration, validation metrics, training data hash and
-split, library versions, creation time and the sha256 of the weights. A bundle is written to a temporary
-folder and renamed into place, so a reader never sees half of one.
+split, library versions, creation time and the sha256 of the weights; :class:`~inspector.artifacts.meta.BundleMeta`
+reads and writes it. A bundle is written to a temporary folder and renamed into place, so a reader never sees half
+of one.
 
 The bundle is sealed: ``SHA256SUMS`` (see :mod:`inspector.artifacts.manifest`) lists every file the writer put there,
 bundle.json included, and loading refuses a bundle whose files differ from it (a file changed, missing or added).
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -28,13 +28,15 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from inspector.artifacts import manifest
-from inspector.config import PreprocessSpec, Thresholds, from_dict
-from inspector.errors import UserError
+from inspector.artifacts.meta import (FORMAT, FORMAT_VERSION, META_FILE, BundleError,  # noqa: F401 - also named here
+                                      BundleMeta)
+from inspector.config import PreprocessSpec, Thresholds
+from inspector.errors import UsageError
 from inspector.artifacts.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
 from inspector.model.anomaly import MemoryBank
@@ -42,19 +44,11 @@ from inspector.artifacts.store import active_version, versions
 
 log = logging.getLogger(__name__)
 
-FORMAT = "inspector-bundle"
-FORMAT_VERSION = 1
-META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
-REQUIRED_KEYS = ("name", "version", "backbone", "classes", "preprocess", "thresholds", "weights_sha256")
 UNSEALED = ("export",)  # added later by `inspector export`, with its own checksums (inspector.artifacts.export.EXPORT_DIR)
 REMEDY = ("restore the bundle from its source; to change a bundle, derive a new version (`inspector calibrate`, "
           "bundle.derive_bundle); to keep a deliberate edit, re-seal it (`inspector models reseal`, bundle.reseal)")
 _warned_unsealed: set[Path] = set()  # bundles without a seal already warned about (once each per process)
-
-
-class BundleError(UserError, ValueError):
-    """A bundle that is missing, corrupt, foreign or of an unsupported format."""
 
 
 @dataclass
@@ -62,38 +56,36 @@ class Bundle:
     """A loaded, verified bundle: its folder and its metadata."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: BundleMeta
 
     @property
     def name(self) -> str:
-        return self.meta["name"]
+        return self.meta.name
 
     @property
     def version(self) -> str:
-        return self.meta["version"]
+        return self.meta.version
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.meta["classes"])
+        return self.meta.classes
 
     @property
     def spec(self) -> PreprocessSpec:
-        return from_dict(PreprocessSpec, self.meta["preprocess"])
+        return self.meta.preprocess
 
     @property
     def thresholds(self) -> Thresholds:
-        """The bundle's thresholds, checked (values, and per-class keys against the bundle's classes)."""
-        thresholds = from_dict(Thresholds, self.meta["thresholds"])
-        thresholds.check_classes(self.classes)
-        return thresholds
+        """The bundle's thresholds (checked when read: values, and per-class keys against the bundle's classes)."""
+        return self.meta.thresholds
 
     def build_model(self, device: str | torch.device = "cpu") -> DefectNet:
         """The network with the bundle's weights, in eval mode on ``device``."""
-        model = DefectNet(self.meta["backbone"], len(self.classes), pretrained=False)
-        if self.meta.get("anomaly"):
-            model.attach_anomaly(MemoryBank(self.meta["anomaly"]["bank_size"], self.meta["anomaly"]["dim"]))
+        model = DefectNet(self.meta.backbone, len(self.classes), pretrained=False)
+        if self.meta.anomaly is not None:
+            model.attach_anomaly(MemoryBank(self.meta.anomaly.bank_size, self.meta.anomaly.dim))
         data = (self.path / WEIGHTS_FILE).read_bytes()
-        _verify_digest(data, self.meta["weights_sha256"], self.path)
+        _verify_digest(data, self.meta.weights_sha256, self.path)
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             model.load_state_dict(state)
@@ -129,7 +121,7 @@ def next_version(model_dir: Path) -> str:
 
 
 def write_bundle(
-    store: Path, name: str, model: torch.nn.Module, meta: dict[str, Any], extra_files: dict[str, bytes] | None = None
+    store: Path, name: str, model: torch.nn.Module, meta: BundleMeta, extra_files: dict[str, bytes] | None = None
 ) -> Path:
     """Writes a new version of model ``name`` under ``store`` atomically and returns its folder.
 
@@ -137,27 +129,36 @@ def write_bundle(
         store: The model store root (``models/``).
         name: Model name (a folder under the store).
         model: The trained network; its state dict is saved.
-        meta: Metadata (backbone, classes, preprocess, thresholds, metrics, ...); format fields are added here.
+        meta: Metadata (backbone, classes, preprocess, thresholds, metrics, ...); the writer's fields (name,
+            version, creation time, library versions, weights checksum, manifest) are set here.
         extra_files: Other files to put in the bundle (plots, history), by file name.
+
+    Raises:
+        UsageError: ``name`` is not a usable folder name.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise ValueError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
+        raise UsageError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     return _publish(Path(store) / name, buffer.getvalue(), meta, extra_files or {})
 
 
-def derive_bundle(bundle: Bundle, changes: dict[str, Any]) -> Path:
-    """A new version of ``bundle``'s model with the same (verified) weights and ``changes`` to its metadata."""
+def derive_bundle(bundle: Bundle, changes: Mapping[str, Any]) -> Path:
+    """A new version of ``bundle``'s model with the same (verified) weights and ``changes`` to its metadata.
+
+    Args:
+        bundle: The loaded bundle to derive from.
+        changes: New values of :class:`BundleMeta` fields, by name (``{"thresholds": Thresholds(...)}``).
+    """
     weights = (bundle.path / WEIGHTS_FILE).read_bytes()
-    _verify_digest(weights, bundle.meta["weights_sha256"], bundle.path)
+    _verify_digest(weights, bundle.meta.weights_sha256, bundle.path)
     own = (META_FILE, WEIGHTS_FILE, MANIFEST_FILE)  # written anew for the new version
     extra = {p.name: p.read_bytes() for p in bundle.path.iterdir() if p.is_file() and p.name not in own}
-    meta = {k: v for k, v in bundle.meta.items() if k not in ("version", "created_at")}
-    return _publish(bundle.path.parent, weights, meta | changes | {"derived_from": bundle.version}, extra)
+    meta = dataclasses.replace(bundle.meta, **{**changes, "derived_from": bundle.version})
+    return _publish(bundle.path.parent, weights, meta, extra)
 
 
-def _publish(model_dir: Path, weights: bytes, meta: dict[str, Any], extra_files: dict[str, bytes]) -> Path:
+def _publish(model_dir: Path, weights: bytes, meta: BundleMeta, extra_files: dict[str, bytes]) -> Path:
     """Writes weights, files and bundle.json into a temporary folder and renames it to the next free version."""
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
@@ -168,17 +169,15 @@ def _publish(model_dir: Path, weights: bytes, meta: dict[str, Any], extra_files:
         tmp.chmod(0o755)  # mkdtemp makes it private
         while True:
             version = next_version(model_dir)
-            full = meta | {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "name": model_dir.name,
-                "version": version,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "libraries": library_versions(),
-                "weights_sha256": hashlib.sha256(weights).hexdigest(),
-                "manifest": MANIFEST_FILE,  # a bundle born sealed: a missing SHA256SUMS is damage, not age
-            }
-            (tmp / META_FILE).write_text(json.dumps(full, indent=2, default=_jsonable))
+            dataclasses.replace(
+                meta,
+                name=model_dir.name,
+                version=version,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                libraries=library_versions(),
+                weights_sha256=hashlib.sha256(weights).hexdigest(),
+                manifest=MANIFEST_FILE,  # a bundle born sealed: a missing SHA256SUMS is damage, not age
+            ).write(tmp)
             manifest.write(tmp, UNSEALED)
             try:
                 os.rename(tmp, model_dir / version)  # atomic; fails if another writer took this version
@@ -190,39 +189,21 @@ def _publish(model_dir: Path, weights: bytes, meta: dict[str, Any], extra_files:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to bundle.json")
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
+def _read_meta(path: Path) -> BundleMeta:
     """``bundle.json`` of the bundle folder ``path``, checked to be a complete bundle of a supported format."""
-    try:
-        meta = json.loads((path / META_FILE).read_text())
-    except (OSError, ValueError) as err:
-        raise BundleError(f"{path / META_FILE}: unreadable: {err}") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise BundleError(f"{path} is not an inspector model bundle ({META_FILE} lacks format={FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format version {meta.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
-    if missing:
-        raise BundleError(f"{path / META_FILE} lacks {', '.join(missing)}; the file is incomplete or was modified")
+    meta = BundleMeta.read(path)
     if not (path / WEIGHTS_FILE).is_file():
         raise BundleError(f"{path}: {WEIGHTS_FILE} is missing")
     return meta
 
 
-def _check_seal(path: Path, meta: dict[str, Any]) -> None:
+def _check_seal(path: Path, meta: BundleMeta) -> None:
     """Refuses a bundle whose files differ from its SHA256SUMS; warns once about one written before seals."""
     try:
         listed = manifest.read(path)
     except ValueError as err:
         raise BundleError(f"{err}; {REMEDY}") from err
-    if listed is None and meta.get("manifest"):
+    if listed is None and meta.manifest:
         raise BundleError(f"{path / MANIFEST_FILE} is missing, but {META_FILE} says the bundle was sealed; {REMEDY}")
     if listed is None:
         if path.resolve() not in _warned_unsealed:

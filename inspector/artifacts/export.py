@@ -10,6 +10,7 @@ golden frames: an export that does not reproduce the bundle's class and mask pro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -110,7 +111,8 @@ def _load_file(path: Path, fmt: str, device: torch.device) -> Callable:
         return torch.jit.load(str(path), map_location=device).eval()
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
+def _read_record(folder: Path) -> dict[str, Any]:
+    """``export.json`` of the export folder (empty when there is none yet)."""
     try:
         return json.loads((folder / EXPORT_META).read_text())
     except (OSError, ValueError):
@@ -167,13 +169,14 @@ def _record(folder: Path, bundle: Bundle, fmt: str, entry: dict[str, Any]) -> No
     """Writes ``fmt``'s entry into export.json (atomically), then removes the files no entry lists (the hidden
     ``.model.onnx.tmp.data`` of exports written before every file was listed), so ``export/`` holds only what
     export.json checks."""
-    meta = _read_meta(folder) | {"bundle": f"{bundle.name}/{bundle.version}", "classes": list(bundle.classes),
-                                 "preprocess": bundle.meta["preprocess"], "thresholds": bundle.meta["thresholds"]}
-    meta.setdefault("formats", {})[fmt] = entry
-    (folder / f".{EXPORT_META}.tmp").write_text(json.dumps(meta, indent=2))
+    record = _read_record(folder) | {"bundle": f"{bundle.name}/{bundle.version}", "classes": list(bundle.classes),
+                                     "preprocess": dataclasses.asdict(bundle.spec),
+                                     "thresholds": dataclasses.asdict(bundle.thresholds)}
+    record.setdefault("formats", {})[fmt] = entry
+    (folder / f".{EXPORT_META}.tmp").write_text(json.dumps(record, indent=2))
     os.replace(folder / f".{EXPORT_META}.tmp", folder / EXPORT_META)
-    if all("files" in e for e in meta["formats"].values()):  # an older entry may rely on a file it does not list
-        listed = {EXPORT_META} | {name for e in meta["formats"].values() for name in e["files"]}
+    if all("files" in e for e in record["formats"].values()):  # an older entry may rely on a file it does not list
+        listed = {EXPORT_META} | {name for e in record["formats"].values() for name in e["files"]}
         for path in folder.iterdir():
             if path.is_file() and path.name not in listed:
                 path.unlink(missing_ok=True)
@@ -196,7 +199,7 @@ def check_export(model_path: str | Path, fmt: str) -> dict[str, Any]:
 def load_export(bundle: Bundle, fmt: str, device: torch.device) -> Callable:
     """The bundle's export in ``fmt``, every file's checksum verified, callable like the network."""
     folder = bundle.path / EXPORT_DIR
-    entry = _read_meta(folder).get("formats", {}).get(fmt)
+    entry = _read_record(folder).get("formats", {}).get(fmt)
     if entry is None or not (folder / entry["file"]).is_file():
         raise MissingPathError(f"{bundle.path} has no {fmt} export; run `inspector export --format {fmt}`")
     files = entry.get("files") or {entry["file"]: entry["sha256"]}  # written before every file was listed

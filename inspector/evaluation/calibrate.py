@@ -166,7 +166,8 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
 
 def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate: float | None = None,
                        false_reject_rate: float | None = None, show_progress: bool = True) -> dict[str, Any]:
-    """A calibration on ``samples`` as ``bundle.json`` changes: the thresholds, the figures behind them, and the drift
+    """A calibration on ``samples`` as changes to the bundle's meta (:class:`~inspector.artifacts.meta.BundleMeta`
+    fields): the thresholds, the figures behind them, and the drift
     reference of the same samples computed through ``predictor`` under the new thresholds (which it keeps), so the
     service's monitor compares the defect score it computes with the same score, whatever mask weight was chosen.
 
@@ -175,7 +176,7 @@ def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate:
     """
     thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress)
     predictor.thresholds = thresholds
-    return {"thresholds": dataclasses.asdict(thresholds), "calibration": figures,
+    return {"thresholds": thresholds, "calibration": figures,
             "reference": drift_reference(predictor, samples, show_progress)}
 
 
@@ -188,6 +189,6 @@ def run_calibration(model: str | Path, data: str | Path, escape_rate: float | No
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
     changes = calibrated_changes(predictor, samples, escape_rate, false_reject_rate, show_progress)
-    changes["calibration"] |= {"split": used_split, "data": str(Path(data).resolve())}
+    changes["calibration"] = {**changes["calibration"], "split": used_split, "data": str(Path(data).resolve())}
     path = derive_bundle(predictor.bundle, changes)
-    return path, {"thresholds": changes["thresholds"], **changes["calibration"]}
+    return path, {"thresholds": dataclasses.asdict(changes["thresholds"]), **changes["calibration"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ def run_evaluation(
     check_classes(data_classes, predictor.classes)
     report = _write(Path(report_dir), collect(predictor, samples, "evaluate", batch_size, show_progress), predictor)
     meta = {"model": str(predictor.bundle.path), "model_version": predictor.version, "data": str(data),
-            "split": used_split, "thresholds": predictor.bundle.meta["thresholds"], "tta": tta}
+            "split": used_split, "thresholds": dataclasses.asdict(predictor.thresholds), "tta": tta}
     (Path(report_dir) / "report_meta.json").write_text(json.dumps(meta, indent=2))
     return report
 

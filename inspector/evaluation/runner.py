@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from inspector.artifacts.meta import BundleMeta
 from inspector.config import ANOMALY_CLASS
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
@@ -18,13 +19,19 @@ from inspector.imaging.preprocess import read_image
 from inspector.progress import progress
 
 
-def choose_samples(model_meta: dict[str, Any], data: Path, split: str) -> tuple[list[Sample], str, tuple[str, ...]]:
+def choose_samples(meta: BundleMeta, data: Path, split: str) -> tuple[list[Sample], str, tuple[str, ...]]:
     """The images to run on: the bundle's saved validation split when ``data`` is its training data
-    (``split="auto"`` or ``"val"``), else every image. Returns the samples, the split used and the data's classes."""
+    (``split="auto"`` or ``"val"``), else every image. Returns the samples, the split used and the data's classes.
+
+    Raises:
+        DataError: ``split="val"`` for a bundle that records no split.
+    """
     dataset = load_dataset(data)
-    same_data = Path(model_meta.get("data", {}).get("root", "")) == data.resolve()
-    if split == "val" or (split == "auto" and same_data and model_meta.get("split")):
-        return samples_from_record(dataset, model_meta["split"]["val"]), "val", dataset.classes
+    same_data = meta.data is not None and Path(meta.data.root) == data.resolve()
+    if split == "val" or (split == "auto" and same_data and meta.split is not None):
+        if meta.split is None:
+            raise DataError(f"{meta.name}/{meta.version} records no validation split; use --split all")
+        return samples_from_record(dataset, list(meta.split.val)), "val", dataset.classes
     return list(dataset.samples), "all", dataset.classes
 
 

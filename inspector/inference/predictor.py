@@ -6,7 +6,6 @@ The three stages (``prepare``, ``infer``, ``finish``) are public so a server can
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from inspector.artifacts.bundle import Bundle, load_bundle
+from inspector.artifacts.bundle import Bundle, BundleMeta, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
 from inspector.model.devices import resolve_device
 from inspector.errors import UsageError
@@ -93,7 +92,7 @@ class Predictor:
         self.spec = bundle.spec
         self.classes = bundle.classes
         self.thresholds = bundle.thresholds
-        self.anomaly_only = bool((bundle.meta.get("anomaly") or {}).get("only"))  # trained with --good-only
+        self.anomaly_only = bundle.meta.anomaly_only  # trained with --good-only
         self.autocast = fp16 and self.device.type == "cuda"
         if network is not None:
             self.model = network
@@ -117,8 +116,7 @@ class Predictor:
                     device: str = "auto", fp16: bool = True) -> Predictor:
         """A predictor of a network that has no bundle yet (training: the anomaly head's scale is measured on what
         the service will compute), with the preprocessing and classes its bundle will have and default thresholds."""
-        meta = {"name": "draft", "version": "v0", "classes": list(classes), "preprocess": dataclasses.asdict(spec),
-                "thresholds": dataclasses.asdict(Thresholds())}
+        meta = BundleMeta(name="draft", version="v0", classes=tuple(classes), preprocess=spec, thresholds=Thresholds())
         return cls(Bundle(Path(), meta), device, fp16, network=network)
 
     @property

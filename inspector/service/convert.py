@@ -10,7 +10,6 @@ from typing import Sequence
 from inspector.config import Thresholds
 from inspector.inference.predictor import Prediction, Predictor
 from inspector.service.audit import AuditRecord
-from inspector.artifacts.store import validation_figures
 from inspector.service.pipeline import FrameIn, Inspection
 from inspector.service.refusal import Kind, Rejected
 from inspector.v1 import inspector_pb2 as pb
@@ -100,13 +99,13 @@ def error_response(request: pb.InspectRequest, err: Rejected) -> pb.InspectRespo
 def model_info(predictor: Predictor, thresholds: Thresholds) -> pb.ModelInfo:
     meta = predictor.bundle.meta
     return pb.ModelInfo(
-        name=predictor.bundle.name,
-        version=predictor.bundle.version,
-        backbone=meta["backbone"],
+        name=meta.name,
+        version=meta.version,
+        backbone=meta.backbone,
         classes=list(predictor.classes),
         input_height=predictor.spec.height,
         input_width=predictor.spec.width,
         thresholds=thresholds_pb(thresholds),
-        created_at=meta.get("created_at", ""),
-        validation=validation_figures(meta),
+        created_at=meta.created_at,
+        validation=meta.validation_figures,
     )

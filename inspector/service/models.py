@@ -110,7 +110,7 @@ class ModelManager:
                 self.on_swap("failure", None)
                 raise
             self._current, self._override = predictor, None
-            self.drift = DriftMonitor(predictor.bundle.meta.get("reference") or {})
+            self.drift = DriftMonitor(predictor.bundle.meta.reference or {})
             self.on_swap("success", predictor)
             log.info("serving %s", predictor.version)
             return predictor

@@ -227,7 +227,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     def on_swap(result: str, predictor: Predictor | None) -> None:
         metrics.swaps.labels(result).inc()
         if predictor is not None:  # a model is loaded and warm: serving (also after a failed start, once fixed)
-            metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta["backbone"])
+            metrics.set_model(predictor.bundle.name, predictor.bundle.version, predictor.bundle.meta.backbone)
             if loop.running:  # SERVING before anyone is told the model is loaded (a load may end after a stop)
                 loop.run(health_state.refresh(), timeout=10)
             loaded.set()

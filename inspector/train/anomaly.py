@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from inspector.artifacts.meta import AnomalyRecord
 from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.dataset import DefectDataset
 from inspector.data.layouts import Sample
@@ -48,7 +49,7 @@ def image_scores(predictor: Predictor, samples: list[Sample]) -> np.ndarray:
 
 def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Sample], classes: tuple[str, ...],
                 spec: PreprocessSpec, device: torch.device, bank_size: int, seed: int = 0, show: bool = True
-                ) -> tuple[dict, np.ndarray]:
+                ) -> tuple[AnomalyRecord, np.ndarray]:
     """Attaches a memory bank of ``train_good``'s patches to ``model`` and scales it on the good parts of
     ``reference`` (the validation split; ``train_good`` when it has none).
 
@@ -70,7 +71,7 @@ def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Samp
     bank.scale.fill_(float(np.quantile(good_scores, SCALE_QUANTILE)))
     log.info("anomaly bank: %d of %d good patches (dim %d), reference %.3f from %d good images", len(chosen), seen,
              chosen.shape[1], float(bank.scale), len(good_scores))
-    record = {"bank_size": len(chosen), "dim": int(chosen.shape[1]), "stages": list(STAGES), "patches_seen": seen,
-              "good_images": len(train_good), "reference": float(bank.scale), "reference_quantile": SCALE_QUANTILE,
-              "reference_images": len(good_scores), "reference_split": "val" if is_good.any() else "train"}
+    record = AnomalyRecord(bank_size=len(chosen), dim=int(chosen.shape[1]), stages=tuple(STAGES), patches_seen=seen,
+                           good_images=len(train_good), reference=float(bank.scale), reference_quantile=SCALE_QUANTILE,
+                           reference_images=len(good_scores), reference_split="val" if is_good.any() else "train")
     return record, scores / float(bank.scale)

@@ -11,12 +11,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from inspector.artifacts.bundle import load_bundle, write_bundle
+from inspector.artifacts.meta import AnomalyRecord, BundleMeta, DataRecord, SplitRecord
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
 from inspector.data.layouts import Sample, data_hash, load_dataset
@@ -123,7 +125,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     dataset = load_dataset(data)
     init = load_bundle(cfg.init) if cfg.init else None
     if init is not None:  # the bundle's backbone and preprocessing carry over
-        cfg = dataclasses.replace(cfg, backbone=init.meta["backbone"], image_size=init.spec.height)
+        cfg = dataclasses.replace(cfg, backbone=init.meta.backbone, image_size=init.spec.height)
     spec = init.spec if init is not None else make_spec(cfg)
     if cfg.good_only and dataset.layout == "mvtec":
         train, val = mvtec_split(dataset)
@@ -150,39 +152,40 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         model.load_state_dict(best.state)
     anomaly, figures = _anomaly_head(model, train, val, classes, spec, device, cfg)
     thresholds = Thresholds(review=Thresholds().reject) if cfg.good_only else Thresholds()  # no band: see README
-    meta = {
-        "backbone": cfg.backbone,
-        "classes": list(classes),
-        "preprocess": dataclasses.asdict(spec),
-        "thresholds": dataclasses.asdict(thresholds),
-        "calibration": None,
-        "anomaly": anomaly,
-        "validation": best.metrics or figures,
-        "data": {"hash": data_hash(dataset), "root": str(Path(data).resolve()), "layout": dataset.layout,
-                 "n_images": len(dataset.samples), "per_class": dict(Counter(s.label for s in dataset.samples))},
-        "split": split_record(dataset, train, val),
-        "train_config": dataclasses.asdict(cfg),
-        "train_seconds": round(time.time() - started, 1),
-        "train_processes": ranks.world,
-        "init_from": f"{init.name}/{init.version}" if init is not None else None,
-    }
+    split = split_record(dataset, train, val)
+    meta = BundleMeta(
+        backbone=cfg.backbone,
+        classes=tuple(classes),
+        preprocess=spec,
+        thresholds=thresholds,
+        calibration=None,
+        anomaly=anomaly,
+        validation=best.metrics or figures,
+        data=DataRecord(hash=data_hash(dataset), root=str(Path(data).resolve()), layout=dataset.layout,
+                        n_images=len(dataset.samples), per_class=dict(Counter(s.label for s in dataset.samples))),
+        split=SplitRecord(train=tuple(split["train"]), val=tuple(split["val"])),
+        train_config=dataclasses.asdict(cfg),
+        train_seconds=round(time.time() - started, 1),
+        train_processes=ranks.world,
+        init_from=f"{init.name}/{init.version}" if init is not None else None,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         plot_training_curves(history, Path(tmp) / "curves.png")
         curves = (Path(tmp) / "curves.png").read_bytes()
     files = {"history.json": json.dumps(history, indent=1).encode(), "training_curves.png": curves}
-    meta |= _as_served(model.cpu(), meta, files, val, str(device), cfg.calibrate)
+    meta = dataclasses.replace(meta, **_as_served(model.cpu(), meta, files, val, str(device), cfg.calibrate))
     return write_bundle(Path(out), name, model, meta, files)
 
 
 def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], classes: tuple[str, ...],
-                  spec: PreprocessSpec, device: torch.device, cfg: TrainConfig) -> tuple[dict | None, dict]:
+                  spec: PreprocessSpec, device: torch.device, cfg: TrainConfig) -> tuple[AnomalyRecord | None, dict]:
     """Fits the anomaly head when asked; for a good-only model also its validation AUROC (its only figure)."""
     if not (cfg.anomaly or cfg.good_only):
         return None, {}
     train_good = [s for s in train if s.label == GOOD_CLASS]
     reference = val if cfg.good_only else [s for s in val if s.label == GOOD_CLASS]  # good-only: score all of val
     record, scores = fit_anomaly(model, train_good, reference, classes, spec, device, cfg.anomaly_bank, cfg.seed)
-    record["only"] = cfg.good_only
+    record = dataclasses.replace(record, only=cfg.good_only)
     if not cfg.good_only:
         return record, {}
     is_defect = np.array([s.label != GOOD_CLASS for s in val])
@@ -190,8 +193,8 @@ def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], clas
     return record, figures
 
 
-def _as_served(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[Sample], device: str,
-               calibrate: bool) -> dict:
+def _as_served(model: DefectNet, meta: BundleMeta, files: dict[str, bytes], val: list[Sample], device: str,
+               calibrate: bool) -> dict[str, Any]:
     """Thresholds chosen on the validation split (F1-optimal, as ``inspector calibrate`` does by default; the defaults
     when not asked or when the split cannot support it), then the drift reference under them: both through the
     serving predictor of a draft bundle, so the reference holds the defect scores the service will compute."""
@@ -206,6 +209,6 @@ def _as_served(model: DefectNet, meta: dict, files: dict[str, bytes], val: list[
                 t = predictor.thresholds
                 log.info("thresholds chosen on the validation split: reject %.3f, review %.3f, mask weight %.2f",
                          t.reject, t.review, t.mask_weight)
-                changes["calibration"] |= {"split": "val", "at": "train"}
+                changes["calibration"] = {**changes["calibration"], "split": "val", "at": "train"}
                 return changes
         return {"reference": drift_reference(predictor, val)}

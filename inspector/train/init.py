@@ -19,7 +19,7 @@ def model_from_bundle(bundle: Bundle, classes: tuple[str, ...]) -> DefectNet:
     to the data starts from fresh weights, and a class the data no longer has is dropped.
     """
     old = bundle.build_model("cpu")
-    model = DefectNet(bundle.meta["backbone"], len(classes), pretrained=False)
+    model = DefectNet(bundle.meta.backbone, len(classes), pretrained=False)
     state = {k: v for k, v in old.state_dict().items() if not k.startswith("classification_head.fc.")}
     model.load_state_dict(state, strict=False)
     fc_old, fc_new = old.classification_head.fc, model.classification_head.fc

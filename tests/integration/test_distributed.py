@@ -21,7 +21,7 @@ def test_two_cpu_processes_train_one_model(demo_data, tmp_path):
     assert printed == [str(tmp_path / "ddp" / "v1")]  # rank 0 alone writes and prints
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir() if p.is_dir()) == ["v1"]
     bundle = load_bundle(tmp_path / "ddp")
-    assert bundle.meta["train_processes"] == 2
+    assert bundle.meta.train_processes == 2
     image = read_image(demo_data / "images" / "crack" / "crack_0000.png")
     [pred] = Predictor.from_bundle(tmp_path / "ddp", device="cpu").predict([image])
     assert pred.mask.shape == image.shape and pred.model_version == "ddp/v1"

@@ -32,8 +32,8 @@ def forced_mask_weight(monkeypatch):
 def served_psi(bundle_path: Path, data: Path) -> dict[str, float]:
     """PSI of each statistic for the bundle's own validation frames, fed as the service feeds its monitor."""
     bundle = load_bundle(bundle_path)
-    frames = [read_image(s.image) for s in samples_from_record(load_dataset(data), bundle.meta["split"]["val"])]
-    monitor = DriftMonitor(bundle.meta["reference"], min_frames=len(frames))
+    frames = [read_image(s.image) for s in samples_from_record(load_dataset(data), list(bundle.meta.split.val))]
+    monitor = DriftMonitor(bundle.meta.reference, min_frames=len(frames))
     predictor = Predictor(bundle, device="cpu")
     for frame in frames:  # one frame at a time, as a camera sends them
         [prediction] = predictor.predict([frame])
@@ -48,7 +48,7 @@ def test_calibrate_writes_a_reference_of_the_calibrated_score(tiny_bundle, demo_
     assert derived.thresholds.mask_weight == MASK_WEIGHT
     psi = served_psi(path, demo_data)
     assert all(value < NEAR_ZERO for value in psi.values()), psi
-    assert derived.meta["reference"]["defect_score"] != load_bundle(tiny_bundle).meta["reference"]["defect_score"]
+    assert derived.meta.reference["defect_score"] != load_bundle(tiny_bundle).meta.reference["defect_score"]
     assert stale < NEAR_ZERO  # the uncalibrated bundle (mask weight 0) matched its own reference too
 
 

@@ -59,11 +59,11 @@ def test_unary_round_trip_every_encoding(stub, images, bundle_thresholds):
 def test_model_info(stub, tiny_bundle, bundle_thresholds):
     info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
     meta = load_bundle(tiny_bundle).meta
-    assert (info.name, info.version, info.backbone) == ("line", "v1", meta["backbone"])
-    assert list(info.classes) == meta["classes"]
+    assert (info.name, info.version, info.backbone) == ("line", "v1", meta.backbone)
+    assert tuple(info.classes) == meta.classes
     assert (info.input_height, info.input_width) == (64, 64)
     assert info.thresholds.reject == pytest.approx(bundle_thresholds.reject)
-    assert info.validation["val_macro_f1"] == pytest.approx(meta["validation"]["val_macro_f1"], abs=1e-6)
+    assert info.validation["val_macro_f1"] == pytest.approx(meta.validation["val_macro_f1"], abs=1e-6)
 
 
 def test_server_agrees_with_the_predictor(stub, served, images):

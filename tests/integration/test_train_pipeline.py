@@ -1,6 +1,5 @@
 """End to end on generated data: train -> bundle -> predictor -> evaluate, and the CLI around them."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from inspector.artifacts.bundle import derive_bundle, load_bundle
 from inspector.cli import main
-from inspector.config import Thresholds
+from inspector.config import PreprocessSpec, Thresholds, from_dict
 from inspector.data.demo import make_part
 from inspector.data.layouts import load_dataset
 from inspector.errors import UserError
@@ -29,16 +28,16 @@ def test_training_lowers_the_loss_and_records_everything(tiny_bundle):
     assert [row["phase"] for row in history] == ["frozen", "finetune", "finetune"]
     assert min(row["train_loss"] for row in history[1:]) < history[0]["train_loss"]
     meta = bundle.meta
-    assert meta["classes"] == ["good", "crack", "scratch", "spot"]
-    assert meta["preprocess"]["height"] == 64 and meta["preprocess"]["mean"] == [127.0] * 3
-    assert meta["train_config"]["epochs_finetune"] == 2
-    assert len(meta["data"]["hash"]) == 64 and meta["data"]["n_images"] == 32
-    assert len(meta["split"]["val"]) == 8 and not set(meta["split"]["val"]) & set(meta["split"]["train"])
-    assert set(meta["validation"]) >= {"val_macro_f1", "val_miou", "val_auroc"}
+    assert meta.classes == ("good", "crack", "scratch", "spot")
+    assert meta.preprocess.height == 64 and meta.preprocess.mean == (127.0,) * 3
+    assert meta.train_config["epochs_finetune"] == 2
+    assert len(meta.data.hash) == 64 and meta.data.n_images == 32
+    assert len(meta.split.val) == 8 and not set(meta.split.val) & set(meta.split.train)
+    assert set(meta.validation) >= {"val_macro_f1", "val_miou", "val_auroc"}
     assert (tiny_bundle / "training_curves.png").stat().st_size > 1000
-    assert set(meta["reference"]) == {"defect_score", "brightness", "contrast", "sharpness"}
-    assert sum(meta["reference"]["brightness"]["fractions"]) == pytest.approx(1.0)
-    assert meta["calibration"] is None and bundle.thresholds == Thresholds()  # trained with calibrate=False
+    assert set(meta.reference) == {"defect_score", "brightness", "contrast", "sharpness"}
+    assert sum(meta.reference["brightness"]["fractions"]) == pytest.approx(1.0)
+    assert meta.calibration is None and bundle.thresholds == Thresholds()  # trained with calibrate=False
 
 
 def test_bundle_predicts_on_frames_of_any_size(tiny_bundle, demo_data):
@@ -96,9 +95,9 @@ def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):
     assert (tmp_path / "line1" / "ACTIVE").read_text().strip() == "v1"
     bundle = load_bundle(tmp_path / "line1")
     assert bundle.version == "v1"
-    cal = bundle.meta["calibration"]  # thresholds chosen on the validation split by default
+    cal = bundle.meta.calibration  # thresholds chosen on the validation split by default
     assert cal["at"] == "train" and cal["split"] == "val" and cal["method"] == "f1_optimal"
-    assert cal["n_good"] + cal["n_defect"] == len(bundle.meta["split"]["val"])
+    assert cal["n_good"] + cal["n_defect"] == len(bundle.meta.split.val)
     t = bundle.thresholds
     assert 0.0 <= t.review <= t.reject <= 1.0 and t.reject != Thresholds().reject
     by_weight = {float(w): a for w, a in cal["auroc_by_mask_weight"].items()}
@@ -111,9 +110,9 @@ def test_calibrate_writes_a_new_version_with_its_figures(tiny_bundle, demo_data,
     out = json.loads(capsys.readouterr().out)
     derived = load_bundle(out["bundle"])
     original = load_bundle(tiny_bundle)
-    assert derived.version != original.version and derived.meta["derived_from"] == original.version
-    assert derived.meta["weights_sha256"] == original.meta["weights_sha256"]
-    cal = derived.meta["calibration"]
+    assert derived.version != original.version and derived.meta.derived_from == original.version
+    assert derived.meta.weights_sha256 == original.meta.weights_sha256
+    cal = derived.meta.calibration
     assert cal["split"] == "val" and cal["n_good"] + cal["n_defect"] == 8
     assert cal["escape_rate"] <= 0.5 and cal["method"] == "escape_rate<=0.5"
     t = derived.thresholds
@@ -138,10 +137,10 @@ def test_train_init_continues_from_a_bundle_with_a_new_class(tiny_bundle, demo_d
     assert main(args) == 0
     bundle = load_bundle(capsys.readouterr().out.strip())
     original = load_bundle(tiny_bundle)
-    assert bundle.meta["init_from"] == f"tiny/{original.version}"
+    assert bundle.meta.init_from == f"tiny/{original.version}"
     assert bundle.classes == ("good", "crack", "dent", "scratch", "spot")
     assert bundle.spec == original.spec  # preprocessing carries over (64 px), not the --image-size flag
-    assert bundle.meta["backbone"] == original.meta["backbone"]
+    assert bundle.meta.backbone == original.meta.backbone
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
@@ -150,7 +149,8 @@ def test_export_matches_the_bundle_and_runs(tiny_bundle, demo_data, capsys, fmt)
     out = json.loads(capsys.readouterr().out)
     assert out["parity"]["max_abs_error"] <= out["parity"]["tolerance"] == 1e-4
     meta = json.loads((tiny_bundle / "export" / "export.json").read_text())
-    assert meta["preprocess"] == load_bundle(tiny_bundle).meta["preprocess"] and meta["classes"][0] == "good"
+    assert from_dict(PreprocessSpec, meta["preprocess"]) == load_bundle(tiny_bundle).spec
+    assert meta["classes"][0] == "good"
     assert fmt in meta["formats"]
     images = [read_image(demo_data / "images" / "scratch" / "scratch_0001.png"),
               read_image(demo_data / "images" / "good" / "good_0002.png")]
@@ -266,7 +266,7 @@ def test_compare_prints_both_models_and_their_disagreements(tiny_bundle, demo_da
     """Against a copy that rejects every part (same weights), the original disagrees exactly on the validation frames
     it does not reject, and it does not reject them all (the good ones), so the rows cannot be empty."""
     reject_all = Thresholds(reject=0.0, review=0.0, per_class={c: 0.0 for c in ("crack", "scratch", "spot")})
-    copy = derive_bundle(load_bundle(tiny_bundle), {"thresholds": dataclasses.asdict(reject_all)})
+    copy = derive_bundle(load_bundle(tiny_bundle), {"thresholds": reject_all})
     assert main(["compare", "--models", str(tiny_bundle), str(copy), "--data", str(demo_data), "--device", "cpu"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     head, rows = lines[0], lines[1:]
@@ -302,13 +302,13 @@ def test_no_pretrained_starts_from_random_weights(demo_data, tmp_path, capsys, m
     args = ["train", "--data", str(demo_data), "--out", str(tmp_path), "--name", "scratch", "--no-pretrained",
             "--image-size", "64", "--epochs-frozen", "0", "--epochs-finetune", "1", "--workers", "0", "--device", "cpu"]
     assert main(args) == 0
-    assert load_bundle(capsys.readouterr().out.strip()).meta["train_config"]["pretrained"] is False
+    assert load_bundle(capsys.readouterr().out.strip()).meta.train_config["pretrained"] is False
 
 
 def test_the_anomaly_head_is_fitted_and_scores_defects_higher(tiny_bundle, demo_data, tmp_path):
-    record = load_bundle(tiny_bundle).meta["anomaly"]
-    assert 0 < record["bank_size"] <= record["patches_seen"] and record["reference"] > 0 and not record["only"]
-    assert record["good_images"] == 6 and record["reference_split"] == "val"
+    record = load_bundle(tiny_bundle).meta.anomaly
+    assert 0 < record.bank_size <= record.patches_seen and record.reference > 0 and not record.only
+    assert record.good_images == 6 and record.reference_split == "val"
     assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(demo_data), "--report", str(tmp_path)]) == 0
     anomaly = json.loads((tmp_path / "report.json").read_text())["anomaly"]
     assert anomaly["image_auroc"] > 0.7 and anomaly["pixel_auroc"] > 0.7
@@ -335,8 +335,8 @@ def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path,
             "--good-only", "--workers", "0", "--device", "cpu"]
     assert main(args) == 0
     bundle = load_bundle(capsys.readouterr().out.strip().splitlines()[-1])
-    assert bundle.classes == ("good", "anomaly") and bundle.meta["anomaly"]["only"]
-    assert bundle.meta["validation"]["val_auroc"] > 0.7
+    assert bundle.classes == ("good", "anomaly") and bundle.meta.anomaly_only
+    assert bundle.meta.validation["val_auroc"] > 0.7
     report_dir = tmp_path / "report"
     assert main(["evaluate", "--model", str(bundle.path), "--data", str(demo_data), "--report", str(report_dir)]) == 0
     report = json.loads((report_dir / "report.json").read_text())
@@ -369,9 +369,9 @@ def test_good_only_on_mvtec_layout_follows_its_protocol(tmp_path, capsys):
             "--good-only", "--workers", "0", "--device", "cpu"]
     assert main(args) == 0
     bundle = load_bundle(capsys.readouterr().out.strip().splitlines()[-1])
-    split = bundle.meta["split"]
-    assert all(p.startswith("train/good/") for p in split["train"]) and len(split["train"]) == 12
-    assert all(p.startswith("test/") for p in split["val"]) and len(split["val"]) == 12
+    split = bundle.meta.split
+    assert all(p.startswith("train/good/") for p in split.train) and len(split.train) == 12
+    assert all(p.startswith("test/") for p in split.val) and len(split.val) == 12
     report_dir = tmp_path / "report"
     assert main(["evaluate", "--model", str(bundle.path), "--data", str(data), "--report", str(report_dir)]) == 0
     report = json.loads((report_dir / "report.json").read_text())

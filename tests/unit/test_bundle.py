@@ -14,9 +14,12 @@ import pytest
 import torch
 
 from inspector.artifacts import bundle as bundle_module
+from inspector.artifacts import manifest as manifest_module
 from inspector.artifacts.bundle import (FORMAT, FORMAT_VERSION, UNSEALED, BundleError, derive_bundle, load_bundle, reseal,
                               write_bundle)
+from inspector.artifacts.meta import BundleMeta
 from inspector.config import PreprocessSpec, Thresholds
+from inspector.errors import UsageError
 from inspector.artifacts.export import EXPORT_DIR
 from inspector.artifacts.manifest import MANIFEST_FILE
 from inspector.model import DefectNet
@@ -25,13 +28,9 @@ from inspector.artifacts.store import ACTIVE_FILE, StoreError, active_version, m
 CLASSES = ["good", "a", "b"]
 
 
-def _meta() -> dict:
-    return {
-        "backbone": "efficientnet_lite0",
-        "classes": list(CLASSES),
-        "preprocess": dataclasses.asdict(PreprocessSpec(64, 64)),
-        "thresholds": dataclasses.asdict(Thresholds()),
-    }
+def _meta() -> BundleMeta:
+    return BundleMeta(backbone="efficientnet_lite0", classes=tuple(CLASSES), preprocess=PreprocessSpec(64, 64),
+                      thresholds=Thresholds())
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,7 @@ def test_write_creates_numbered_versions_without_leftovers(tmp_path: Path, model
     assert second == store / "m" / "v2"
     assert sorted(p.name for p in (store / "m").iterdir()) == ["v1", "v2"]  # no temporary folders
     assert sorted(p.name for p in first.iterdir()) == [MANIFEST_FILE, "bundle.json", "weights.pt"]
-    assert meta == _meta()  # the caller's dict is not modified
+    assert meta == _meta()  # the caller's meta is not modified (the writer's fields are set on a copy)
     assert first.stat().st_mode & 0o777 == 0o755  # readable by the serving user, unlike mkdtemp's 0o700
 
 
@@ -94,28 +93,35 @@ def test_bundle_json_contents(bundle_dir: Path) -> None:
     assert meta["manifest"] == MANIFEST_FILE
     assert meta["libraries"]["torch"] == torch.__version__
     assert datetime.fromisoformat(meta["created_at"]).tzinfo is not None
-    assert {k: meta[k] for k in _meta()} == json.loads(json.dumps(_meta()))  # tuples come back as lists
+    given = ("backbone", "classes", "preprocess", "thresholds")
+    assert {k: meta[k] for k in given} == {"backbone": "efficientnet_lite0", "classes": CLASSES,  # tuples as lists
+                                           "preprocess": json.loads(json.dumps(dataclasses.asdict(PreprocessSpec(64, 64)))),
+                                           "thresholds": dataclasses.asdict(Thresholds())}
+    assert BundleMeta.read(bundle_dir) == dataclasses.replace(
+        _meta(), name="m", version="v1", created_at=meta["created_at"], weights_sha256=meta["weights_sha256"],
+        manifest=MANIFEST_FILE, libraries=meta["libraries"])
 
 
 def test_write_extra_files_and_dataclass_values(tmp_path: Path, model: DefectNet) -> None:
-    meta = _meta() | {"thresholds": Thresholds(reject=0.7, review=0.4), "data_root": tmp_path / "data"}
+    meta = dataclasses.replace(_meta(), thresholds=Thresholds(reject=0.7, review=0.4),
+                               extra={"data_root": tmp_path / "data"})
     path = write_bundle(tmp_path, "m", model, meta, extra_files={"history.json": b"[1, 2]", "roc.png": b"\x89PNG"})
     assert (path / "history.json").read_bytes() == b"[1, 2]"
     assert (path / "roc.png").read_bytes() == b"\x89PNG"
     loaded = load_bundle(path)
     assert loaded.thresholds == Thresholds(reject=0.7, review=0.4)
-    assert loaded.meta["data_root"] == str(tmp_path / "data")
+    assert loaded.meta.extra["data_root"] == str(tmp_path / "data")
 
 
 def test_write_refuses_unserialisable_meta_and_leaves_nothing(tmp_path: Path, model: DefectNet) -> None:
     with pytest.raises(TypeError, match="set"):
-        write_bundle(tmp_path, "m", model, _meta() | {"oops": {1, 2}})
+        write_bundle(tmp_path, "m", model, dataclasses.replace(_meta(), extra={"oops": {1, 2}}))
     assert list((tmp_path / "m").iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "with space"])
 def test_write_refuses_bad_names(tmp_path: Path, model: DefectNet, name: str) -> None:
-    with pytest.raises(ValueError, match="model name"):
+    with pytest.raises(UsageError, match="model name"):
         write_bundle(tmp_path, name, model, _meta())
     assert list(tmp_path.iterdir()) == []
 
@@ -252,14 +258,17 @@ def test_refuses_garbage_weights_with_matching_checksum(bundle_dir: Path) -> Non
 # --- seal -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changes", [{"thresholds": {"reject": 0.99, "review": 0.1}}, {"classes": ["good", "b", "a"]}],
-                         ids=["thresholds", "class-order"])
-def test_refuses_an_edited_bundle_json_until_resealed(bundle_dir: Path, changes: dict) -> None:
+@pytest.mark.parametrize("changes, read", [
+    ({"thresholds": {"reject": 0.99, "review": 0.1}}, {"thresholds": Thresholds(reject=0.99, review=0.1)}),
+    ({"classes": ["good", "b", "a"]}, {"classes": ("good", "b", "a")}),
+], ids=["thresholds", "class-order"])
+def test_refuses_an_edited_bundle_json_until_resealed(bundle_dir: Path, changes: dict, read: dict) -> None:
     _edit_meta(bundle_dir, **changes)
     err = _refused(bundle_dir, "bundle.json: sha256 .* does not match")
     assert "inspector calibrate" in str(err) and "inspector models reseal" in str(err)  # says what to do
     assert reseal(bundle_dir) == bundle_dir
-    assert {k: load_bundle(bundle_dir).meta[k] for k in changes} == changes
+    meta = load_bundle(bundle_dir).meta
+    assert {k: getattr(meta, k) for k in read} == read
 
 
 def test_refuses_added_and_missing_files(bundle_dir: Path) -> None:
@@ -317,9 +326,13 @@ def test_reseal_refuses_what_is_not_a_bundle(bundle_dir: Path, tmp_path: Path) -
 
 
 def test_derived_bundle_is_sealed_anew(bundle_dir: Path) -> None:
-    derived = derive_bundle(load_bundle(bundle_dir), {"thresholds": {"reject": 0.8, "review": 0.2}})
+    original = load_bundle(bundle_dir)
+    derived = derive_bundle(original, {"thresholds": Thresholds(reject=0.8, review=0.2)})
     assert derived == bundle_dir.parent / "v2"
-    assert load_bundle(derived).meta["thresholds"] == {"reject": 0.8, "review": 0.2}
+    meta = load_bundle(derived).meta
+    assert (meta.thresholds, meta.version, meta.derived_from) == (Thresholds(reject=0.8, review=0.2), "v2", "v1")
+    assert dataclasses.replace(meta, thresholds=original.thresholds, version="v1", derived_from=None,
+                               created_at=original.meta.created_at) == original.meta  # nothing else changed
     assert (derived / MANIFEST_FILE).read_text() != (bundle_dir / MANIFEST_FILE).read_text()
 
 
@@ -385,8 +398,11 @@ def test_model_names_lists_models_with_an_active_version(tmp_path: Path, model: 
 
 
 def test_thresholds_for_a_class_the_model_does_not_have_are_refused(bundle_dir: Path) -> None:
-    """A per-class threshold naming a class the model never predicts would never apply: refused, naming it."""
+    """A per-class threshold naming a class the model never predicts would never apply: refused when bundle.json is
+    read (so neither loaded nor re-sealed), naming it."""
     meta = json.loads((bundle_dir / "bundle.json").read_text())
     _edit_meta(bundle_dir, thresholds=meta["thresholds"] | {"per_class": {"dent": 0.4}})
-    with pytest.raises(ValueError, match="dent"):
-        load_bundle(reseal(bundle_dir)).thresholds
+    with pytest.raises(BundleError, match=r"bundle.json: per_class\['dent'\] is not a defect class"):
+        reseal(bundle_dir)
+    manifest_module.write(bundle_dir, UNSEALED)  # sealed by other means: still refused
+    _refused(bundle_dir, "dent")

@@ -1,6 +1,5 @@
 """``inspector evaluate`` on a tiny case whose figures are computed by hand."""
 
-import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -8,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config import Thresholds
+from inspector.artifacts.meta import BundleMeta, DataRecord
+from inspector.config import PreprocessSpec, Thresholds
 from inspector.evaluation import report as report_module
 from inspector.inference.postprocess import decide
 from inspector.inference.predictor import Prediction
@@ -24,8 +24,8 @@ class StubPredictor:
     classes, thresholds, version = CLASSES, Thresholds(), "stub/v1"
 
     def __init__(self, tmp_path):
-        self.bundle = SimpleNamespace(meta={"data": {"root": "/elsewhere"}, "thresholds": dataclasses.asdict(Thresholds())},
-                                      path=tmp_path / "bundle")
+        meta = BundleMeta(classes=CLASSES, preprocess=PreprocessSpec(64, 64), data=DataRecord(root="/elsewhere"))
+        self.bundle = SimpleNamespace(meta=meta, path=tmp_path / "bundle")
 
     def predict(self, frames):
         out = []

@@ -1,12 +1,10 @@
 """Tiles and regions of interest: coverage, stitching, and a small defect that only tiling finds."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from inspector.artifacts.bundle import load_bundle, write_bundle
+from inspector.artifacts.bundle import BundleMeta, load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds
 from inspector.errors import UsageError
 from inspector.model import DefectNet
@@ -56,9 +54,8 @@ class DarkSpotNet(torch.nn.Module):
 
 @pytest.fixture()
 def predictor_factory(tmp_path):
-    meta = {"backbone": "efficientnet_lite0", "classes": ["good", "spot"],
-            "preprocess": dataclasses.asdict(PreprocessSpec(64, 64)), "thresholds": dataclasses.asdict(Thresholds(
-                min_region_area=4))}
+    meta = BundleMeta(backbone="efficientnet_lite0", classes=("good", "spot"), preprocess=PreprocessSpec(64, 64),
+                      thresholds=Thresholds(min_region_area=4))
     bundle = load_bundle(write_bundle(tmp_path, "spots", DefectNet("efficientnet_lite0", 2, pretrained=False), meta))
 
     def make(**options) -> Predictor:

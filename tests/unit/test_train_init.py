@@ -1,10 +1,8 @@
 """Continuing from a bundle keeps what carries over and starts fresh only where it must."""
 
-import dataclasses
-
 import torch
 
-from inspector.artifacts.bundle import load_bundle, write_bundle
+from inspector.artifacts.bundle import BundleMeta, load_bundle, write_bundle
 from inspector.config import PreprocessSpec, Thresholds
 from inspector.model import DefectNet
 from inspector.train.init import model_from_bundle
@@ -13,8 +11,8 @@ from inspector.train.init import model_from_bundle
 def test_weights_carry_over_and_classifier_rows_follow_their_class(tmp_path):
     torch.manual_seed(0)
     source = DefectNet("efficientnet_lite0", 3, pretrained=False)
-    meta = {"backbone": "efficientnet_lite0", "classes": ["good", "crack", "spot"],
-            "preprocess": dataclasses.asdict(PreprocessSpec(64, 64)), "thresholds": dataclasses.asdict(Thresholds())}
+    meta = BundleMeta(backbone="efficientnet_lite0", classes=("good", "crack", "spot"), preprocess=PreprocessSpec(64, 64),
+                      thresholds=Thresholds())
     bundle = load_bundle(write_bundle(tmp_path, "m", source, meta))
     model = model_from_bundle(bundle, ("good", "dent", "spot"))
     for name, tensor in source.encoder.state_dict().items():
