@@ -8,7 +8,6 @@ hand-edited pointer would otherwise serve a model from outside the store.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.artifacts.meta import BundleError, BundleMeta
 from inspector.errors import UserError
 
 ACTIVE_FILE = "ACTIVE"
@@ -133,11 +133,6 @@ def versions(model_dir: str | Path) -> list[str]:
     return sorted(found, key=lambda v: int(v[1:]))
 
 
-def validation_figures(meta: dict) -> dict[str, float]:
-    """The numeric validation figures a bundle.json records."""
-    return {k: float(v) for k, v in (meta.get("validation") or {}).items() if isinstance(v, (int, float))}
-
-
 @dataclass(frozen=True)
 class VersionInfo:
     version: str
@@ -148,7 +143,8 @@ class VersionInfo:
 
 
 def describe(model_dir: str | Path) -> list[VersionInfo]:
-    """Every version of one model, oldest first, with what its bundle.json says (empty when unreadable)."""
+    """Every version of one model, oldest first, with what its bundle.json says (empty when it cannot be read as
+    one: :meth:`BundleMeta.read`)."""
     model_dir = Path(model_dir)
     try:
         active = active_version(model_dir)
@@ -157,11 +153,11 @@ def describe(model_dir: str | Path) -> list[VersionInfo]:
     out = []
     for version in versions(model_dir):
         try:
-            meta = json.loads((model_dir / version / "bundle.json").read_text())
-        except (OSError, ValueError):
-            meta = {}
-        out.append(VersionInfo(version, version == active, meta.get("backbone"), meta.get("created_at", ""),
-                               validation_figures(meta)))
+            meta = BundleMeta.read(model_dir / version)
+        except BundleError:
+            out.append(VersionInfo(version, version == active, None, "", {}))
+        else:
+            out.append(VersionInfo(version, version == active, meta.backbone, meta.created_at, meta.validation_figures))
     return out
 
 

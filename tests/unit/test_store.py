@@ -7,8 +7,10 @@ import shutil
 import pytest
 
 from inspector.cli import main
-from inspector.artifacts.store import (ACTIVE_FILE, HISTORY_FILE, StoreError, active_version, describe, model_names,
-                             previous_version, promote, rollback, version_dir, versions)
+from inspector.artifacts.meta import BundleMeta
+from inspector.artifacts.store import (ACTIVE_FILE, HISTORY_FILE, StoreError, VersionInfo, active_version, describe,
+                                       model_names, previous_version, promote, rollback, version_dir, versions)
+from inspector.config import PreprocessSpec
 
 
 @pytest.fixture()
@@ -16,8 +18,19 @@ def store(tmp_path):
     model_dir = tmp_path / "line"
     for v in ("v1", "v2", "v10"):
         (model_dir / v).mkdir(parents=True)
-        (model_dir / v / "bundle.json").write_text(json.dumps({"validation": {"val_macro_f1": 0.5}, "backbone": "b"}))
+        BundleMeta(classes=("good", "dent"), preprocess=PreprocessSpec(), backbone="b", name="line", version=v,
+                   created_at=f"2026-11-{v[1:]}", weights_sha256="0" * 64,
+                   validation={"val_macro_f1": 0.5, "phase": "finetune"}).write(model_dir / v)
     return tmp_path
+
+
+def test_describe_lists_what_each_bundle_json_says_and_nothing_for_one_it_cannot_read(store):
+    model_dir = store / "line"
+    (model_dir / "v2" / "bundle.json").write_text(json.dumps({"validation": {"val_macro_f1": 0.9}, "backbone": "x"}))
+    promote(model_dir, "v10")
+    assert describe(model_dir) == [VersionInfo("v1", False, "b", "2026-11-1", {"val_macro_f1": 0.5}),
+                                   VersionInfo("v2", False, None, "", {}),  # not an inspector bundle.json
+                                   VersionInfo("v10", True, "b", "2026-11-10", {"val_macro_f1": 0.5})]
 
 
 def test_versions_sort_by_number(store):
