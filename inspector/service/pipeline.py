@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
+from inspector.errors import UsageError
 from inspector.inference.drift import frame_values
 from inspector.imaging.headers import MAGIC, probe_size
 from inspector.service.metrics import PIPELINE_STAGES as STAGES
@@ -176,7 +177,10 @@ class Pipeline:
         except ModelUnavailable as err:
             raise Rejected(Kind.UNAVAILABLE, "not_ready", str(err)) from err
         t1 = time.monotonic()
-        parts = predictor.prepare([image])  # one part, or a region of interest, or tiles
+        try:
+            parts = predictor.prepare([image])  # one part, or a region of interest, or tiles
+        except UsageError as err:  # the configured region of interest does not fit this frame
+            raise Rejected(Kind.INVALID, "outside_roi", str(err)) from err
         return Decoded(image, predictor, parts, started, t1 - t0, time.monotonic() - t1)
 
     def submit(self, decoded: Decoded, deadline: float | None) -> list[Future]:

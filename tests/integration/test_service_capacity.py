@@ -14,7 +14,8 @@ from inspector.service.models import ModelManager
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
-from service_support import SERVING, NOT_SERVING, TIMEOUT, wait_until, png_request, assert_valid, idle_streams, health_status, hold_inference
+from service_support import (SERVING, NOT_SERVING, TIMEOUT, wait_until, png_request, assert_valid, idle_streams,
+                             health_status, hold_inference)
 
 
 def test_health_is_not_serving_until_the_model_is_warm(make_store, servers, monkeypatch, images):
@@ -263,3 +264,14 @@ def test_cancelled_stream_leaves_nothing_behind(make_store, servers, monkeypatch
     wait_until(lambda: running.batcher.depth() == 0)
     assert sum(len(b) for b in held.batches) <= running.cfg.max_batch < running.cfg.stream_window
 
+
+def test_a_frame_the_region_of_interest_does_not_fit_is_invalid(make_store, servers, images):
+    running = servers.start(make_store(), roi=(8, 8, 48, 48))
+    stub = pb_grpc.InspectorStub(servers.channel(running))
+    small = np.ascontiguousarray(images["good_0000"][:40, :40])  # 40x40: the 48 px region does not fit
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Inspect(png_request(small, "small"), timeout=TIMEOUT)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "region of interest" in err.value.details()
+    [answer] = list(stub.InspectStream(iter([png_request(small, "s")]), timeout=TIMEOUT))
+    assert answer.error.reason == "outside_roi"
+    assert_valid(stub.Inspect(png_request(images["good_0000"], "fits"), timeout=TIMEOUT), (64, 64))

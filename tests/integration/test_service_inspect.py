@@ -12,7 +12,8 @@ from inspector.inference.predictor import Predictor
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
-from service_support import INVALID, VERDICT_NAMES, TIMEOUT, png, jpeg, png_request, raw_request, decode_mask, assert_valid, decode_anomaly_map
+from service_support import (INVALID, VERDICT_NAMES, TIMEOUT, png, jpeg, png_request, raw_request, decode_mask,
+                             assert_valid, decode_anomaly_map)
 
 
 def test_unary_round_trip_every_encoding(stub, images, bundle_thresholds):

@@ -12,7 +12,8 @@ import pytest
 
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
-from service_support import MODEL_NAME, SERVING, NOT_SERVING, wait_until, png_request, assert_valid, health_status, served_port
+from service_support import (MODEL_NAME, SERVING, NOT_SERVING, wait_until, png_request, assert_valid, health_status,
+                             served_port)
 
 
 def test_metrics_listen_where_grpc_does(make_store, servers):

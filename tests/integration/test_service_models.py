@@ -10,7 +10,8 @@ from inspector.artifacts.store import active_version, promote
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
-from service_support import VERDICT_NAMES, DEFECT_CLASSES, TIMEOUT, V2_THRESHOLDS, copy_version, wait_until, png_request, decode_mask, assert_valid, inspect_version
+from service_support import (VERDICT_NAMES, DEFECT_CLASSES, TIMEOUT, V2_THRESHOLDS, copy_version, wait_until,
+                             png_request, decode_mask, assert_valid, inspect_version)
 
 
 def test_hot_swap_during_a_stream_then_rollback(make_store, servers, images):
