@@ -175,11 +175,10 @@ class Predictor:
                 decision = decide(p, self.classes, thresholds, float(frame_mask.max()), anomaly)
             if decision.verdict == ACCEPT:
                 frame_mask.fill(0.0)  # an accepted part shows no defect area (a fresh array, never the model's)
-            if decision.by_anomaly:  # the classifier saw nothing: the regions are where the part differs from good ones
-                regions = find_regions(anomaly_probability(anomaly_map), ANOMALY_CLASS, thresholds)
-            else:
-                regions = find_regions(frame_mask, ANOMALY_CLASS if self.anomaly_only else decision.defect_class,
-                                       thresholds)
+            if decision.by_anomaly:  # the classifier saw nothing: mask and regions show where it differs from good
+                frame_mask = anomaly_probability(anomaly_map)
+            anomalous = decision.by_anomaly or self.anomaly_only
+            regions = find_regions(frame_mask, ANOMALY_CLASS if anomalous else decision.defect_class, thresholds)
             preds.append(Prediction(
                 verdict=decision.verdict,
                 label=decision.label,

@@ -4,6 +4,7 @@ import threading
 import time
 
 import grpc
+import numpy as np
 import pytest
 
 from inspector.artifacts.store import active_version, promote
@@ -11,7 +12,7 @@ from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 from service_support import (VERDICT_NAMES, DEFECT_CLASSES, TIMEOUT, V2_THRESHOLDS, copy_version, wait_until,
-                             png_request, decode_mask, assert_valid, inspect_version)
+                             png_request, decode_mask, decode_anomaly_map, assert_valid, inspect_version)
 
 
 def test_hot_swap_during_a_stream_then_rollback(make_store, servers, images):
@@ -183,16 +184,26 @@ def test_anomaly_thresholds_decide_what_the_classifier_accepts(make_store, serve
     # the classifier never rejects nor reviews (a defect score reaches 1.0 only if p(good) is exactly 0), and any
     # anomaly score reaches 0: every frame is rejected by the anomaly head
     never = pb.Thresholds(reject=1.0, review=1.0, per_class={c: 1.0 for c in DEFECT_CLASSES}, anomaly=0.0,
-                          anomaly_verdict=pb.REJECT)
+                          anomaly_verdict=pb.REJECT, mask=0.2)  # mask: anomaly at 1/4 of the good-part reference
     echoed = admin.SetThresholds(pb.SetThresholdsRequest(thresholds=never), timeout=TIMEOUT)
     assert (echoed.anomaly, echoed.anomaly_verdict, echoed.reject) == (0.0, pb.REJECT, 1.0)
+    flagged_px = 0
     for i, frame in enumerate(frames):
         response = stub.Inspect(png_request(frame, f"a{i}", return_mask=True), timeout=TIMEOUT)
         assert response.defect_score < 1.0
         assert response.verdict == pb.REJECT and response.by_anomaly and response.label == "anomaly"
         assert response.thresholds == echoed
         assert all(r.defect_class == "anomaly" for r in response.regions)
-        assert decode_mask(response).shape == frame.shape[:2]
+        # the mask is where the part differs from good ones: the anomaly map at the mask threshold, regions inside it
+        mask, heat = decode_mask(response), decode_anomaly_map(
+            stub.Inspect(png_request(frame, f"a{i}-map", return_anomaly_map=True), timeout=TIMEOUT))
+        assert mask.shape == heat.shape == frame.shape[:2]
+        expected = heat.astype(np.float64) / 255.0 >= echoed.mask
+        assert np.mean((mask > 0) != expected) < 0.01
+        flagged_px += np.count_nonzero(mask)
+        for r in response.regions:
+            assert np.count_nonzero(mask[r.y:r.y + r.height, r.x:r.x + r.width]) >= r.area_px
+    assert flagged_px > 0, "some part should differ from the good ones somewhere"
 
     # a partial update keeps the anomaly threshold: flagged parts now go to review, labelled good
     echoed = admin.SetThresholds(pb.SetThresholdsRequest(thresholds=pb.Thresholds(anomaly_verdict=pb.REVIEW)),
