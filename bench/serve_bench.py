@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from _harness import write_results  # noqa: E402
 from inspector.data.demo import make_part  # noqa: E402
-from inspector.artifacts.export import export_model  # noqa: E402
+from inspector.inference.exporter import export_model  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
 from inspector.imaging.preprocess import decode  # noqa: E402
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402

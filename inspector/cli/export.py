@@ -11,7 +11,7 @@ from inspector.cli.args import existing, start_torch
 def run(args: argparse.Namespace) -> None:
     existing(args.model, "model bundle")
     start_torch(inference=True)
-    from inspector.artifacts.export import export_model
+    from inspector.inference.exporter import export_model
 
     path, entry = export_model(args.model, args.format)
     print(json.dumps({"export": str(path), "format": args.format, "parity": entry["parity"]}))

@@ -99,7 +99,7 @@ class Predictor:
         elif backend == "eager":
             self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
         elif backend in ("torchscript", "onnx"):
-            from inspector.artifacts.export import load_export
+            from inspector.inference.runtimes import load_export
 
             self.model = load_export(bundle, backend, self.device)
         else:

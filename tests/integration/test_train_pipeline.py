@@ -183,7 +183,7 @@ def _rerecord(bundle: Path, fmt: str) -> None:
 
 @pytest.mark.parametrize("legacy", [False, True])  # legacy: export.json as written before it listed every file
 def test_tampered_export_is_refused(bundle_copy, legacy):
-    from inspector.artifacts.export import ExportError, export_model
+    from inspector.inference.exporter import ExportError, export_model
 
     _, entry = export_model(bundle_copy, "torchscript")
     if legacy:
@@ -204,7 +204,7 @@ def test_tampered_export_is_refused(bundle_copy, legacy):
 def test_onnx_weights_are_named_after_the_graph_and_checked(bundle_copy, demo_data, tmp_path):
     import shutil
 
-    from inspector.artifacts.export import ExportError, export_model
+    from inspector.inference.exporter import ExportError, export_model
 
     export_model(bundle_copy, "onnx")
     folder = bundle_copy / "export"
@@ -228,7 +228,7 @@ def test_export_with_replaced_weights_and_rerecorded_checksums_fails_parity(bund
     import onnx
     from onnx import numpy_helper
 
-    from inspector.artifacts.export import ExportError, check_export, export_model
+    from inspector.inference.exporter import ExportError, check_export, export_model
 
     export_model(bundle_copy, "onnx")
     assert check_export(bundle_copy, "onnx")["max_abs_error"] <= 1e-4  # the untouched export passes
@@ -246,8 +246,8 @@ def test_export_with_replaced_weights_and_rerecorded_checksums_fails_parity(bund
 def test_an_export_that_does_not_reproduce_the_bundle_is_not_written(bundle_copy, monkeypatch):
     import torch
 
-    from inspector.artifacts import export
-    from inspector.artifacts.export import ExportError, export_model
+    from inspector.inference import exporter as export
+    from inspector.inference.exporter import ExportError, export_model
 
     write = export._write_torchscript
 

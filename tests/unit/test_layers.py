@@ -11,14 +11,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "inspector"
 LAYERS = [
     {"config", "errors", "progress", "v1"},
     {"imaging", "model", "data"},
-    {"inference", "artifacts"},
+    {"artifacts"},
+    {"inference"},
     {"service", "train", "evaluation", "client"},
     {"cli", "healthcheck", "__main__"},
 ]
 SAME_LAYER = {  # the imports allowed between packages of one layer
     ("config", "errors"),  # a config value the dataclasses refuse is a UsageError
     ("data", "imaging"),  # data sets decode and preprocess their images as serving does
-    ("inference", "artifacts"), ("artifacts", "inference"),  # a predictor loads a bundle; an export is checked by one
     ("train", "evaluation"),  # training calibrates and measures with evaluation's code
     ("__main__", "cli"), ("cli", "healthcheck"),
 }
