@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Executor, Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -206,29 +205,13 @@ class Pipeline:
                    "postprocess": t4 - t3, "total": t4 - decoded.started}
         return Inspection(prediction, thresholds, png, timings, results[0].batch_size, anomaly_png)
 
-    def inspect(self, frame: FrameIn, deadline: float | None = None) -> Inspection:
-        """Inspects one frame on the calling thread; ``deadline`` is a ``time.monotonic()`` limit.
+    async def inspect_async(self, frame: FrameIn, deadline: float | None, workers: Executor) -> Inspection:
+        """Inspects one frame from an event loop: decode and postprocess on ``workers``, the wait for the model on no
+        thread at all; ``deadline`` is a ``time.monotonic()`` limit. A caller that is cancelled while its frame waits
+        takes the frame out of the batcher's queue.
 
         Raises:
             Rejected: Bad frame, overload, no model yet, deadline passed, inference failed, shutting down.
-        """
-        with self.admitted(frame):
-            decoded = self.prepare(frame, time.monotonic())
-            futures = self.submit(decoded, deadline)
-            try:
-                results = [f.result(timeout=_remaining(deadline)) for f in futures]
-            except (DeadlineExpired, FutureTimeout) as err:
-                raise _deadline_passed() from err
-            except Exception as err:
-                raise _inference_failed(err) from err
-            return self.finish(frame, decoded, results)
-
-    async def inspect_async(self, frame: FrameIn, deadline: float | None, workers: Executor) -> Inspection:
-        """:meth:`inspect` from an event loop: decode and postprocess on ``workers``, the wait for the model on no
-        thread at all. A caller that is cancelled while its frame waits takes the frame out of the batcher's queue.
-
-        Raises:
-            Rejected: As :meth:`inspect`.
         """
         loop = asyncio.get_running_loop()
         with self.admitted(frame):
@@ -239,20 +222,12 @@ class Pipeline:
                 try:
                     results = await asyncio.wait_for(asyncio.gather(*waits), _remaining(deadline))
                 except (DeadlineExpired, asyncio.TimeoutError) as err:
-                    raise _deadline_passed() from err
-                except asyncio.CancelledError:
-                    raise
-                except Exception as err:
-                    raise _inference_failed(err) from err
+                    raise Rejected(Kind.DEADLINE, "deadline",
+                                   "deadline passed before the frame was inspected") from err
+                except Exception as err:  # the pass failed (a cancelled call is no Exception: it goes through)
+                    raise Rejected(Kind.INTERNAL, "inference_failed",
+                                   f"the forward pass of this frame's batch failed ({type(err).__name__}: {err}); "
+                                   "the service goes on, resend the frame") from err
             with self._stage("finish"):
                 return await loop.run_in_executor(workers, self.finish, frame, decoded, results)
 
-
-def _deadline_passed() -> Rejected:
-    return Rejected(Kind.DEADLINE, "deadline", "deadline passed before the frame was inspected")
-
-
-def _inference_failed(err: Exception) -> Rejected:
-    return Rejected(Kind.INTERNAL, "inference_failed",
-                    f"the forward pass of this frame's batch failed ({type(err).__name__}: {err}); "
-                    "the service goes on, resend the frame")
