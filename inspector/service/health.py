@@ -89,20 +89,19 @@ class Health:
 
     Args:
         capacity: The load that decides readiness.
-        ready: Whether a model is loaded and warm.
+        live: Whether a model is loaded and warm and the service is not draining.
         period: Seconds between looks at the state.
     """
 
-    def __init__(self, capacity: Capacity, ready: Callable[[], bool], period: float = 0.25) -> None:
+    def __init__(self, capacity: Capacity, live: Callable[[], bool], period: float = 0.25) -> None:
         self.servicer = health_aio.HealthServicer()
         self.capacity = capacity
-        self.ready = ready
+        self.live = live
         self.period = period
-        self.draining = False
         self._statuses: dict[str, int] = {}
 
     def statuses(self) -> dict[str, int]:
-        live = self.ready() and not self.draining
+        live = self.live()
         status = {name: SERVING if live else NOT_SERVING for name in LIVENESS_SERVICES}
         status[READINESS_SERVICE] = SERVING if live and not self.capacity.saturated() else NOT_SERVING
         return status

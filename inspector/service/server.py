@@ -126,7 +126,7 @@ class InspectionServer:
 
     async def _drain(self, grace: float) -> None:
         started = time.monotonic()
-        self.servicer.draining = self.health.draining = True
+        self.servicer.draining = True
         await self.health.refresh()
         while self._busy() and time.monotonic() - started < STREAMS_CLOSE_AT * grace:
             await asyncio.sleep(0.05)
@@ -239,7 +239,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
     capacity = Capacity(cfg.max_streams, pipeline.load)
-    health_state = Health(capacity, lambda: models.ready)
+    health_state = Health(capacity, lambda: models.ready and not servicer.draining)
     workers = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="frame")
     audit = None if cfg.audit_dir is None else AuditSink(
         AuditConfig(cfg.audit_dir, cfg.audit_sample_accept, int(cfg.audit_quota_mb * 2**20), cfg.audit_max_per_second),
