@@ -8,13 +8,13 @@ copying ``export/*`` copies a whole, checked export. Writing one (with its parit
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from inspector.artifacts.bundle import Bundle
+from inspector.artifacts.manifest import file_digest
 from inspector.errors import MissingPathError, UserError
 
 EXPORT_DIR, EXPORT_META = "export", "export.json"
@@ -35,11 +35,6 @@ def read_record(folder: Path) -> dict[str, Any]:
         return json.loads((folder / EXPORT_META).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def sha256_of(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_record(folder: Path, bundle: Bundle, fmt: str, entry: dict[str, Any]) -> None:
@@ -70,6 +65,6 @@ def verified_file(bundle: Bundle, fmt: str) -> Path:
         if not (folder / name).is_file():
             raise ExportError(f"{folder / name} is missing; copy the whole export folder, or run `inspector export "
                               f"--format {fmt}` again")
-        if sha256_of(folder / name) != digest:
+        if file_digest(folder / name) != digest:
             raise ExportError(f"{folder / name}: checksum mismatch; the file was modified")
     return folder / entry["file"]

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from inspector.artifacts.bundle import Bundle, load_bundle
-from inspector.artifacts.export import (EXPORT_DIR, FILES, MAX_BATCH, STAGING, ExportError, sha256_of,
-                                        write_record)
+from inspector.artifacts.export import EXPORT_DIR, FILES, MAX_BATCH, STAGING, ExportError, write_record
+from inspector.artifacts.manifest import file_digest
 from inspector.data.demo import DEMO_CLASSES, make_part
 from inspector.errors import UsageError
 from inspector.inference.predictor import Predictor
@@ -101,7 +101,7 @@ def export_model(model_path: str | Path, fmt: str) -> tuple[Path, dict[str, Any]
         example = torch.from_numpy(reference.prepare(golden_frames(1)).batch)  # (1, 3, H, W)
         (_write_onnx if fmt == "onnx" else _write_torchscript)(bundle.build_model("cpu"), example, staging / FILES[fmt])
         exported = Predictor(bundle, "cpu", fp16=False, network=load_file(staging / FILES[fmt], fmt, torch.device("cpu")))
-        entry = {"file": FILES[fmt], "files": {p.name: sha256_of(p) for p in sorted(staging.iterdir())},
+        entry = {"file": FILES[fmt], "files": {p.name: file_digest(p) for p in sorted(staging.iterdir())},
                  "parity": _checked_parity(reference, exported, fmt, "not written")}
         for name in sorted(entry["files"], key=lambda n: n == FILES[fmt]):  # the graph last: it names the others
             os.replace(staging / name, folder / name)
