@@ -18,10 +18,10 @@ import logging
 import sys
 from pathlib import Path
 
-from inspector.cli import audit, client, data, evaluate, export, models, predict, serve, train
+from inspector.cli import audit, client, data, evaluate, export, importer, models, predict, serve, train
 from inspector.errors import UserError
 
-GROUPS = (data, train, evaluate, export, predict, serve, models, audit, client)  # in the order --help lists them
+GROUPS = (data, importer, train, evaluate, export, predict, serve, models, audit, client)  # the order --help lists
 
 
 def build_parser() -> argparse.ArgumentParser:
