@@ -3,11 +3,16 @@
 Binary curves (ROC, precision-recall) take ``y`` (1 / True = positive, i.e. defect) and a score that
 is larger for more likely positives. Ties are handled by emitting one curve point per distinct score,
 so tied samples move the curve diagonally instead of in an order-dependent staircase.
+
+A figure that the data cannot define (F1 of a class neither present nor predicted, IoU with nothing to find and
+nothing found, AUROC without one of the two groups) is nan in the array functions and None in the reports, never a
+made-up 0 or 1. The array functions take stacks of confusion matrices ``(..., k, k)``, so the bootstrap
+(:mod:`inspector.evaluation.bootstrap`) computes a thousand resamples with the same formulas in one call.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -154,20 +159,42 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return counts.reshape(n_classes, n_classes).astype(np.int64)
 
 
-def _ratio(num: float, den: float, empty: float = 0.0) -> float:
-    """``num / den`` as a Python float, or ``empty`` when ``den`` is zero."""
-    return float(num) / float(den) if den else empty
+def _ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Elementwise ``num / den`` as float64, nan where ``den`` is zero (an undefined figure, never a made-up one)."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
 
 
-def _per_class(confusion: np.ndarray, classes: list[str]) -> dict[str, dict[str, Any]]:
-    """Precision, recall, F1 and support per class from a confusion matrix (rows = truth)."""
-    out: dict[str, dict[str, Any]] = {}
-    for k, name in enumerate(classes):
-        hit, predicted, support = confusion[k, k], confusion[:, k].sum(), confusion[k, :].sum()
-        precision, recall = _ratio(hit, predicted), _ratio(hit, support)
-        f1 = _ratio(2 * precision * recall, precision + recall)
-        out[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(support)}
-    return out
+def _nanmean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean over ``axis`` of the defined (non-nan) values; nan where none is."""
+    defined = ~np.isnan(values)
+    return _ratios(np.where(defined, values, 0.0).sum(axis=axis), defined.sum(axis=axis))
+
+
+def _optional(value: float | np.floating) -> float | None:
+    """A figure as report.json holds it: a Python float, or None when undefined (nan)."""
+    return None if np.isnan(value) else float(value)
+
+
+def f1_per_class(confusion: np.ndarray) -> np.ndarray:
+    """F1 of each class, ``2 TP / (2 TP + FP + FN)``, from confusion matrices ``(..., k, k)`` (rows = truth).
+
+    Returns:
+        ``(..., k)``; nan for a class absent from both truth and prediction (nothing to find, nothing found). A class
+        that is only in the truth, or only predicted, has F1 0.
+    """
+    c = np.asarray(confusion, np.float64)
+    hit = np.diagonal(c, axis1=-2, axis2=-1)
+    return _ratios(2.0 * hit, c.sum(axis=-2) + c.sum(axis=-1))
+
+
+def macro_f1(confusion: np.ndarray) -> np.ndarray:
+    """Mean F1 over the classes present in truth or prediction, from ``(..., k, k)``; nan without any sample.
+
+    A class absent from both says nothing about the classifier, so it neither raises nor lowers the mean
+    (scikit-learn's ``f1_score(average="macro")`` over the labels present).
+    """
+    return _nanmean(f1_per_class(confusion))
 
 
 def classification_report(
@@ -187,12 +214,13 @@ def classification_report(
         good_class: Name of the defect-free class.
 
     Returns:
-        ``{"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}``.
-        ``per_class[name]`` holds ``precision``, ``recall``, ``f1`` (0.0 where a denominator is
-        zero) and the int ``support``; ``macro_f1`` averages F1 over every class in ``classes``.
-        ``auroc_defect`` / ``ap_defect`` rate defect (truth != good) against good by
-        ``defect_score``; they are nan when undefined (one of the two groups absent).
-        ``confusion`` is a list of int lists, rows = truth. Accuracy of no samples is 0.0.
+        ``{"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}``. Every figure is a float,
+        or None where it is undefined. ``per_class[name]`` holds ``precision`` (None: never predicted), ``recall``
+        (None: no support), ``f1`` (None: neither in the truth nor predicted; 0.0 when only one of the two) and the
+        int ``support``; ``macro_f1`` averages the F1 of the classes present in truth or prediction.
+        ``auroc_defect`` / ``ap_defect`` rate defect (truth != good) against good by ``defect_score``; None when
+        one of the two groups is absent (AP needs only defects). ``confusion`` is a list of int lists, rows =
+        truth. With no samples every figure is None.
 
     Raises:
         ValueError: If ``good_class`` is not in ``classes`` or the inputs disagree in size.
@@ -200,45 +228,95 @@ def classification_report(
     if good_class not in classes:
         raise ValueError(f"good class {good_class!r} not in {classes}")
     confusion = confusion_matrix(y_true, y_pred, len(classes))
-    per_class = _per_class(confusion, classes)
     is_defect = np.asarray(y_true).ravel() != classes.index(good_class)
     return {
-        "accuracy": _ratio(np.trace(confusion), confusion.sum()),
-        "macro_f1": float(np.mean([v["f1"] for v in per_class.values()])) if classes else 0.0,
-        "auroc_defect": auroc(is_defect, defect_score),
-        "ap_defect": average_precision(is_defect, defect_score),
-        "per_class": per_class,
+        "accuracy": _optional(_ratios(np.trace(confusion), confusion.sum())),
+        "macro_f1": _optional(macro_f1(confusion)),
+        "auroc_defect": _optional(auroc(is_defect, defect_score)),
+        "ap_defect": _optional(average_precision(is_defect, defect_score)),
+        "per_class": _per_class(confusion, classes),
         "confusion": confusion.tolist(),
     }
 
 
-class PixelConfusion:
-    """Accumulates one pixel confusion matrix over a data set.
+def _per_class(confusion: np.ndarray, classes: list[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 (None where undefined) and support per class from a confusion matrix (rows = truth)."""
+    hit, predicted, support = np.diagonal(confusion), confusion.sum(axis=0), confusion.sum(axis=1)
+    precision, recall, f1 = _ratios(hit, predicted), _ratios(hit, support), f1_per_class(confusion)
+    return {name: {"precision": _optional(precision[k]), "recall": _optional(recall[k]), "f1": _optional(f1[k]),
+                   "support": int(support[k])} for k, name in enumerate(classes)}
 
-    The matrix is ``(n_labels x n_labels)``, rows = truth, columns = prediction; label 0 is
-    background and label k the k-th defect class.
+
+def defect_counts(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(tp, fp, fn)`` of defect (any label > 0) against background (label 0), from pixel confusions ``(..., l, l)``."""
+    c = np.asarray(confusion, np.float64)
+    return c[..., 1:, 1:].sum(axis=(-2, -1)), c[..., 0, 1:].sum(axis=-1), c[..., 1:, 0].sum(axis=-1)
+
+
+def iou_per_label(confusion: np.ndarray) -> np.ndarray:
+    """IoU of each label from pixel confusions ``(..., l, l)``: ``(..., l)``, nan where the label is in neither
+    truth nor prediction."""
+    c = np.asarray(confusion, np.float64)
+    inter = np.diagonal(c, axis1=-2, axis2=-1)
+    return _ratios(inter, c.sum(axis=-2) + c.sum(axis=-1) - inter)
+
+
+def pixel_figures(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """The pooled pixel figures of confusion matrices ``(..., l, l)`` (label 0 = background), each ``(...)``, nan
+    where undefined.
+
+    Returns:
+        ``iou_defect`` and ``dice_defect`` (defect vs background, nan when neither truth nor prediction holds a
+        defect pixel), ``miou`` (mean IoU over background and each defect label occurring in truth or prediction)
+        and ``miou_defects`` (the same over the defect labels only; background, most of every image, would lift it).
+    """
+    tp, fp, fn = defect_counts(confusion)
+    iou = iou_per_label(confusion)
+    return {"iou_defect": _ratios(tp, tp + fp + fn), "dice_defect": _ratios(2 * tp, 2 * tp + fp + fn),
+            "miou": _nanmean(iou), "miou_defects": _nanmean(iou[..., 1:])}
+
+
+def image_defect_iou(confusions: np.ndarray) -> np.ndarray:
+    """Each image's defect-vs-background IoU from its pixel confusion ``(n, l, l)``: ``(n,)``, nan for an image
+    with a defect pixel in neither truth nor prediction (a clean image rightly left clean says nothing of overlap)."""
+    tp, fp, fn = defect_counts(confusions)
+    return _ratios(tp, tp + fp + fn)
+
+
+class PixelConfusion:
+    """Accumulates pixel confusion matrices over a data set: the pooled one and one per image.
+
+    Each matrix is ``(n_labels x n_labels)``, rows = truth, columns = prediction; label 0 is background and label k
+    the k-th defect class. Pooled figures (every pixel of the set in one matrix) weigh large defects more; the
+    per-image IoU weighs every image with a defect alike, as most segmentation papers report it; both are given.
 
     Attributes:
         n_labels: Number of labels, background included.
-        matrix: The accumulated int64 counts.
+        names: Names of labels 1 .. n_labels - 1 (the defect classes), the keys of ``iou_per_class``.
+        matrix: The pooled int64 counts.
     """
 
-    def __init__(self, n_labels: int) -> None:
+    def __init__(self, n_labels: int, names: Sequence[str] | None = None) -> None:
         """Creates an empty accumulator.
 
         Args:
             n_labels: Number of labels including background (2 for a binary mask).
+            names: Names of the defect labels 1 .. n_labels - 1; their numbers as text by default.
 
         Raises:
-            ValueError: If ``n_labels < 2``.
+            ValueError: If ``n_labels < 2`` or ``names`` has the wrong length.
         """
         if n_labels < 2:
             raise ValueError(f"need at least 2 labels (background + defect), got {n_labels}")
-        self.n_labels = n_labels
+        names = [str(k) for k in range(1, n_labels)] if names is None else list(names)
+        if len(names) != n_labels - 1:
+            raise ValueError(f"need {n_labels - 1} defect label names, got {names}")
+        self.n_labels, self.names = n_labels, names
         self.matrix = np.zeros((n_labels, n_labels), dtype=np.int64)
+        self._images: list[np.ndarray] = []
 
     def update(self, truth: np.ndarray, pred: np.ndarray) -> None:
-        """Adds one image (or a batch) of label maps.
+        """Adds one image's label maps.
 
         Args:
             truth: Integer (or bool) true label map.
@@ -250,24 +328,50 @@ class PixelConfusion:
         t, p = np.asarray(truth), np.asarray(pred)
         if t.shape != p.shape:
             raise ValueError(f"truth and pred differ in shape: {t.shape} vs {p.shape}")
-        self.matrix += confusion_matrix(t, p, self.n_labels)
+        self.update_batch(t[None], p[None])
 
-    def report(self) -> dict[str, float]:
-        """Segmentation quality over everything accumulated so far.
+    def update_batch(self, truth: np.ndarray, pred: np.ndarray) -> None:
+        """Adds a batch of images, ``(b, ...)`` label maps each, the first axis the image.
+
+        Raises:
+            ValueError: On a shape mismatch or a label out of range.
+        """
+        t, p = np.asarray(truth).astype(np.int64), np.asarray(pred).astype(np.int64)
+        if t.shape != p.shape or t.ndim < 1:
+            raise ValueError(f"truth and pred must be (b, ...) of one shape: {t.shape} vs {p.shape}")
+        n = self.n_labels
+        if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n):
+            raise ValueError(f"labels must lie in [0, {n})")
+        image = np.arange(len(t)).reshape(-1, *[1] * (t.ndim - 1))
+        counts = np.bincount((image * n * n + n * t + p).ravel(), minlength=len(t) * n * n)
+        per_image = counts.reshape(len(t), n, n)  # (b, n, n)
+        self._images.extend(per_image)
+        self.matrix += per_image.sum(axis=0)
+
+    @property
+    def per_image(self) -> np.ndarray:
+        """``(n_images, n_labels, n_labels)`` int64: each image's confusion, in the order added."""
+        return np.array(self._images, dtype=np.int64).reshape(-1, self.n_labels, self.n_labels)
+
+    def report(self) -> dict[str, Any]:
+        """Segmentation quality over everything accumulated so far; None wherever a figure is undefined.
 
         Returns:
-            ``{"iou_defect", "dice_defect", "miou"}``. The first two treat every label > 0 as defect
-            against background, over all pixels; both are 1.0 when neither truth nor prediction holds
-            a defect pixel (nothing to find, nothing found). ``miou`` averages the IoU of each label
-            (background included) that occurs in truth or prediction; 1.0 before any pixel is seen.
+            ``n_images``; ``iou_defect`` and ``dice_defect`` (every label > 0 as defect against background, pooled
+            over all pixels; None when neither truth nor prediction holds a defect pixel); ``iou_per_image`` (the
+            mean, over the images whose truth or prediction holds a defect pixel, of each one's defect IoU; None
+            without such an image); ``miou`` (mean IoU over background and each defect label occurring in truth or
+            prediction; None before any pixel); ``miou_defects`` (the same over the defect labels only) and
+            ``iou_per_class`` (``{name: IoU}`` of each defect label, None for one in neither truth nor prediction).
         """
-        m = self.matrix
-        tp, fp, fn = m[1:, 1:].sum(), m[0, 1:].sum(), m[1:, 0].sum()
-        inter = np.diag(m).astype(np.float64)
-        union = m.sum(axis=0) + m.sum(axis=1) - inter
-        seen = union > 0
+        pooled = {k: _optional(v) for k, v in pixel_figures(self.matrix).items()}
+        iou = iou_per_label(self.matrix)
         return {
-            "iou_defect": _ratio(tp, tp + fp + fn, empty=1.0),
-            "dice_defect": _ratio(2 * tp, 2 * tp + fp + fn, empty=1.0),
-            "miou": float(np.mean(inter[seen] / union[seen])) if seen.any() else 1.0,
+            "n_images": len(self._images),
+            "iou_defect": pooled["iou_defect"],
+            "dice_defect": pooled["dice_defect"],
+            "iou_per_image": _optional(_nanmean(image_defect_iou(self.per_image), axis=0)),
+            "miou": pooled["miou"],
+            "miou_defects": pooled["miou_defects"],
+            "iou_per_class": {name: _optional(iou[k]) for k, name in enumerate(self.names, start=1)},
         }

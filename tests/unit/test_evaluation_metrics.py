@@ -140,12 +140,31 @@ def test_classification_report_plain_types() -> None:
     assert all(type(v) is int for line in report["confusion"] for v in line)
 
 
-def test_classification_report_absent_class_counts_in_macro() -> None:
-    # "dent" has no support and no predictions: f1 0.0, still averaged -> (46/21) / 4.
+def test_classification_report_absent_class_leaves_macro_alone() -> None:
+    # "dent" has no support and no predictions: every figure undefined, and macro-F1 stays (6/7 + 2/3 + 2/3) / 3.
     report = classification_report(Y_TRUE, Y_PRED, SCORE, [*CLASSES, "dent"])
-    assert report["per_class"]["dent"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert report["macro_f1"] == pytest.approx(46 / 84)
+    assert report["per_class"]["dent"] == {"precision": None, "recall": None, "f1": None, "support": 0}
+    assert report["macro_f1"] == pytest.approx(46 / 63)
     assert report["confusion"][3] == [0, 0, 0, 0]
+
+
+def test_classification_report_class_only_in_truth_or_only_predicted() -> None:
+    # truth good good crack crack, predicted good scratch good good: crack never predicted (precision undefined,
+    # F1 0), scratch predicted once without support (recall undefined, F1 0); good P = 1/3, R = 1/2 -> F1 = 2/5.
+    report = classification_report(np.array([0, 0, 1, 1]), np.array([0, 2, 0, 0]), np.array([.1, .2, .3, .4]), CLASSES)
+    assert report["per_class"]["crack"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert report["per_class"]["scratch"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}
+    assert report["per_class"]["good"]["f1"] == pytest.approx(0.4)
+    assert report["macro_f1"] == pytest.approx(0.4 / 3)
+
+
+def test_classification_report_undefined_figures_are_none() -> None:
+    # only good parts: no AUROC, no AP; no samples at all: nothing is defined
+    only_good = classification_report(np.zeros(3, int), np.zeros(3, int), np.array([.1, .2, .3]), CLASSES)
+    assert only_good["auroc_defect"] is None and only_good["ap_defect"] is None
+    assert only_good["accuracy"] == 1.0 and only_good["macro_f1"] == 1.0  # good alone is present: F1 1
+    empty = classification_report(np.zeros(0, int), np.zeros(0, int), np.zeros(0), CLASSES)
+    assert [empty[k] for k in ("accuracy", "macro_f1", "auroc_defect", "ap_defect")] == [None] * 4
 
 
 def test_classification_report_good_class_not_first() -> None:
@@ -170,14 +189,38 @@ PRED = np.array([[0, 0, 0, 0], [0, 1, 1, 1], [0, 0, 1, 0], [0, 0, 2, 1]])
 
 
 def test_pixel_confusion_hand_computed() -> None:
-    pc = PixelConfusion(3)
+    pc = PixelConfusion(3, names=["crack", "scratch"])
     pc.update(TRUTH, PRED)
     np.testing.assert_array_equal(pc.matrix, [[9, 1, 0], [1, 3, 0], [0, 1, 1]])
     report = pc.report()
     assert report["iou_defect"] == pytest.approx(5 / 7)
     assert report["dice_defect"] == pytest.approx(5 / 6)
     assert report["miou"] == pytest.approx(20 / 33)
-    assert all(type(v) is float for v in report.values())
+    assert report["miou_defects"] == pytest.approx(1 / 2)
+    assert report["iou_per_class"] == pytest.approx({"crack": 1 / 2, "scratch": 1 / 2})
+    assert report["iou_per_image"] == pytest.approx(5 / 7)  # one image: the pooled IoU
+    assert report["n_images"] == 1
+    assert all(type(report[k]) is float for k in ("iou_defect", "dice_defect", "iou_per_image", "miou", "miou_defects"))
+
+
+def test_pixel_confusion_per_image_iou_differs_from_pooled() -> None:
+    # Image A: a 4-px defect found exactly (IoU 1). Image B: 12 true px, 4 of them found (IoU 1/3).
+    # Pooled: TP 8, FN 8 -> 8/16 = 1/2; per image: (1 + 1/3) / 2 = 2/3. Image C (clean, nothing found) is left out.
+    a_truth = np.zeros((4, 4), int)
+    a_truth[0] = 1
+    b_truth = np.zeros((4, 4), int)
+    b_truth[:3] = 1
+    b_pred = np.zeros((4, 4), int)
+    b_pred[0] = 1
+    pc = PixelConfusion(2)
+    pc.update(a_truth, a_truth)
+    pc.update(b_truth, b_pred)
+    pc.update(np.zeros((4, 4), int), np.zeros((4, 4), int))
+    report = pc.report()
+    assert report["iou_defect"] == pytest.approx(1 / 2)
+    assert report["iou_per_image"] == pytest.approx(2 / 3)
+    assert report["n_images"] == 3 and pc.per_image.shape == (3, 2, 2)
+    np.testing.assert_array_equal(pc.per_image[1], [[4, 0], [8, 4]])
 
 
 def test_pixel_confusion_accumulates() -> None:
@@ -188,33 +231,50 @@ def test_pixel_confusion_accumulates() -> None:
     split.update(t2, p2)
     whole = PixelConfusion(3)
     whole.update(np.concatenate([TRUTH, t2]), np.concatenate([PRED, p2]))
+    batch = PixelConfusion(3)
+    batch.update_batch(np.stack([TRUTH, t2]), np.stack([PRED, p2]))
     np.testing.assert_array_equal(split.matrix, whole.matrix)
-    assert split.report() == pytest.approx(whole.report())
+    np.testing.assert_array_equal(batch.per_image, split.per_image)
+    pooled = ("iou_defect", "dice_defect", "miou", "miou_defects")
+    assert {k: split.report()[k] for k in pooled} == pytest.approx({k: whole.report()[k] for k in pooled})
+    assert split.report()["iou_per_class"] == pytest.approx(whole.report()["iou_per_class"])
+    assert batch.report() == split.report()
 
 
 def test_pixel_confusion_skips_unseen_labels() -> None:
-    # Label 3 never occurs: mIoU still averages labels 0..2 only.
+    # Label 3 never occurs: mIoU still averages labels 0..2 only, and its own IoU is undefined.
     pc = PixelConfusion(4)
     pc.update(TRUTH, PRED)
-    assert pc.report()["miou"] == pytest.approx(20 / 33)
+    report = pc.report()
+    assert report["miou"] == pytest.approx(20 / 33)
+    assert report["miou_defects"] == pytest.approx(1 / 2)
+    assert report["iou_per_class"] == pytest.approx({"1": 1 / 2, "2": 1 / 2, "3": None})
 
 
 def test_pixel_confusion_without_defects() -> None:
-    assert PixelConfusion(2).report() == {"iou_defect": 1.0, "dice_defect": 1.0, "miou": 1.0}
+    empty = PixelConfusion(2).report()
+    assert empty == {"n_images": 0, "iou_defect": None, "dice_defect": None, "iou_per_image": None, "miou": None,
+                     "miou_defects": None, "iou_per_class": {"1": None}}
     pc = PixelConfusion(2)
     pc.update(np.zeros((4, 4), dtype=bool), np.zeros((4, 4), dtype=bool))
-    assert pc.report() == {"iou_defect": 1.0, "dice_defect": 1.0, "miou": 1.0}
+    # nothing to find, nothing found: no defect figure; background alone gives mIoU 1
+    assert pc.report() == {"n_images": 1, "iou_defect": None, "dice_defect": None, "iou_per_image": None, "miou": 1.0,
+                           "miou_defects": None, "iou_per_class": {"1": None}}
     missed = PixelConfusion(2)
     missed.update(np.eye(4, dtype=bool), np.zeros((4, 4), dtype=bool))
     # Defect IoU 0; background IoU 12 / 16 -> mIoU (12/16 + 0) / 2.
-    assert missed.report() == pytest.approx({"iou_defect": 0.0, "dice_defect": 0.0, "miou": 0.375})
+    assert missed.report() == {"n_images": 1, "iou_defect": 0.0, "dice_defect": 0.0, "iou_per_image": 0.0,
+                               "miou": 0.375, "miou_defects": 0.0, "iou_per_class": {"1": 0.0}}
 
 
 def test_pixel_confusion_validation() -> None:
     with pytest.raises(ValueError):
         PixelConfusion(1)
+    with pytest.raises(ValueError):
+        PixelConfusion(3, names=["crack"])
     pc = PixelConfusion(2)
     with pytest.raises(ValueError):
         pc.update(np.zeros((4, 4), dtype=int), np.zeros((4, 3), dtype=int))
     with pytest.raises(ValueError):
         pc.update(np.full((2, 2), 2), np.zeros((2, 2), dtype=int))
+    assert pc.report()["n_images"] == 0  # a refused image is not counted
