@@ -25,7 +25,7 @@ from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.errors import DataError
 from inspector.evaluation.metrics import auroc
-from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, run_over
+from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, keep_every_mask, run_over
 from inspector.inference.postprocess import defect_scores
 from inspector.inference.predictor import Predictor
 
@@ -142,7 +142,7 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
         DataError: the samples lack good or defective images.
     """
     current = predictor.thresholds
-    predictor.thresholds = dataclasses.replace(current, reject=1.0, review=0.0, per_class={})  # keep every mask
+    predictor.thresholds = keep_every_mask(current)
     probs, peaks, labels, areas = [], [], [], []
     try:
         for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):

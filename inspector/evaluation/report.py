@@ -1,4 +1,10 @@
-"""``inspector evaluate``: a bundle run through the serving predictor on a data set -> report.json + PNG plots."""
+"""``inspector evaluate``: a bundle run through the serving predictor on a data set -> report.json + PNG plots.
+
+Pixel figures come twice from one forward pass: ``pixel`` scores the masks as the service serves them (an accepted
+part's mask is zeroed, so the verdict gates the segmentation) and ``pixel_ungated`` the segmentation head's own masks
+(:func:`~inspector.evaluation.runner.run_served_and_raw`). ``ci95`` holds percentile bootstrap intervals of the
+headline figures (:mod:`inspector.evaluation.bootstrap`).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ import numpy as np
 from inspector.config import GOOD_CLASS
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
+from inspector.evaluation.bootstrap import confidence_intervals
 from inspector.evaluation.metrics import PixelConfusion, auroc, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
-from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_over
+from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_served_and_raw
 from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Prediction, Predictor
 
@@ -35,23 +42,25 @@ class Outcome:
     by_anomaly: bool = False  # sent to review or rejected by the anomaly head
 
 
-def _pixel_update(pixels: PixelConfusion, sample: Sample, pred: Prediction, index: Callable[[str], int],
-                  mask_t: float, anomaly: AnomalyPixels) -> float:
-    """Adds one image's pixels; returns its defect IoU (nan when it has no pixel label)."""
-    truth_mask, labelled = read_mask(sample, pred.mask.shape)
+def _pixel_update(done: Collected, sample: Sample, served: Prediction, raw: Prediction, index: Callable[[str], int],
+                  mask_t: float) -> float:
+    """Adds one image's pixels, as served and ungated; returns its served defect IoU (1.0 when there is nothing to
+    find and nothing was found, for ranking only; nan when the image has no pixel label)."""
+    truth_mask, labelled = read_mask(sample, served.mask.shape)
     if not labelled:
         return math.nan
-    if pred.anomaly_map is not None:
-        anomaly.add(truth_mask > 0, pred.anomaly_map)
+    if served.anomaly_map is not None:
+        done.anomaly_pixels.add(truth_mask > 0, served.anomaly_map)
     truth = (truth_mask > 0) * index(sample.label)
-    predicted = (pred.mask >= mask_t) * index(pred.defect_class)
-    pixels.update(truth, predicted)
+    predicted = (served.mask >= mask_t) * index(served.defect_class)
+    done.pixels.update(truth, predicted)
+    done.pixels_ungated.update(truth, (raw.mask >= mask_t) * index(raw.defect_class))
     inter, union = np.logical_and(truth > 0, predicted > 0).sum(), np.logical_or(truth > 0, predicted > 0).sum()
     return float(inter / union) if union else 1.0
 
 
 def _clean(value: Any) -> Any:
-    """NaN -> None, so report.json is strict JSON."""
+    """NaN -> None, so report.json is strict JSON (the metrics already give None; this keeps any stray nan out)."""
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -81,33 +90,40 @@ class Collected:
 
     classes: tuple[str, ...]
     outcomes: list[Outcome]
-    pixels: PixelConfusion
+    pixels: PixelConfusion  # the masks as served (zeroed for an accepted part)
+    pixels_ungated: PixelConfusion  # the segmentation head's masks, whatever the verdict
     worst: list[tuple]  # (error, sample, image, prediction), the MAX_OVERLAYS worst, worst first
     anomaly_scores: list[float] = field(default_factory=list)  # per outcome, when the model has an anomaly head
     anomaly_pixels: AnomalyPixels = field(default_factory=AnomalyPixels)
 
-    def report(self) -> dict[str, Any]:
-        """The report.json figures (NaN as None); an ``anomaly`` section when the model has an anomaly head."""
+    def report(self, seed: int = 0) -> dict[str, Any]:
+        """The report.json figures (None where undefined) with their bootstrap intervals (resampling seeded by
+        ``seed``); an ``anomaly`` section when the model has an anomaly head."""
         y_true, y_pred, scores = (np.array([getattr(o, k) for o in self.outcomes]) for k in ("truth", "pred", "score"))
-        image = classification_report(y_true, y_pred, scores, list(self.classes))
+        image = classification_report(y_true, y_pred, scores, list(self.classes), GOOD_CLASS)
         out = {"n_images": len(self.outcomes), "classes": list(self.classes), "image": image,
-               "pixel": self.pixels.report()}
+               "pixel": self.pixels.report(), "pixel_ungated": self.pixels_ungated.report()}
         if self.anomaly_scores:
             is_defect = y_true != self.classes.index(GOOD_CLASS)
             out["anomaly"] = {"image_auroc": auroc(is_defect, np.array(self.anomaly_scores)),
                               "pixel_auroc": self.anomaly_pixels.auroc(),
                               "flagged_by_anomaly": sum(o.by_anomaly for o in self.outcomes)}
+        pixels = {"pixel": self.pixels.per_image, "pixel_ungated": self.pixels_ungated.per_image}
+        out["ci95"] = confidence_intervals(y_true, y_pred, scores, self.classes, pixels, GOOD_CLASS, seed=seed)
         return _clean(out)
 
 
 def collect(predictor: Predictor, samples: list[Sample], desc: str = "evaluate", batch_size: int = 16,
             show: bool = True) -> Collected:
-    """Runs the predictor over the samples and accumulates image outcomes and pixel confusion."""
+    """Runs the predictor over the samples and accumulates image outcomes and pixel confusions (served and ungated).
+
+    Pixel label k is class k of the model, 0 background (where ``good``, the class no defect pixel takes, stands).
+    """
     classes = predictor.classes
     index = class_index(classes)
-    done = Collected(classes, [], PixelConfusion(len(classes)), [])
-    for sample, image, pred in run_over(predictor, samples, desc, batch_size, show):
-        iou = _pixel_update(done.pixels, sample, pred, index, predictor.thresholds.mask, done.anomaly_pixels)
+    done = Collected(classes, [], *(PixelConfusion(len(classes), classes[1:]) for _ in range(2)), [])
+    for sample, image, pred, raw in run_served_and_raw(predictor, samples, desc, batch_size, show):
+        iou = _pixel_update(done, sample, pred, raw, index, predictor.thresholds.mask)
         # a part the anomaly head rejects is labelled "anomaly"; a model with classes counts it as its likeliest defect
         truth, guess = index(sample.label), index(pred.label if pred.label in classes else pred.defect_class)
         error = (1.0 + abs(float(truth != index(GOOD_CLASS)) - pred.defect_score)) if truth != guess else (

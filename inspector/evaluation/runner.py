@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -9,7 +10,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from inspector.artifacts.meta import BundleMeta
-from inspector.config import ANOMALY_CLASS
+from inspector.config import ANOMALY_CLASS, Thresholds
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
 from inspector.inference.drift import frame_values, reference
@@ -57,6 +58,29 @@ def run_over(
     for batch in progress(batches, desc, show, leave=True):
         images = [read_image(s.image) for s in batch]
         yield from zip(batch, images, predictor.predict(images))
+
+
+def keep_every_mask(thresholds: Thresholds) -> Thresholds:
+    """``thresholds`` under which the predictor accepts no part (every defect score is at least review 0), so it
+    zeroes no mask and hands no part to the anomaly head: its masks are the segmentation head's own. The verdicts
+    under them mean nothing; the class scores, defect class and mask are those of the real thresholds."""
+    return dataclasses.replace(thresholds, reject=1.0, review=0.0, per_class={})
+
+
+def run_served_and_raw(
+    predictor: Predictor, samples: list[Sample], desc: str, batch_size: int = 16, show: bool = True
+) -> Iterator[tuple[Sample, np.ndarray, Prediction, Prediction]]:
+    """Yields ``(sample, decoded image, served, raw)``: one forward pass per batch, finished twice, under the
+    predictor's thresholds (what the service answers: the mask of an accepted part zeroed) and under
+    :func:`keep_every_mask` (the segmentation head's mask, whatever the verdict)."""
+    batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+    for batch in progress(batches, desc, show, leave=True):
+        images = [read_image(s.image) for s in batch]
+        prepared = predictor.prepare(images)
+        outputs = predictor.infer(prepared.batch)
+        served = predictor.finish(outputs, prepared)
+        raw = predictor.finish(outputs, prepared, keep_every_mask(predictor.thresholds))
+        yield from zip(batch, images, served, raw)
 
 
 def drift_reference(predictor: Predictor, samples: list[Sample], show: bool = False) -> dict[str, Any]:
