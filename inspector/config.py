@@ -138,6 +138,7 @@ class TrainConfig:
     finetune_bn_stats: bool = False  # update encoder BatchNorm statistics in phase 2 (False: keep ImageNet's)
     patience: int = 6  # phase-2 epochs without validation improvement before stopping
     val_fraction: float = 0.2  # stratified, seeded
+    group_by: str | None = None  # regex on the file name: images whose match is equal share a side of the split
     seed: int = 0
     workers: int = 1  # DataLoader worker processes
     device: str = "auto"  # "auto" picks CUDA when present
@@ -147,6 +148,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast where the hardware runs it natively (about 2x faster on CPU); fp32 elsewhere
     anomaly: bool = True  # also fit the anomaly head (memory bank of good training patches) after training
     anomaly_bank: int = 8192  # patches kept in the anomaly memory bank (greedy coreset)
+    anomaly_review_rate: float = 0.01  # share of good parts the anomaly head may send to review (its operating point)
     good_only: bool = False  # anomaly head alone, from the good images (no classifier or segmentation training)
     calibrate: bool = True  # choose the bundle's thresholds on the validation split (F1-optimal) after training
 

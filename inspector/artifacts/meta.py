@@ -59,10 +59,14 @@ class AnomalyRecord:
     stages: tuple[int, ...] = ()  # encoder feature indices the patches come from
     patches_seen: int | None = None  # good training patches the coreset was chosen from
     good_images: int | None = None  # good training images those patches came from
-    reference: float | None = None  # distance that scores 1.0 (a quantile of good parts' peak distances)
-    reference_quantile: float | None = None  # that quantile
-    reference_images: int | None = None  # good images it was measured on
-    reference_split: str | None = None  # "val", or "train" when the validation split had no good image
+    reference: float | None = None  # distance that scores 1.0: the operating point on good parts' peak distances
+    reference_quantile: float | None = None  # older bundles: the reference was this quantile of good validation parts
+    reference_images: int | None = None  # good images it was placed on
+    reference_split: str | None = None  # "train_oof+val": training images out of fold and the validation split
+    review_rate: float | None = None  # target share of good parts at or above the reference (--anomaly-review-rate)
+    review_rate_upper: float | None = None  # Clopper-Pearson 95 % upper bound on that share at the reference
+    reference_flagged: int | None = None  # of the good images it was placed on, how many reach it
+    val_review_rate: float | None = None  # good validation parts reaching a reference placed without them
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not known here, kept as read
 
 
@@ -84,6 +88,7 @@ class SplitRecord:
 
     train: tuple[str, ...] = ()
     val: tuple[str, ...] = ()  # what thresholds, validation figures and the drift reference were measured on
+    group_by: str | None = None  # the regex whose match on file names kept groups on one side (train --group-by)
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not known here, kept as read
 
 

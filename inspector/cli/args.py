@@ -65,8 +65,18 @@ COUNT = number(int, 0)  # 0, 1, 2...
 POSITIVE = number(int, 1)
 PORT = number(int, 0, 65535)  # 0 picks a free port
 FRACTION = number(float, 0.0, 1.0)
+RATE = number(float, 0.0, 0.5, above=True)  # a share of parts an operating point may flag: (0, 0.5]
 NON_NEGATIVE = number(float, 0.0)
 POSITIVE_FLOAT = number(float, 0.0, above=True)
+
+
+def regex(text: str) -> str:
+    """An argparse type: a valid regular expression (kept as text)."""
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression: {err}") from None
+    return text
 
 
 def image_size(text: str) -> int:

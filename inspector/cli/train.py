@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inspector.cli.args import COUNT, POSITIVE, device, existing, image_size, start_torch
+from inspector.cli.args import COUNT, POSITIVE, RATE, device, existing, image_size, regex, start_torch
 from inspector.config import TrainConfig
 
 
@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no anomaly head (memory bank of good parts' patches) beside the classifier")
     p.add_argument("--anomaly-bank", dest="anomaly_bank", type=POSITIVE,
                    help=f"patches in the anomaly memory bank (default {TrainConfig.anomaly_bank})")
+    p.add_argument("--anomaly-review-rate", dest="anomaly_review_rate", type=RATE,
+                   help="share of good parts the anomaly head may send to review; its operating point is placed for "
+                        f"it on good images it did not learn from (default {TrainConfig.anomaly_review_rate})")
+    p.add_argument("--group-by", dest="group_by", metavar="REGEX", type=regex,
+                   help="images whose file names give the same match (its first group, else the whole match) stay "
+                        "on one side of the validation split: a part, a camera position, a session (default: "
+                        "dataset.json's group_by, else none)")
     p.add_argument("--good-only", dest="good_only", action="store_true", default=None,
                    help="an anomaly-only model from the good images (e.g. MVTec train/good); other classes are "
                         "used only to evaluate")

@@ -10,11 +10,15 @@ MVTec AD (one category)::
 
 A missing mask means "empty" for ``good`` and "no pixel label" for a defect class (the image still trains the
 classifier). Class order is ``good`` first, then the defect classes sorted by name.
+
+A data folder may hold ``dataset.json`` with settings of its own: ``{"group_by": REGEX}`` is the default
+``train --group-by`` (``inspector import --group-by`` writes it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,7 @@ class DataSet:
     layout: str  # "class_folders" | "mvtec"
     classes: tuple[str, ...]  # good first
     samples: tuple[Sample, ...]
+    group_by: str | None = None  # dataset.json's default group regex for the split
 
     def labels(self) -> list[int]:
         index = {c: i for i, c in enumerate(self.classes)}
@@ -71,12 +76,28 @@ def _scan_mvtec(root: Path) -> tuple[set[str], list[Sample]]:
     return classes, samples
 
 
-def load_dataset(root: str | Path) -> DataSet:
+def _settings(root: Path) -> dict:
+    path = root / "dataset.json"
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+    if not isinstance(settings, dict) or not isinstance(settings.get("group_by", ""), str):
+        raise DataError(f"{path} must hold a JSON object whose group_by is a string")
+    return settings
+
+
+def load_dataset(root: str | Path, good_only: bool = False) -> DataSet:
     """Scans ``root`` in whichever of the two layouts it has.
+
+    Args:
+        good_only: Good images alone are a data set (a new product, before its first defect).
 
     Raises:
         MissingPathError: ``root`` does not exist or holds neither layout, or no images.
-        DataError: There is no ``good`` class or no defect class.
+        DataError: There is no ``good`` class, or no defect class unless ``good_only``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -92,9 +113,10 @@ def load_dataset(root: str | Path) -> DataSet:
     if not samples:
         raise MissingPathError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
     classes = {s.label for s in samples}  # a folder without images is no class (the model would never see it)
-    if GOOD_CLASS not in classes or len(classes) < 2:
-        raise DataError(f"{root}: need a '{GOOD_CLASS}' class and at least one defect class, found {sorted(classes)}")
-    return DataSet(root, layout, _class_order(classes), tuple(samples))
+    if GOOD_CLASS not in classes or (len(classes) < 2 and not good_only):
+        need = "" if good_only else " and at least one defect class (or train --good-only)"
+        raise DataError(f"{root}: need a '{GOOD_CLASS}' class{need}, found {sorted(classes)}")
+    return DataSet(root, layout, _class_order(classes), tuple(samples), _settings(root).get("group_by") or None)
 
 
 def data_hash(dataset: DataSet) -> str:

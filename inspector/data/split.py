@@ -1,17 +1,50 @@
-"""Seeded, stratified train/validation split, saved with the model as relative paths."""
+"""Seeded, stratified train/validation split, saved with the model as relative paths.
+
+Images that share a part, a camera position or a session are near-duplicates: split one by one, the same part lands
+on both sides and validation measures recall of the training set. With a group regex (``--group-by``) every image
+whose file name gives the same match stays on one side.
+"""
 
 from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
 
 import numpy as np
 
 from inspector.data.layouts import DataSet, Sample
-from inspector.errors import MissingPathError, UsageError
+from inspector.errors import DataError, MissingPathError, UsageError
 
 
-def stratified_split(dataset: DataSet, val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Splits every class by the same fraction; a class of two or more images puts at least one in validation."""
+def group_of(pattern: re.Pattern[str], sample: Sample) -> str:
+    """The sample's group: the regex's first group (or whole match) in the image's file name.
+
+    Raises:
+        DataError: The regex matches nothing in the name.
+    """
+    match = pattern.search(sample.image.name)
+    if match is None:
+        raise DataError(f"--group-by {pattern.pattern!r} matches nothing in the file name {sample.image.name!r}")
+    return match.group(1) if pattern.groups else match.group(0)
+
+
+def compile_group_by(regex: str) -> re.Pattern[str]:
+    try:
+        return re.compile(regex)
+    except re.error as err:
+        raise UsageError(f"--group-by {regex!r} is not a valid regular expression: {err}") from err
+
+
+def stratified_split(dataset: DataSet, val_fraction: float, seed: int, group_by: str | None = None
+                     ) -> tuple[list[Sample], list[Sample]]:
+    """Splits every class by the same fraction; a class of two or more images puts at least one in validation.
+
+    With ``group_by``, whole groups move: see :func:`grouped_split`.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if group_by:
+        return grouped_split(dataset, val_fraction, seed, compile_group_by(group_by))
     rng = np.random.default_rng(seed)
     train, val = [], []
     for cls in dataset.classes:
@@ -20,6 +53,37 @@ def stratified_split(dataset: DataSet, val_fraction: float, seed: int) -> tuple[
         n_val = max(1, round(len(members) * val_fraction)) if len(members) >= 2 else 0
         val += [members[i] for i in order[:n_val]]
         train += [members[i] for i in order[n_val:]]
+    return train, val
+
+
+def grouped_split(dataset: DataSet, val_fraction: float, seed: int, pattern: re.Pattern[str]
+                  ) -> tuple[list[Sample], list[Sample]]:
+    """Whole groups to validation, in a seeded order, while they bring images their classes still need: each class
+    ends near ``val_fraction`` of its images, as far as the groups' sizes allow.
+
+    Raises:
+        DataError: A file name the regex does not match, or fewer than two groups.
+    """
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for sample in dataset.samples:
+        groups[group_of(pattern, sample)].append(sample)
+    if len(groups) < 2:
+        raise DataError(f"--group-by {pattern.pattern!r} puts every image into one group; a split needs two or more")
+    wanted = {c: n * val_fraction for c, n in Counter(s.label for s in dataset.samples).items()}
+    taken: Counter[str] = Counter()
+    names = sorted(groups)
+    train, val = [], []
+    for i in np.random.default_rng(seed).permutation(len(names)):
+        members = groups[names[i]]
+        counts = Counter(s.label for s in members)
+        useful = sum(min(n, max(0.0, wanted[c] - taken[c])) for c, n in counts.items())
+        if useful >= len(members) / 2:
+            val += members
+            taken.update(counts)
+        else:
+            train += members
+    if not val or not train:
+        raise DataError(f"--group-by {pattern.pattern!r}: groups too large to hold {val_fraction:.0%} back")
     return train, val
 
 

@@ -1,8 +1,17 @@
-"""Fitting the anomaly head: good training parts' patch features -> coreset memory bank -> reference scale."""
+"""Fitting the anomaly head: good training parts' patch features -> coreset memory bank -> an operating point that
+holds on good parts the training never saw.
+
+The operating point (the distance that scores 1.0) is placed for a target share of good parts sent to review, by the
+conformal order statistic (:mod:`inspector.evaluation.conformal`) over as many good scores as the data has: every
+good training image scored out of fold (by a bank built from the other fold, so it is as new to its bank as a part
+on the line is to the served one) and every good validation image scored by the served bank. All scores go through
+the serving predictor, so tiling and the letterbox are those of the service.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,6 +22,7 @@ from inspector.config import GOOD_CLASS, PreprocessSpec
 from inspector.data.dataset import DefectDataset
 from inspector.data.layouts import Sample
 from inspector.errors import DataError
+from inspector.evaluation.conformal import OperatingPoint, conformal_threshold
 from inspector.evaluation.runner import run_over
 from inspector.model import DefectNet
 from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
@@ -22,23 +32,42 @@ from inspector.progress import progress
 log = logging.getLogger(__name__)
 
 PATCH_POOL = 100_000  # good patches drawn at random before the coreset: bounds memory and coreset time
-SCALE_QUANTILE = 0.99  # the reference: this quantile of good validation parts' scores maps to 1.0
+FOLDS = 2  # out-of-fold scoring of the good training images: banks built on the other half
+
+
+@dataclass
+class GoodPatches:
+    """Patch features drawn from good images, and the image each row came from."""
+
+    rows: torch.Tensor  # (n, d)
+    owners: torch.Tensor  # (n,) index of the row's image
+    seen: int  # patches there were before the draw
 
 
 @torch.inference_mode()
 def _good_patches(model: DefectNet, samples: list[Sample], classes: tuple[str, ...], spec: PreprocessSpec,
-                  device: torch.device, seed: int, show: bool) -> tuple[torch.Tensor, int]:
-    """``(n, d)`` patch features of the samples, at most :data:`PATCH_POOL` drawn evenly; and how many there were."""
+                  device: torch.device, seed: int, show: bool) -> GoodPatches:
+    """Patch features of the samples, at most :data:`PATCH_POOL` drawn evenly."""
     loader = DataLoader(DefectDataset(samples, classes, spec, train=False), batch_size=16, shuffle=False)
     gen = torch.Generator().manual_seed(seed)
-    kept, seen = [], 0
+    kept, owners, seen = [], [], 0
     for images, *_ in progress(loader, "anomaly bank", show):
         feats = patch_features(model.encoder(images.to(device).contiguous(memory_format=torch.channels_last)), STAGES)
         rows = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).cpu()
-        share = min(1.0, PATCH_POOL / (len(samples) * rows.shape[0] / len(images)))
-        kept.append(rows[torch.rand(len(rows), generator=gen) < share])
+        per_image = rows.shape[0] // len(images)
+        share = min(1.0, PATCH_POOL / (len(samples) * per_image))
+        keep = torch.rand(len(rows), generator=gen) < share
+        kept.append(rows[keep])
+        owners.append((torch.arange(len(rows)) // per_image + seen // per_image)[keep])
         seen += len(rows)
-    return torch.cat(kept), seen
+    return GoodPatches(torch.cat(kept), torch.cat(owners), seen)
+
+
+def _bank(patches: torch.Tensor, size: int, device: torch.device, seed: int) -> MemoryBank:
+    chosen = patches[greedy_coreset(patches.to(device), size, seed).cpu()]
+    bank = MemoryBank(len(chosen), chosen.shape[1]).to(device)
+    bank.bank.copy_(chosen)
+    return bank
 
 
 def image_scores(predictor: Predictor, samples: list[Sample]) -> np.ndarray:
@@ -47,31 +76,70 @@ def image_scores(predictor: Predictor, samples: list[Sample]) -> np.ndarray:
     return np.array([p.anomaly_score for _, _, p in run_over(predictor, samples, "anomaly scores", show=False)])
 
 
-def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Sample], classes: tuple[str, ...],
-                spec: PreprocessSpec, device: torch.device, bank_size: int, seed: int = 0, show: bool = True
-                ) -> tuple[AnomalyRecord, np.ndarray]:
-    """Attaches a memory bank of ``train_good``'s patches to ``model`` and scales it on the good parts of
-    ``reference`` (the validation split; ``train_good`` when it has none).
+def _out_of_fold(model: DefectNet, predictor: Predictor, good: GoodPatches, samples: list[Sample], size: int,
+                 device: torch.device, seed: int) -> np.ndarray:
+    """Scores of ``samples`` (the good training images), each by a bank built without its fold (raw distances)."""
+    n = len(samples)
+    fold = np.random.default_rng(seed).permutation(n) % FOLDS
+    scores = np.zeros(n)
+    for k in range(FOLDS):
+        held = np.flatnonzero(fold == k)
+        if len(held) == 0 or len(held) == n:
+            continue
+        others = torch.from_numpy(fold != k)[good.owners]
+        model.attach_anomaly(_bank(good.rows[others], max(1, size * (FOLDS - 1) // FOLDS), device, seed + k))
+        scores[held] = image_scores(predictor, [samples[i] for i in held])
+    return scores
 
-    Returns the bundle's ``anomaly`` record (bank size and dimension, what it was fitted on, the reference) and the
-    scaled anomaly scores of ``reference``.
+
+def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Sample], classes: tuple[str, ...],
+                spec: PreprocessSpec, device: torch.device, bank_size: int, review_rate: float = 0.01, seed: int = 0,
+                show: bool = True) -> tuple[AnomalyRecord, np.ndarray]:
+    """Attaches a memory bank of ``train_good``'s patches to ``model`` and places its operating point (score 1.0) so
+    that about ``review_rate`` of good parts reach it: on the out-of-fold scores of ``train_good`` and the scores of
+    the good parts of ``reference`` (the validation split).
+
+    Returns the bundle's ``anomaly`` record and the scaled anomaly scores of ``reference``.
     """
     if not train_good:
         raise DataError("the anomaly head needs good training images; the data has none")
     model.eval()
-    patches, seen = _good_patches(model, train_good, classes, spec, device, seed, show)
-    chosen = patches[greedy_coreset(patches.to(device), bank_size, seed).cpu()]
-    bank = MemoryBank(len(chosen), chosen.shape[1]).to(device)
-    bank.bank.copy_(chosen)
-    model.attach_anomaly(bank)
+    good = _good_patches(model, train_good, classes, spec, device, seed, show)
     predictor = Predictor.for_network(model, classes, spec, str(device))
+    oof = _out_of_fold(model, predictor, good, train_good, bank_size, device, seed) if len(train_good) > 1 else None
+    bank = _bank(good.rows, bank_size, device, seed)
+    model.attach_anomaly(bank)
     scores = image_scores(predictor, reference)  # at scale 1: raw distances
     is_good = np.array([s.label == GOOD_CLASS for s in reference], dtype=bool)
-    good_scores = scores[is_good] if is_good.any() else image_scores(predictor, train_good)
-    bank.scale.fill_(float(np.quantile(good_scores, SCALE_QUANTILE)))
-    log.info("anomaly bank: %d of %d good patches (dim %d), reference %.3f from %d good images", len(chosen), seen,
-             chosen.shape[1], float(bank.scale), len(good_scores))
-    record = AnomalyRecord(bank_size=len(chosen), dim=int(chosen.shape[1]), stages=tuple(STAGES), patches_seen=seen,
-                           good_images=len(train_good), reference=float(bank.scale), reference_quantile=SCALE_QUANTILE,
-                           reference_images=len(good_scores), reference_split="val" if is_good.any() else "train")
-    return record, scores / float(bank.scale)
+    val_good = scores[is_good]
+    pooled = np.concatenate([val_good, oof if oof is not None else image_scores(predictor, train_good)])
+    point = conformal_threshold(pooled, review_rate)
+    bank.scale.fill_(point.threshold)
+    _report(point, len(val_good), oof)
+    held_out = _held_out_rate(oof, val_good, review_rate)
+    record = AnomalyRecord(
+        bank_size=len(bank.bank), dim=int(bank.bank.shape[1]), stages=tuple(STAGES), patches_seen=good.seen,
+        good_images=len(train_good), reference=point.threshold, reference_images=point.n_good,
+        reference_split="train_oof+val" if oof is not None else "train+val", review_rate=review_rate,
+        review_rate_upper=point.rate_upper, reference_flagged=point.flagged, val_review_rate=held_out)
+    return record, scores / point.threshold
+
+
+def _held_out_rate(oof: np.ndarray | None, val_good: np.ndarray, rate: float) -> float | None:
+    """The share of good validation parts at or above a threshold placed on the out-of-fold scores alone: how the
+    operating point does on good parts that did not place it."""
+    if oof is None or len(val_good) == 0:
+        return None
+    return float(np.mean(val_good >= conformal_threshold(oof, rate).threshold))
+
+
+def _report(point: OperatingPoint, n_val: int, oof: np.ndarray | None) -> None:
+    log.info("anomaly operating point %.4f from %d good scores (%d validation, %s out of fold): %d reach it; "
+             "good parts sent to review <= %.2f %% at 95 %% confidence (target %.2f %%)", point.threshold,
+             point.n_good, n_val, "none" if oof is None else len(oof), point.flagged, 100 * point.rate_upper,
+             100 * point.target_rate)
+    if not point.enough:
+        log.warning("only %d good images for an anomaly review rate of %.2f %%: the target needs at least %d; the "
+                    "operating point is the highest good score, and more good parts may go to review than the "
+                    "target (add good images, or raise --anomaly-review-rate)", point.n_good,
+                    100 * point.target_rate, point.needed)

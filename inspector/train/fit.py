@@ -122,15 +122,16 @@ def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConf
 
 def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.device) -> Path | None:
     torch.manual_seed(cfg.seed)  # the same initial heads on every rank
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, good_only=cfg.good_only)
     init = load_bundle(cfg.init) if cfg.init else None
     if init is not None:  # the bundle's backbone and preprocessing carry over
         cfg = dataclasses.replace(cfg, backbone=init.meta.backbone, image_size=init.spec.height)
     spec = init.spec if init is not None else make_spec(cfg)
+    group_by = cfg.group_by if cfg.group_by is not None else dataset.group_by
     if cfg.good_only and dataset.layout == "mvtec":
         train, val = mvtec_split(dataset)
     else:
-        train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed)
+        train, val = stratified_split(dataset, cfg.val_fraction, cfg.seed, group_by)
     classes = (GOOD_CLASS, ANOMALY_CLASS) if cfg.good_only else dataset.classes
     if init is not None:
         model = model_from_bundle(init, classes)
@@ -163,7 +164,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         validation=best.metrics or figures,
         data=DataRecord(hash=data_hash(dataset), root=str(Path(data).resolve()), layout=dataset.layout,
                         n_images=len(dataset.samples), per_class=dict(Counter(s.label for s in dataset.samples))),
-        split=SplitRecord(train=tuple(split["train"]), val=tuple(split["val"])),
+        split=SplitRecord(train=tuple(split["train"]), val=tuple(split["val"]), group_by=group_by or None),
         train_config=dataclasses.asdict(cfg),
         train_seconds=round(time.time() - started, 1),
         train_processes=ranks.world,
@@ -184,12 +185,15 @@ def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], clas
         return None, {}
     train_good = [s for s in train if s.label == GOOD_CLASS]
     reference = val if cfg.good_only else [s for s in val if s.label == GOOD_CLASS]  # good-only: score all of val
-    record, scores = fit_anomaly(model, train_good, reference, classes, spec, device, cfg.anomaly_bank, cfg.seed)
+    record, scores = fit_anomaly(model, train_good, reference, classes, spec, device, cfg.anomaly_bank,
+                                 cfg.anomaly_review_rate, cfg.seed)
     record = dataclasses.replace(record, only=cfg.good_only)
     if not cfg.good_only:
         return record, {}
     is_defect = np.array([s.label != GOOD_CLASS for s in val])
-    figures = {"val_auroc": auroc(is_defect, anomaly_probability(scores))} if 0 < is_defect.sum() < len(val) else {}
+    figures = {"val_review_rate": record.val_review_rate}  # good parts past a reference placed without them
+    if 0 < is_defect.sum() < len(val):  # defect figures only where there are defects
+        figures["val_auroc"] = auroc(is_defect, anomaly_probability(scores))
     return record, figures
 
 

@@ -58,7 +58,7 @@ def test_a_data_folder_without_good_parts(tiny_bundle, tmp_path, capsys):
         (data / "images" / kind).mkdir(parents=True)
         image, _ = make_part(kind, np.random.default_rng(i), 64)
         assert cv2.imwrite(str(data / "images" / kind / f"{kind}_0.png"), image)
-    words = f"{data}: need a 'good' class and at least one defect class, found ['crack', 'scratch']"
+    words = f"{data}: need a 'good' class and at least one defect class (or train --good-only), found ['crack', 'scratch']"
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "store"), *TRAIN]) == 2
     assert one_line_error(capsys, "train") == words
     assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(data), "--report", str(tmp_path / "r"),

@@ -308,7 +308,8 @@ def test_no_pretrained_starts_from_random_weights(demo_data, tmp_path, capsys, m
 def test_the_anomaly_head_is_fitted_and_scores_defects_higher(tiny_bundle, demo_data, tmp_path):
     record = load_bundle(tiny_bundle).meta.anomaly
     assert 0 < record.bank_size <= record.patches_seen and record.reference > 0 and not record.only
-    assert record.good_images == 6 and record.reference_split == "val"
+    assert record.good_images == 6 and record.reference_split == "train_oof+val"
+    assert record.review_rate == 0.01 and record.reference_images == 8 and 0 < record.review_rate_upper <= 1
     assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(demo_data), "--report", str(tmp_path)]) == 0
     anomaly = json.loads((tmp_path / "report.json").read_text())["anomaly"]
     assert anomaly["image_auroc"] > 0.7 and anomaly["pixel_auroc"] > 0.7

@@ -171,7 +171,19 @@ def test_no_good_class(tmp_path: Path) -> None:
 
 def test_only_good_class(tmp_path: Path) -> None:
     _write(tmp_path / "images" / "good" / "a.png", _part(0))
-    with pytest.raises(DataError, match="at least one defect class"):
+    with pytest.raises(DataError, match=r"at least one defect class \(or train --good-only\)"):
+        load_dataset(tmp_path)
+    assert load_dataset(tmp_path, good_only=True).classes == ("good",)  # a new product before its first defect
+
+
+def test_dataset_json_gives_the_default_group_regex(tmp_path: Path) -> None:
+    _write(tmp_path / "images" / "good" / "a.png", _part(0))
+    _write(tmp_path / "images" / "dent" / "b.png", _part(1))
+    assert load_dataset(tmp_path).group_by is None
+    (tmp_path / "dataset.json").write_text(json.dumps({"group_by": r"^(\w)"}))
+    assert load_dataset(tmp_path).group_by == r"^(\w)"
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(DataError, match="dataset.json"):
         load_dataset(tmp_path)
 
 
@@ -414,3 +426,37 @@ def test_balanced_sampler_is_seeded(tmp_path: Path) -> None:
     samples = _rare(tmp_path)
     assert list(balanced_sampler(samples, seed=3)) == list(balanced_sampler(samples, seed=3))
     assert list(balanced_sampler(samples, seed=3)) != list(balanced_sampler(samples, seed=4))
+
+
+def _positions(tmp_path: Path) -> DataSet:
+    """Camera positions p00..p19, each photographed 5 times; positions 0-5 show a defect in 2 of their images."""
+    samples = []
+    for p in range(20):
+        for t in range(5):
+            label = "pitting" if p < 6 and t >= 3 else "good"
+            samples.append(Sample(tmp_path / "images" / label / f"01_t{t}_p{p:02d}_crop.jpg", label, None))
+    return DataSet(tmp_path, "class_folders", ("good", "pitting"), tuple(samples))
+
+
+def test_group_split_keeps_each_group_on_one_side(tmp_path: Path) -> None:
+    ds = _positions(tmp_path)
+    train, val = stratified_split(ds, 0.2, seed=0, group_by=r"_(p\d+)_crop")
+    position = lambda s: s.image.name.split("_")[2]  # noqa: E731
+    assert not {position(s) for s in train} & {position(s) for s in val}
+    assert set(train) | set(val) == set(ds.samples) and not set(train) & set(val)
+    counts = Counter(s.label for s in val)
+    assert 0 < counts["pitting"] <= 6 and 10 <= counts["good"] <= 24  # near 20 % of each class, in whole groups
+    assert stratified_split(ds, 0.2, seed=0, group_by=r"_(p\d+)_crop") == (train, val)  # seeded
+
+
+def test_group_split_without_the_regex_mixes_positions(tmp_path: Path) -> None:
+    train, val = stratified_split(_positions(tmp_path), 0.2, seed=0)
+    position = lambda s: s.image.name.split("_")[2]  # noqa: E731
+    assert {position(s) for s in train} & {position(s) for s in val}  # what --group-by prevents
+
+
+@pytest.mark.parametrize("regex,words", [(r"nomatch(\d)", "matches nothing in the file name"),
+                                         (r"^01", "one group"), (r"(", "not a valid regular expression")])
+def test_group_split_errors_name_the_problem(tmp_path: Path, regex: str, words: str) -> None:
+    with pytest.raises((DataError, UsageError), match=words):
+        stratified_split(_positions(tmp_path), 0.2, seed=0, group_by=regex)
