@@ -46,10 +46,29 @@ def plan(h: int, w: int, tile: int, overlap: float = 0.125, roi: Window | None =
     if area.x < 0 or area.y < 0 or area.w <= 0 or area.h <= 0 or area.x + area.w > w or area.y + area.h > h:
         raise UsageError(f"region of interest at x={area.x} y={area.y} of {area.w}x{area.h} px is not inside the "
                          f"{w}x{h} px frame")
-    if tile <= 0 or max(area.w, area.h) <= 1.5 * tile:
+    if not tiles_apply(area.h, area.w, tile):
         return [area]
     return [Window(area.x + x, area.y + y, min(tile, area.w), min(tile, area.h))
             for y in _starts(area.h, tile, overlap) for x in _starts(area.w, tile, overlap)]
+
+
+def tiles_apply(h: int, w: int, tile: int) -> bool:
+    """Whether :func:`plan` cuts an ``h x w`` area into tiles of ``tile`` px."""
+    return tile > 0 and max(h, w) > 1.5 * tile
+
+
+def window_at(h: int, w: int, tile: int, y: float, x: float) -> Window:
+    """The tile of an ``h x w`` frame centred on (``y``, ``x``) as nearly as its edges allow (the whole frame where
+    :func:`plan` would not tile it): what a model trained on tiles is shown, at the scale it inspects.
+
+    The point is always inside the window.
+    """
+    if not tiles_apply(h, w, tile):
+        return Window(0, 0, w, h)
+    th, tw = min(tile, h), min(tile, w)
+    top = min(max(0, int(round(y - th / 2))), h - th)
+    left = min(max(0, int(round(x - tw / 2))), w - tw)
+    return Window(left, top, tw, th)
 
 
 def stitch(h: int, w: int, windows: list[Window], masks: list[np.ndarray]) -> np.ndarray:

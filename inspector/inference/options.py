@@ -26,14 +26,15 @@ class InferenceOptions:
         UsageError: A value no frame could be inspected with, naming the field.
     """
 
-    tile: int = 0  # tile side in frame px for large frames (0: the whole frame, resized); about the training size
+    tile: int | None = None  # tile side in frame px (0: the whole frame, resized); None: the bundle's tile
     tile_overlap: float = 0.125  # least overlap of neighbouring tiles, as a fraction of their side, in [0, 1)
     roi: Window | None = None  # region inspected in every frame, frame px (None: all of it; outside, masks are empty)
     tta: bool = False  # also run the horizontally flipped frame and average the two (twice the compute)
 
     def __post_init__(self) -> None:
-        if not (_whole(self.tile) and self.tile >= 0):
-            raise UsageError(f"tile must be a whole number of px >= 0 (0: no tiling), got {self.tile!r}")
+        if not (self.tile is None or (_whole(self.tile) and self.tile >= 0)):
+            raise UsageError(f"tile must be a whole number of px >= 0 (0: no tiling; None: the bundle's), "
+                             f"got {self.tile!r}")
         overlap = self.tile_overlap
         if not (isinstance(overlap, numbers.Real) and not isinstance(overlap, bool) and 0.0 <= overlap < 1.0):
             raise UsageError(f"tile_overlap must be a fraction of the tile side in [0, 1), got {overlap!r}")

@@ -6,6 +6,7 @@ The three stages (``prepare``, ``infer``, ``finish``) are public so a server can
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,8 @@ class Predictor:
         fp16: Half-precision autocast on CUDA.
         backend: ``eager`` (the bundle's weights in PyTorch), ``torchscript`` or ``onnx`` (its checked exports;
             ``onnx`` runs on ONNX Runtime).
-        options: Tiling, region of interest and test-time augmentation (the whole frame, once, by default).
+        options: Tiling, region of interest and test-time augmentation (by default the bundle's tile, which is 0,
+            the whole frame, unless the model was trained on tiles; no region; once).
         network: Runs this network (an nn.Module in eval mode, or an export's callable) instead of loading one by
             ``backend``: a model in training before its bundle exists, an export being checked before it is
             recorded. It takes ``(b, 3, H, W)`` and returns (logits, mask_logits[, anomaly_map]) like DefectNet.
@@ -86,6 +88,8 @@ class Predictor:
     def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager",
                  options: InferenceOptions = InferenceOptions(),
                  network: Callable[[torch.Tensor], Sequence[torch.Tensor | None]] | None = None) -> None:
+        if options.tile is None:  # a model trained on tiles inspects tiles of the same side unless told otherwise
+            options = dataclasses.replace(options, tile=bundle.spec.tile)
         self.options = options
         self.bundle = bundle
         self.device = resolve_device(device)

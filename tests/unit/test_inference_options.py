@@ -11,9 +11,9 @@ from inspector.imaging.tiling import Window
 from inspector.inference.options import InferenceOptions
 
 
-def test_defaults_inspect_the_whole_frame_once() -> None:
+def test_defaults_inspect_as_the_bundle_says_once() -> None:
     options = InferenceOptions()
-    assert (options.tile, options.tile_overlap, options.roi, options.tta) == (0, 0.125, None, False)
+    assert (options.tile, options.tile_overlap, options.roi, options.tta) == (None, 0.125, None, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.tile = 64  # type: ignore[misc]
 
@@ -25,9 +25,9 @@ def test_usable_values_are_kept() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"tile": -1}, "tile must be a whole number of px >= 0 (0: no tiling), got -1"),
-    ({"tile": 64.5}, "tile must be a whole number of px >= 0 (0: no tiling), got 64.5"),
-    ({"tile": True}, "tile must be a whole number of px >= 0 (0: no tiling), got True"),
+    ({"tile": -1}, "tile must be a whole number of px >= 0 (0: no tiling; None: the bundle's), got -1"),
+    ({"tile": 64.5}, "tile must be a whole number of px >= 0 (0: no tiling; None: the bundle's), got 64.5"),
+    ({"tile": True}, "tile must be a whole number of px >= 0 (0: no tiling; None: the bundle's), got True"),
     ({"tile_overlap": 1.0}, "tile_overlap must be a fraction of the tile side in [0, 1), got 1.0"),
     ({"tile_overlap": -0.1}, "tile_overlap must be a fraction of the tile side in [0, 1), got -0.1"),
     ({"tile_overlap": float("nan")}, "tile_overlap must be a fraction of the tile side in [0, 1), got nan"),
