@@ -102,9 +102,10 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, force: bool = Fal
                 writer.add(item)
         if not writer.counts:
             raise MissingPathError(f"no images found in {src} as {fmt}")
-        summary = ImportSummary(fmt, str(src), str(out), sum(writer.counts.values()),
-                                dict(sorted(writer.counts.items())), writer.shapes, dict(sorted(writer.skipped.items())),
-                                writer.empty_masks, writer.renamed, writer.linked, round(time.perf_counter() - start, 3))
+        summary = ImportSummary(
+            fmt, str(src), str(out), sum(writer.counts.values()), dict(sorted(writer.counts.items())), writer.shapes,
+            dict(sorted(writer.skipped.items())), writer.empty_masks, writer.renamed, writer.linked,
+            round(time.perf_counter() - start, 3))
         (staging / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         _replace(staging, out)
     except BaseException:
