@@ -139,8 +139,9 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
 
     Args:
         history: One dict per epoch, e.g. ``{"epoch": 1, "phase": "frozen", "train_loss": ..,
-            "val_loss": .., "val_macro_f1": .., "val_miou": ..}``. Missing values are gaps; the
-            epoch defaults to the row number (1-based). Phases are shaded and their changes marked.
+            "val_loss": .., "val_macro_f1": .., "val_miou": ..}``. The
+            epoch defaults to the row number (1-based). Missing and None (undefined) values are gaps. Phases
+            are shaded and their changes marked.
         path: PNG file to write.
     """
     if not history:
@@ -151,7 +152,7 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     fig = _figure(figsize=(11.0, 4.5))
     ax_loss, ax_metric = fig.subplots(1, 2)
     for key in keys:
-        values = np.array([float(row.get(key, np.nan)) for row in history])
+        values = np.array([np.nan if row.get(key) is None else float(row[key]) for row in history])
         ax = ax_loss if "loss" in key else ax_metric
         ax.plot(epochs, values, marker="o", ms=3, lw=1.5, label=key)
     _shade_phases([ax_loss, ax_metric], history, epochs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from inspector.config import GOOD_CLASS
 from inspector.model.devices import training_autocast
+from inspector.evaluation.bootstrap import confidence_intervals
 from inspector.evaluation.metrics import PixelConfusion, classification_report
 from inspector.model import DefectNet, DefectOutput
 from inspector.inference.postprocess import defect_scores
@@ -59,19 +61,55 @@ def train_one_epoch(
     return {names[k]: v / max(n, 1) for k, v in sums.items()}
 
 
+@dataclass
+class Validation:
+    """One validation pass as arrays: what the per-epoch figures and the final bootstrap intervals come from."""
+
+    classes: tuple[str, ...]
+    loss: float  # mean total loss per image
+    labels: np.ndarray  # (n,) true class indices
+    pred: np.ndarray  # (n,) predicted class indices (good when p(good) > 0.5, else the likeliest defect)
+    scores: np.ndarray  # (n,) defect score 1 - p(good)
+    pixels: PixelConfusion  # model-input-scale label maps of the images with a mask, pooled and per image
+
+    def figures(self) -> dict[str, float | None]:
+        """``val_loss``, ``val_accuracy``, ``val_macro_f1``, ``val_auroc``, ``val_miou``, ``val_iou_defect`` and
+        ``val_iou_<class>`` per defect class, with the meanings of report.json (None where undefined: no defect
+        pixel in truth or prediction for an IoU, no defective or no good part for AUROC). A defect class named
+        ``defect`` would share ``val_iou_defect``: the binary figure keeps the name."""
+        image = classification_report(self.labels, self.pred, self.scores, list(self.classes), GOOD_CLASS)
+        pixel = self.pixels.report()
+        per_class = {f"val_iou_{name}": iou for name, iou in pixel["iou_per_class"].items()}
+        return {
+            "val_loss": self.loss,
+            "val_accuracy": image["accuracy"],
+            "val_macro_f1": image["macro_f1"],
+            "val_auroc": image["auroc_defect"],
+            "val_miou": pixel["miou"],
+            **per_class,
+            "val_iou_defect": pixel["iou_defect"],
+        }
+
+    def intervals(self, seed: int = 0) -> dict[str, list[float] | None]:
+        """95 % bootstrap intervals of the image and pixel figures, keyed as report.json paths (``image.macro_f1``,
+        ``pixel.miou``...): :func:`inspector.evaluation.bootstrap.confidence_intervals` of these arrays."""
+        return confidence_intervals(self.labels, self.pred, self.scores, self.classes, self.pixels.per_image,
+                                    GOOD_CLASS, seed=seed)
+
+
 @torch.inference_mode()
-def evaluate(
+def validate(
     model: DefectNet, loader: DataLoader, device: torch.device, classes: tuple[str, ...], show: bool = True,
     bf16: bool = True,
-) -> dict[str, float]:
-    """Validation loss, image metrics and pixel metrics at model input scale.
+) -> Validation:
+    """One pass over ``loader``: loss, classifications and per-image pixel confusions at model input scale.
 
     The pixel label of a predicted defect pixel is the image's most likely defect class (class index = label; 0 =
     background, where ``good``, the class a defect pixel never takes, stands first), as in :mod:`inspector.inference.postprocess`.
     """
     model.eval()
     good = classes.index(GOOD_CLASS)
-    pixels = PixelConfusion(len(classes))
+    pixels = PixelConfusion(len(classes), classes[1:])
     all_probs, all_labels, loss_sum, n = [], [], 0.0, 0
     for images, masks, has_mask, labels in progress(loader, "validate", show):
         images, masks, has_mask, labels = _to(device, images, masks, has_mask, labels)
@@ -83,21 +121,21 @@ def evaluate(
         pred_px = (out.mask_logits[:, 0] > 0).long().cpu().numpy() * _likeliest_defect(probs, good)[:, None, None]
         true_px = masks[:, 0].long().cpu().numpy() * labels.cpu().numpy()[:, None, None]  # (b, h, w) class per pixel
         keep = (has_mask > 0).cpu().numpy()
-        pixels.update(true_px[keep], pred_px[keep])
+        pixels.update_batch(true_px[keep], pred_px[keep])
         all_probs.append(probs)
         all_labels.append(labels.cpu().numpy())
     probs, labels = np.concatenate(all_probs), np.concatenate(all_labels)
     pred = np.where(probs[:, good] > 0.5, good, _likeliest_defect(probs, good))
-    image = classification_report(labels, pred, defect_scores(probs, good, None, 0.0), list(classes))
-    pixel = pixels.report()
-    return {
-        "val_loss": loss_sum / max(n, 1),
-        "val_accuracy": image["accuracy"],
-        "val_macro_f1": image["macro_f1"],
-        "val_auroc": image["auroc_defect"],
-        "val_miou": pixel["miou"],
-        "val_iou_defect": pixel["iou_defect"],
-    }
+    return Validation(classes, loss_sum / max(n, 1), labels, pred, defect_scores(probs, good, None, 0.0), pixels)
+
+
+def evaluate(
+    model: DefectNet, loader: DataLoader, device: torch.device, classes: tuple[str, ...], show: bool = True,
+    bf16: bool = True,
+) -> dict[str, float | None]:
+    """Validation loss, image metrics and pixel metrics at model input scale: :meth:`Validation.figures` of
+    :func:`validate`."""
+    return validate(model, loader, device, classes, show, bf16).figures()
 
 
 def _likeliest_defect(probs: np.ndarray, good: int) -> np.ndarray:
@@ -105,6 +143,8 @@ def _likeliest_defect(probs: np.ndarray, good: int) -> np.ndarray:
     return np.where(np.arange(probs.shape[1]) == good, -np.inf, probs).argmax(axis=1)
 
 
-def selection_score(metrics: dict[str, float]) -> float:
+def selection_score(metrics: dict[str, float | None]) -> float:
     """What "best epoch" means: classification and segmentation quality together."""
-    return 0.5 * metrics["val_macro_f1"] + 0.5 * metrics["val_miou"]
+    # an undefined figure (None: no image, or no pixel label in the validation set) counts as 0, the worst value,
+    # so an epoch is never chosen for a figure it could not be measured on, and the comparison never meets None
+    return 0.5 * (metrics["val_macro_f1"] or 0.0) + 0.5 * (metrics["val_miou"] or 0.0)

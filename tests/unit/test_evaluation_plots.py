@@ -54,6 +54,7 @@ def test_plot_training_curves(tmp_path: Path) -> None:
         for e in range(1, 9)
     ]
     history[2].pop("val_miou")  # a missing value is a gap, not an error
+    history[4]["val_miou"] = None  # so is an undefined one (report.json's null)
     plot_training_curves(history, tmp_path / "curves.png")
     _read_png(tmp_path / "curves.png")
 
