@@ -351,3 +351,14 @@ def test_cli_prints_one_json_summary_line(labelme_src, tmp_path, capsys):
     assert "inspector import: error: --out" in capsys.readouterr().err
     assert main(["import", "--format", "labelme", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")]) == 2
     assert "source" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+
+
+def test_group_by_is_checked_and_kept_as_the_data_sets_default(labelme_src, tmp_path):
+    out = tmp_path / "out"
+    assert main(["import", "--format", "labelme", str(labelme_src), "--out", str(out), "--group-by", r"^(\w)"]) == 0
+    assert load_dataset(out).group_by == r"^(\w)"  # what train --group-by defaults to
+    with pytest.raises(DataError, match="matches nothing in the file name"):
+        import_dataset("labelme", labelme_src, tmp_path / "o2", group_by=r"^z(\d)")
+    with pytest.raises(DataError, match="one group"):
+        import_dataset("labelme", labelme_src, tmp_path / "o3", group_by=r"png")
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

@@ -22,7 +22,9 @@ from typing import Callable, Iterator
 from inspector.data.formats import coco, labelme, voc, yolo
 from inspector.data.formats.records import Entry, Skip
 from inspector.data.formats.writer import LayoutWriter
-from inspector.errors import MissingPathError, UsageError
+from inspector.data.layouts import load_dataset
+from inspector.data.split import compile_group_by, group_of
+from inspector.errors import DataError, MissingPathError, UsageError
 
 Reader = Callable[[Path], Iterator["Entry | Skip"]]
 FORMATS: dict[str, Reader] = {"labelme": labelme.read, "coco": coco.read, "yolo-seg": yolo.read, "voc": voc.read}
@@ -74,8 +76,21 @@ def _replace(staging: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def import_dataset(fmt: str, src: str | Path, out: str | Path, force: bool = False) -> ImportSummary:
+def _write_group_by(root: Path, regex: str) -> None:
+    """``dataset.json`` with the group regex, once it gives every image a group and the data more than one."""
+    pattern = compile_group_by(regex)
+    groups = {group_of(pattern, sample) for sample in load_dataset(root, good_only=True).samples}
+    if len(groups) < 2:
+        raise DataError(f"--group-by {regex!r} puts every image into one group")
+    (root / "dataset.json").write_text(json.dumps({"group_by": regex}, indent=2) + "\n")
+
+
+def import_dataset(fmt: str, src: str | Path, out: str | Path, force: bool = False, group_by: str | None = None
+                   ) -> ImportSummary:
     """Converts the labelled data set ``src`` in format ``fmt`` (a key of :data:`FORMATS`) into ``out``.
+
+    ``group_by`` (a regex on file names: a part, a camera position, a session) is written to ``dataset.json`` as the
+    data set's default ``train --group-by``, after checking that it matches every imported file name.
 
     Raises:
         UsageError: An unknown format, or an ``out`` that may not be written (see the module docstring).
@@ -107,6 +122,8 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, force: bool = Fal
             dict(sorted(writer.skipped.items())), writer.empty_masks, writer.renamed, writer.linked,
             round(time.perf_counter() - start, 3))
         (staging / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        if group_by:
+            _write_group_by(staging, group_by)
         _replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
