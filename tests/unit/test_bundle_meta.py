@@ -88,10 +88,12 @@ def test_a_first_release_bundle_json_reads_with_newer_keys_absent() -> None:
     assert (meta.manifest, meta.reference, meta.anomaly, meta.calibration) == (None, None, None, None)
     assert (meta.train_processes, meta.init_from, meta.derived_from, meta.extra) == (None, None, None, {})
     assert not meta.anomaly_only
-    # written back, every value it had is still there (thresholds gain the fields added since, at their defaults)
+    # written back, every value it had is still there (thresholds and preprocess gain the fields added since, at
+    # their defaults)
     again = _through_json(meta)
-    assert {k: v for k, v in again.items() if k in FIRST_RELEASE and k != "thresholds"} == {
-        k: v for k, v in FIRST_RELEASE.items() if k != "thresholds"}
+    assert {k: v for k, v in again.items() if k in FIRST_RELEASE and k not in ("thresholds", "preprocess")} == {
+        k: v for k, v in FIRST_RELEASE.items() if k not in ("thresholds", "preprocess")}
+    assert again["preprocess"] == FIRST_RELEASE["preprocess"] | {"tile": 0}  # whole frames
     assert again["thresholds"] == FIRST_RELEASE["thresholds"] | {"mask_weight": 0.0, "anomaly": 1.0,
                                                                  "anomaly_verdict": "REVIEW"}
 
