@@ -323,3 +323,14 @@ def test_geometry_is_a_record():
     geo = Geometry((320, 320), 0, (10, 10), None, None, None, 1.0, "x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         geo.tile = 5  # type: ignore[misc]
+
+
+def test_input_size_flag_parses_height_by_width():
+    import argparse
+
+    from inspector.cli.args import input_size
+
+    assert input_size("224x448") == (224, 448) and input_size("96X160") == (96, 160)
+    for bad in ("224", "224x450", "0x64", "axb"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            input_size(bad)
