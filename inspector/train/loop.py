@@ -132,10 +132,13 @@ def validate(
 def evaluate(
     model: DefectNet, loader: DataLoader, device: torch.device, classes: tuple[str, ...], show: bool = True,
     bf16: bool = True,
-) -> dict[str, float | None]:
+) -> dict[str, float]:
     """Validation loss, image metrics and pixel metrics at model input scale: :meth:`Validation.figures` of
-    :func:`validate`."""
-    return validate(model, loader, device, classes, show, bf16).figures()
+    :func:`validate` less the undefined ones. The trainer logs every value of an epoch's row as a number and keeps
+    the row as the epoch's history (and the best one in bundle.json), so an undefined figure is a missing key there
+    (a gap in the training curves), never None or a made-up value."""
+    figures = validate(model, loader, device, classes, show, bf16).figures()
+    return {k: v for k, v in figures.items() if v is not None}
 
 
 def _likeliest_defect(probs: np.ndarray, good: int) -> np.ndarray:
@@ -145,6 +148,7 @@ def _likeliest_defect(probs: np.ndarray, good: int) -> np.ndarray:
 
 def selection_score(metrics: dict[str, float | None]) -> float:
     """What "best epoch" means: classification and segmentation quality together."""
-    # an undefined figure (None: no image, or no pixel label in the validation set) counts as 0, the worst value,
-    # so an epoch is never chosen for a figure it could not be measured on, and the comparison never meets None
-    return 0.5 * (metrics["val_macro_f1"] or 0.0) + 0.5 * (metrics["val_miou"] or 0.0)
+    # an undefined figure (None, or left out by evaluate: no image, or no pixel label in the validation set) counts
+    # as 0, the worst value, so an epoch is never chosen for a figure it could not be measured on, and the
+    # comparison of scores never meets None
+    return 0.5 * (metrics.get("val_macro_f1") or 0.0) + 0.5 * (metrics.get("val_miou") or 0.0)

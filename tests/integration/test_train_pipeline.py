@@ -17,9 +17,10 @@ from inspector.evaluation.report import collect
 from inspector.inference.predictor import Predictor
 from inspector.imaging.preprocess import read_image
 
-REPORT_KEYS = {"n_images", "classes", "image", "pixel", "anomaly"}  # anomaly: the tiny bundle has the head
+REPORT_KEYS = {"n_images", "classes", "image", "pixel", "pixel_ungated", "anomaly", "ci95"}  # anomaly: the tiny bundle has the head
 IMAGE_KEYS = {"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}
-PIXEL_KEYS = {"iou_defect", "dice_defect", "miou"}
+PIXEL_KEYS = {"n_images", "iou_defect", "dice_defect", "iou_per_image", "miou", "miou_defects", "iou_per_class"}
+PIXEL_FIGURES = PIXEL_KEYS - {"n_images", "iou_per_class"}
 
 
 def test_training_lowers_the_loss_and_records_everything(tiny_bundle):
@@ -58,11 +59,15 @@ def test_evaluate_writes_the_report_and_plots(tiny_bundle, demo_data, tmp_path):
     assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(demo_data), "--report", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report) == REPORT_KEYS
-    assert set(report["image"]) == IMAGE_KEYS and set(report["pixel"]) == PIXEL_KEYS
+    assert set(report["image"]) == IMAGE_KEYS and set(report["pixel"]) == set(report["pixel_ungated"]) == PIXEL_KEYS
     assert report["n_images"] == 8  # the bundle's own validation split
     assert np.array(report["image"]["confusion"]).sum() == 8
-    for value in [report["image"]["accuracy"], report["image"]["macro_f1"], *report["pixel"].values()]:
+    pixel = [report[section][k] for section in ("pixel", "pixel_ungated") for k in PIXEL_FIGURES]
+    for value in [report["image"]["accuracy"], report["image"]["macro_f1"], *pixel]:
         assert 0.0 <= value <= 1.0
+    for key, interval in report["ci95"].items():  # every figure defined here has an interval around it
+        section, name = key.split(".")
+        assert interval[0] <= report[section][name] <= interval[1], key
     for png in ["confusion_matrix.png", "roc_pr.png", "overlays.png", "training_curves.png"]:
         assert (tmp_path / png).stat().st_size > 1000
     assert json.loads((tmp_path / "report_meta.json").read_text())["split"] == "val"

@@ -51,7 +51,7 @@ def test_validation_pixel_figures_per_class_and_undefined():
     mask_logits[0, 0, :2] = 10.0  # rows 0-1 found
     data = TensorDataset(torch.zeros(3, 3, 4, 4), masks, torch.tensor([1.0, 1.0, 0.0]), torch.tensor([1, 0, 2]))
     loader = DataLoader(data, batch_size=3)  # _Fixed answers its rows from the first for every batch
-    got = evaluate(_Fixed(logits, mask_logits), loader, torch.device("cpu"), classes, show=False)
+    got = validate(_Fixed(logits, mask_logits), loader, torch.device("cpu"), classes, show=False).figures()
     assert got["val_iou_crack"] == pytest.approx(1 / 2) and got["val_iou_scratch"] is None
     assert got["val_iou_defect"] == pytest.approx(1 / 2)
     # background over the two masked images (32 px): 28 true, 24 predicted, 24 both -> IoU 24 / 28
@@ -67,8 +67,13 @@ def test_nothing_to_find_gives_none_and_selection_survives_it():
     classes = ("good", "crack")
     logits = torch.tensor([[5.0, 0.0], [5.0, 0.0]])
     data = TensorDataset(torch.zeros(2, 3, 4, 4), torch.zeros(2, 1, 4, 4), torch.ones(2), torch.tensor([0, 0]))
-    got = evaluate(_Fixed(logits), DataLoader(data, batch_size=2), torch.device("cpu"), classes, show=False)
-    assert got["val_iou_defect"] is None and got["val_iou_crack"] is None and got["val_auroc"] is None
-    assert got["val_miou"] == 1.0  # background alone, all right
+    loader = DataLoader(data, batch_size=2)
+    figures = validate(_Fixed(logits), loader, torch.device("cpu"), classes, show=False).figures()
+    assert figures["val_iou_defect"] is None and figures["val_iou_crack"] is None and figures["val_auroc"] is None
+    assert figures["val_miou"] == 1.0  # background alone, all right
+    # the per-epoch row leaves the undefined figures out (the trainer logs every value as a number)
+    got = evaluate(_Fixed(logits), loader, torch.device("cpu"), classes, show=False)
+    assert got == {k: v for k, v in figures.items() if v is not None} and "val_iou_defect" not in got
     assert selection_score(got) == pytest.approx(0.5 * 1.0 + 0.5 * 1.0)
     assert selection_score({"val_macro_f1": 0.8, "val_miou": None}) == pytest.approx(0.4)
+    assert selection_score({"val_macro_f1": 0.8}) == pytest.approx(0.4)
