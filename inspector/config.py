@@ -42,10 +42,13 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)  # subtracted, in 0..255 units
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)  # divided by, in 0..255 units
     pad_value: int = 127  # fill of the letterbox border, 0..255 (127 normalises to ~0)
+    tile: int = 0  # frame px: trained on tiles of this side, and frames are inspected as such tiles (0: whole frames)
 
     def __post_init__(self) -> None:
         if self.height % 32 or self.width % 32 or min(self.height, self.width) < 32:
             raise UsageError(f"input size must be a multiple of 32 and >= 32, got {self.height}x{self.width}")
+        if not (isinstance(self.tile, int) and not isinstance(self.tile, bool) and self.tile >= 0):
+            raise UsageError(f"tile must be a whole number of px >= 0 (0: whole frames), got {self.tile!r}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,11 @@ class TrainConfig:
     """Two-phase training: transfer learning (encoder frozen), then fine-tuning (encoder unfrozen)."""
 
     backbone: str = "efficientnet_lite0"
-    image_size: int = 320  # px, square letterbox input
+    image_size: int = 320  # px: the input holds about image_size² px (the side of a square input)
+    input_size: tuple[int, int] | None = None  # model input height x width, px (multiples of 32); None: chosen from
+    #   the training images' median aspect ratio with about image_size² px (inspector.data.geometry)
+    tile: int | None = None  # train on, and inspect as, tiles of this side, frame px; 0: whole frames; None: chosen
+    #   from the defect masks' sizes (tiles when defects are small against the frame)
     epochs_frozen: int = 4  # phase 1: heads and decoder only
     epochs_finetune: int = 12  # phase 2: whole network
     batch_size: int = 16
@@ -166,7 +173,7 @@ class ServeConfig:
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"
     device: str = "auto"
     backend: str = "eager"  # or "torchscript" / "onnx": the bundle's checked export (inspector export)
-    tile: int = 0  # tile side in frame px for large frames (0: whole frame resized); about the training image size
+    tile: int | None = None  # tile side in frame px (0: whole frame resized); None: the bundle's (PreprocessSpec.tile)
     tile_overlap: float = 0.125  # least overlap of neighbouring tiles, fraction of their side
     roi: tuple[int, int, int, int] | None = None  # region of interest x, y, width, height in frame px
     max_batch: int = 8  # frames per forward pass

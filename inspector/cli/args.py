@@ -89,6 +89,19 @@ def image_size(text: str) -> int:
     return size
 
 
+def input_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``HxW``, a model input height and width the model accepts (PreprocessSpec's rule)."""
+    match = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH in px, e.g. 224x448")
+    height, width = int(match[1]), int(match[2])
+    try:
+        PreprocessSpec(height=height, width=width)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return height, width
+
+
 def demo_size(text: str) -> int:
     from inspector.data.demo import MIN_SIZE  # OpenCV (a tenth of a second), only when --size is given
 
@@ -102,8 +115,8 @@ def device(text: str) -> str:
 
 
 def add_tiling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tile", type=COUNT, help="inspect large frames as tiles of this side, px (about the training "
-                   "image size; default 0: whole frame resized)")
+    p.add_argument("--tile", type=COUNT, help="inspect large frames as tiles of this side, frame px (0: the whole "
+                   "frame resized; default: the bundle's, 0 unless the model was trained on tiles)")
     p.add_argument("--tile-overlap", dest="tile_overlap", type=number(float, 0.0, 1.0, below=True),
                    help="least tile overlap, a fraction of the tile side in [0, 1) (default 0.125)")
     p.add_argument("--roi", type=COUNT, nargs=4, metavar=("X", "Y", "W", "H"), help="region of interest, frame px")

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from inspector.cli.args import FRACTION, device, existing, start_torch
+from inspector.cli.args import FRACTION, RATE, device, existing, start_torch
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -41,7 +41,7 @@ def run_calibrate(args: argparse.Namespace) -> None:
     from inspector.evaluation.calibrate import run_calibration
 
     path, figures = run_calibration(args.model, args.data, args.target_escape_rate, args.target_false_reject_rate,
-                                    args.device, args.split)
+                                    args.device, args.split, anomaly_review_rate=args.anomaly_review_rate)
     print(json.dumps({"bundle": str(path), **figures}))
 
 
@@ -72,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="share of defective parts that may be accepted, e.g. 0.01 (default: F1-optimal)")
     target.add_argument("--target-false-reject-rate", dest="target_false_reject_rate", type=FRACTION,
                         help="share of good parts that may be rejected")
+    p.add_argument("--anomaly-review-rate", dest="anomaly_review_rate", type=RATE,
+                   help="also place the anomaly threshold so that this share of the good parts goes to review; on "
+                        "data of good parts alone (confirmed in review) it is all that moves (default there: the "
+                        "bundle's trained rate)")
     p.add_argument("--split", choices=("auto", "val", "all"), default="auto")
     p.add_argument("--device", type=device, default="auto")
     p.set_defaults(func=run_calibrate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inspector.cli.args import COUNT, POSITIVE, RATE, device, existing, image_size, regex, start_torch
+from inspector.cli.args import COUNT, POSITIVE, RATE, device, existing, image_size, input_size, regex, start_torch
 from inspector.config import TrainConfig
 
 
@@ -35,7 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="default", help="model name in the store")
     p.add_argument("--backbone", help=f"encoder (default {TrainConfig.backbone})")
     p.add_argument("--image-size", dest="image_size", type=image_size,
-                   help=f"input side, px, a multiple of 32 (default {TrainConfig.image_size})")
+                   help=f"pixel budget of the input: about this side squared, px, a multiple of 32 "
+                        f"(default {TrainConfig.image_size})")
+    p.add_argument("--input-size", dest="input_size", type=input_size, metavar="HxW",
+                   help="model input height x width, px, multiples of 32 (default: the training images' median "
+                        "aspect ratio at about --image-size squared px; square when it is within 0.8..1.25)")
+    p.add_argument("--tile", type=COUNT, help="train on, and inspect frames as, tiles of this side, frame px "
+                   "(0: whole frames; default: tiles when the defect masks show defects small against the frame)")
     p.add_argument("--epochs-frozen", dest="epochs_frozen", type=COUNT, help=f"default {TrainConfig.epochs_frozen}")
     p.add_argument("--epochs-finetune", dest="epochs_finetune", type=COUNT,
                    help=f"default {TrainConfig.epochs_finetune}")

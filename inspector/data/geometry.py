@@ -12,10 +12,10 @@ Two questions, answered before training from cheap statistics of the training se
    :data:`SMALL_DEFECT_PX` px at model scale under the whole-frame letterbox (half a cell of the encoder's stride-32
    features), and square tiles of ``tile`` frame px (letterboxed to a square ``image_size`` input) make it at least
    :data:`MIN_GAIN` times larger, the model trains on tiles and inspects frames as tiles
-   (:func:`inspector.imaging.tiling.plan`). The tile is the smallest multiple of 32 that brings that defect to
-   :data:`TARGET_DEFECT_PX` px, never below the input side (a tile is never enlarged) and with at most
-   :data:`MAX_TILES` tiles per frame on average (inference cost). A training item is one tile, so an epoch costs
-   what a whole-frame epoch costs.
+   (:func:`inspector.imaging.tiling.plan`). The tile is the multiple of 32 that brings that defect to about
+   :data:`TARGET_DEFECT_PX` px (a larger tile means fewer forward passes per frame), never below the input side (a
+   tile is never enlarged) and with at most :data:`MAX_TILES` tiles per frame on average (inference cost). A training
+   item is one tile, so an epoch costs what a whole-frame epoch costs.
 
 Pure numpy/OpenCV, no torch: :func:`resolve_geometry` fills ``TrainConfig.input_size`` and ``TrainConfig.tile``.
 """
@@ -45,7 +45,7 @@ SQUARE_ASPECT = (0.8, 1.25)  # median width / height within this: a square input
 MAX_ASPECT = 4.0  # the input's aspect is clipped to 1/4..4 (a strip of 64 px height learns little)
 DEFECT_QUANTILE = 25  # percentile of the defect images' largest-component sides that stands for "the defects"
 SMALL_DEFECT_PX = 16  # that side at model scale (px) below which defects count as small
-TARGET_DEFECT_PX = 32  # that side at model scale (px) the tile size aims at (one stride-32 feature cell)
+TARGET_DEFECT_PX = 20  # that side at model scale (px) the tile size aims at (tiles cost one forward pass each)
 MIN_GAIN = 1.5  # tiles must make that side at least this much larger than the whole frame does
 MAX_TILES = 12  # tiles per frame on average at most (inference runs the model once per tile)
 MAX_PROBES = 400  # images (and defect masks) read for the statistics, evenly spread over the data set
@@ -194,8 +194,8 @@ def resolve_geometry(cfg: TrainConfig, samples: Sequence[Sample]) -> TrainConfig
     if cfg.input_size is not None and cfg.tile is not None:
         return cfg
     geo = measure(samples, cfg)
-    log.info("input geometry: %dx%d px, %s (median frame %dx%d px; defects (lower quartile) %s px, %s px at model scale on "
-             "whole frames, %s on tiles; %s)", *geo.input_size,
+    log.info("input geometry: %dx%d px, %s (median frame %dx%d px; defects (lower quartile) %s px, %s px at model "
+             "scale on whole frames, %s on tiles; %s)", *geo.input_size,
              f"tiles of {geo.tile} px" if geo.tile else "whole frames", *geo.frame, _px(geo.defect_px),
              _px(geo.whole_px), _px(geo.tile_px), geo.reason)
     return dataclasses.replace(cfg, input_size=geo.input_size, tile=geo.tile)

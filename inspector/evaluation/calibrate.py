@@ -12,6 +12,7 @@ defects (the largest component of each defect image's mask: soft mask edges leav
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,17 @@ import cv2
 import numpy as np
 
 from inspector.artifacts.bundle import derive_bundle
-from inspector.config import GOOD_CLASS, Thresholds
+from inspector.config import GOOD_CLASS, Thresholds, TrainConfig
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.errors import DataError
+from inspector.evaluation.conformal import conformal_threshold
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, keep_every_mask, run_over
-from inspector.inference.postprocess import defect_scores
+from inspector.inference.postprocess import anomaly_probability, defect_scores
 from inspector.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 REVIEW_SHARE = 0.25  # escape rate at the review threshold, as a share of the escape rate at the reject threshold
 REVIEW_GOOD_MAX = 0.05  # the review band never sends more than this share of good parts to a person (or rejects them)
@@ -134,38 +138,80 @@ def choose_mask_weight(probs: np.ndarray, good: int, peaks: np.ndarray, is_defec
     return best, {f"{w:g}": a for w, a in aurocs.items()}
 
 
+def anomaly_operating_point(predictor: Predictor, good_scores: np.ndarray, rate: float
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Threshold changes that send about ``rate`` of good parts to the anomaly verdict, placed on ``good_scores``
+    (anomaly scores of good parts) by the conformal order statistic; and the figures behind them.
+
+    A model with classes moves ``Thresholds.anomaly``; a good-only model, whose defect score is the anomaly
+    probability, moves its reject threshold (and review with it: no band).
+    """
+    if len(good_scores) == 0:
+        raise DataError("placing the anomaly threshold needs good images")
+    point = conformal_threshold(good_scores, rate)
+    if not point.enough:
+        log.warning("%d good images for an anomaly review rate of %.2f %%: the target needs at least %d; the "
+                    "threshold is the highest good score", point.n_good, 100 * rate, point.needed)
+    if predictor.anomaly_only:
+        at = float(anomaly_probability(point.threshold))
+        changes = {"reject": at, "review": at}
+    else:
+        changes = {"anomaly": point.threshold}
+    return changes, {"anomaly_review_rate": rate, "anomaly_threshold": point.threshold, "anomaly_n_good": point.n_good,
+                     "anomaly_flagged": point.flagged, "anomaly_review_rate_upper": point.rate_upper}
+
+
 def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | None = None,
-              false_reject_rate: float | None = None, show_progress: bool = True) -> tuple[Thresholds, dict[str, Any]]:
+              false_reject_rate: float | None = None, show_progress: bool = True,
+              anomaly_review_rate: float | None = None) -> tuple[Thresholds, dict[str, Any]]:
     """Scores ``samples`` with ``predictor`` and chooses its thresholds; returns them and the figures behind them.
 
+    With ``anomaly_review_rate`` the anomaly threshold is placed on the good samples too
+    (:func:`anomaly_operating_point`). Samples that are all good (parts confirmed good in review) re-place only it,
+    at ``anomaly_review_rate`` or the rate the bundle was trained for.
+
     Raises:
-        DataError: the samples lack good or defective images.
+        DataError: the samples lack good or defective images (good images alone suit a model with an anomaly head).
     """
     current = predictor.thresholds
     predictor.thresholds = keep_every_mask(current)
-    probs, peaks, labels, areas = [], [], [], []
+    probs, peaks, labels, areas, anomaly = [], [], [], [], []
     try:
         for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
             probs.append([pred.class_scores[c] for c in predictor.classes])
             peaks.append(float(pred.mask.max()))
             labels.append(sample.label)
+            anomaly.append(pred.anomaly_score)
             if sample.label != GOOD_CLASS and sample.mask is not None:
                 areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
     finally:
         predictor.thresholds = current
     defect_a, good = np.array([label != GOOD_CLASS for label in labels]), predictor.classes.index(GOOD_CLASS)
+    has_head = bool(anomaly) and anomaly[0] is not None
+    if not defect_a.any() and has_head:  # confirmed good parts: the anomaly operating point alone
+        record = predictor.bundle.meta.anomaly
+        trained = record.review_rate if record is not None and record.review_rate else None
+        rate = anomaly_review_rate or trained or TrainConfig.anomaly_review_rate
+        changes, figures = anomaly_operating_point(predictor, np.array(anomaly), rate)
+        return dataclasses.replace(current, **changes), {"method": "anomaly_only", **figures,
+                                                         "n_good": len(labels), "n_defect": 0}
     weight, by_weight = choose_mask_weight(np.array(probs), good, np.array(peaks), defect_a)
     scores_a = defect_scores(np.array(probs), good, np.array(peaks), weight)
     reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
     thresholds = dataclasses.replace(current, reject=reject, review=review, mask_weight=weight,
                                      min_region_area=min_region_area(areas, current.min_region_area),
                                      per_class=per_class_thresholds(scores_a, labels, reject, escape_rate))
+    if anomaly_review_rate is not None and has_head:
+        changes, anomaly_figures = anomaly_operating_point(predictor, np.array(anomaly)[~defect_a], anomaly_review_rate)
+        thresholds = dataclasses.replace(thresholds, **changes)
+        figures |= anomaly_figures
     return thresholds, {**figures, "auroc_by_mask_weight": by_weight, "n_good": int((~defect_a).sum()),
                         "n_defect": int(defect_a.sum())}
 
 
 def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate: float | None = None,
-                       false_reject_rate: float | None = None, show_progress: bool = True) -> dict[str, Any]:
+                       false_reject_rate: float | None = None, show_progress: bool = True,
+                       anomaly_review_rate: float | None = None) -> dict[str, Any]:
     """A calibration on ``samples`` as changes to the bundle's meta (:class:`~inspector.artifacts.meta.BundleMeta`
     fields): the thresholds, the figures behind them, and the drift
     reference of the same samples computed through ``predictor`` under the new thresholds (which it keeps), so the
@@ -174,7 +220,8 @@ def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate:
     Raises:
         DataError: the samples lack good or defective images.
     """
-    thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress)
+    thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress,
+                                    anomaly_review_rate)
     predictor.thresholds = thresholds
     return {"thresholds": thresholds, "calibration": figures,
             "reference": drift_reference(predictor, samples, show_progress)}
@@ -182,13 +229,15 @@ def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate:
 
 def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,
                     false_reject_rate: float | None = None, device: str = "auto", split: str = "auto",
-                    show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
+                    show_progress: bool = True, anomaly_review_rate: float | None = None
+                    ) -> tuple[Path, dict[str, Any]]:
     """Scores the data with the bundle, chooses thresholds, writes a new bundle version (with a drift reference of
     the scored samples under them); returns it and the figures."""
     predictor = Predictor.from_bundle(model, device)
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
-    changes = calibrated_changes(predictor, samples, escape_rate, false_reject_rate, show_progress)
+    changes = calibrated_changes(predictor, samples, escape_rate, false_reject_rate, show_progress,
+                                 anomaly_review_rate)
     changes["calibration"] = {**changes["calibration"], "split": used_split, "data": str(Path(data).resolve())}
     path = derive_bundle(predictor.bundle, changes)
     return path, {"thresholds": dataclasses.asdict(changes["thresholds"]), **changes["calibration"]}

@@ -27,7 +27,7 @@ def choose_samples(meta: BundleMeta, data: Path, split: str) -> tuple[list[Sampl
     Raises:
         DataError: ``split="val"`` for a bundle that records no split.
     """
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, good_only=True)  # good parts alone: false-review figures, anomaly threshold
     same_data = meta.data is not None and Path(meta.data.root) == data.resolve()
     if split == "val" or (split == "auto" and same_data and meta.split is not None):
         if meta.split is None:

@@ -15,16 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from inspector.artifacts.meta import AnomalyRecord
 from inspector.config import GOOD_CLASS, PreprocessSpec
-from inspector.data.dataset import DefectDataset
 from inspector.data.layouts import Sample
 from inspector.errors import DataError
 from inspector.evaluation.conformal import OperatingPoint, conformal_threshold
 from inspector.evaluation.runner import run_over
 from inspector.model import DefectNet
+from inspector.imaging.preprocess import read_image
 from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
 from inspector.inference.predictor import Predictor
 from inspector.progress import progress
@@ -33,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PATCH_POOL = 100_000  # good patches drawn at random before the coreset: bounds memory and coreset time
 FOLDS = 2  # out-of-fold scoring of the good training images: banks built on the other half
+BATCH = 16  # images per forward pass of the bank's features
 
 
 @dataclass
@@ -45,20 +45,24 @@ class GoodPatches:
 
 
 @torch.inference_mode()
-def _good_patches(model: DefectNet, samples: list[Sample], classes: tuple[str, ...], spec: PreprocessSpec,
-                  device: torch.device, seed: int, show: bool) -> GoodPatches:
-    """Patch features of the samples, at most :data:`PATCH_POOL` drawn evenly."""
-    loader = DataLoader(DefectDataset(samples, classes, spec, train=False), batch_size=16, shuffle=False)
+def _good_patches(model: DefectNet, predictor: Predictor, samples: list[Sample], device: torch.device, seed: int,
+                  show: bool) -> GoodPatches:
+    """Patch features of the samples cut as the service cuts frames (whole, or every tile), at most
+    :data:`PATCH_POOL` drawn evenly."""
     gen = torch.Generator().manual_seed(seed)
-    kept, owners, seen = [], [], 0
-    for images, *_ in progress(loader, "anomaly bank", show):
-        feats = patch_features(model.encoder(images.to(device).contiguous(memory_format=torch.channels_last)), STAGES)
+    kept, owners, seen, share = [], [], 0, 1.0
+    batches = [samples[i : i + BATCH] for i in range(0, len(samples), BATCH)]
+    for b, batch in enumerate(progress(batches, "anomaly bank", show)):
+        prepared = predictor.prepare([read_image(s.image) for s in batch])
+        x = torch.from_numpy(prepared.batch).to(device).contiguous(memory_format=torch.channels_last)
+        feats = patch_features(model.encoder(x), STAGES)
         rows = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).cpu()
-        per_image = rows.shape[0] // len(images)
-        share = min(1.0, PATCH_POOL / (len(samples) * per_image))
+        if b == 0:  # the first batch tells how many patches an image gives
+            share = min(1.0, PATCH_POOL / (len(samples) * len(rows) / len(batch)))
         keep = torch.rand(len(rows), generator=gen) < share
+        image = torch.tensor(prepared.owners).repeat_interleave(feats.shape[2] * feats.shape[3]) + b * BATCH
         kept.append(rows[keep])
-        owners.append((torch.arange(len(rows)) // per_image + seen // per_image)[keep])
+        owners.append(image[keep])
         seen += len(rows)
     return GoodPatches(torch.cat(kept), torch.cat(owners), seen)
 
@@ -104,8 +108,8 @@ def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Samp
     if not train_good:
         raise DataError("the anomaly head needs good training images; the data has none")
     model.eval()
-    good = _good_patches(model, train_good, classes, spec, device, seed, show)
     predictor = Predictor.for_network(model, classes, spec, str(device))
+    good = _good_patches(model, predictor, train_good, device, seed, show)
     oof = _out_of_fold(model, predictor, good, train_good, bank_size, device, seed) if len(train_good) > 1 else None
     bank = _bank(good.rows, bank_size, device, seed)
     model.attach_anomaly(bank)

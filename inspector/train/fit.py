@@ -21,6 +21,7 @@ from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.artifacts.meta import AnomalyRecord, BundleMeta, DataRecord, SplitRecord
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds, TrainConfig
 from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
+from inspector.data.geometry import resolve_geometry
 from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import mvtec_split, split_record, stratified_split
 from inspector.errors import DataError
@@ -35,14 +36,21 @@ from inspector.train.anomaly import fit_anomaly
 from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, selection_score, train_one_epoch
+from inspector.train.schedule import linear_warmup, warmup_steps
 
 log = logging.getLogger(__name__)
 
 
 def make_spec(cfg: TrainConfig) -> PreprocessSpec:
-    """The preprocessing of a new model: input size from the config, normalisation from the backbone's weights."""
+    """The preprocessing of a new model: input size and tile from the config (``image_size`` square and whole frames
+    where it leaves them None: :func:`inspector.data.geometry.resolve_geometry` chooses them from the data),
+    normalisation from the backbone's weights."""
     backbone = get_backbone(cfg.backbone)
-    return PreprocessSpec(cfg.image_size, cfg.image_size, backbone.color_order, backbone.mean, backbone.std)
+    height, width = cfg.input_size or (cfg.image_size, cfg.image_size)
+    spec = PreprocessSpec(height, width, backbone.color_order, backbone.mean, backbone.std, tile=cfg.tile or 0)
+    log.info("model input %dx%d px, %s", height, width,
+             f"tiles of {spec.tile} frame px" if spec.tile else "whole frames")
+    return spec
 
 
 def _loaders(
@@ -90,11 +98,16 @@ def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes
     net = wrap(model, ranks, device)  # after (un)freezing: DDP syncs the parameters that train in this phase
     optimizer = _phase_optimizer(model, cfg, finetune=name == "finetune")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=1e-6)
+    # fine-tuning starts with a linear warm-up over half an epoch, stepped per batch (inspector.train.schedule)
+    warmup = linear_warmup(optimizer, warmup_steps(len(train_loader))) if name == "finetune" else None
     best.stale = 0
     for epoch in range(1, epochs + 1):
         t0 = time.time()
         row = train_one_epoch(net, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
                               cfg.mask_loss_weight, cfg.label_smoothing, show=ranks.main, bf16=cfg.bf16)
+        if warmup is not None:  # over within the first epoch
+            warmup.remove()
+            warmup = None
         if ranks.main:
             row |= evaluate(model, val_loader, device, classes, bf16=cfg.bf16)
         row = broadcast(row, ranks)  # every rank takes the same best-epoch and stopping decisions
@@ -126,6 +139,8 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     init = load_bundle(cfg.init) if cfg.init else None
     if init is not None:  # the bundle's backbone and preprocessing carry over
         cfg = dataclasses.replace(cfg, backbone=init.meta.backbone, image_size=init.spec.height)
+    else:  # input size and tile from the data where the config leaves them open
+        cfg = resolve_geometry(cfg, dataset.samples)
     spec = init.spec if init is not None else make_spec(cfg)
     group_by = cfg.group_by if cfg.group_by is not None else dataset.group_by
     if cfg.good_only and dataset.layout == "mvtec":
@@ -204,7 +219,7 @@ def _as_served(model: DefectNet, meta: BundleMeta, files: dict[str, bytes], val:
     serving predictor of a draft bundle, so the reference holds the defect scores the service will compute."""
     with tempfile.TemporaryDirectory() as tmp:
         predictor = Predictor(load_bundle(write_bundle(Path(tmp), "draft", model, meta, files)), device)
-        if calibrate:
+        if calibrate and any(s.label != GOOD_CLASS for s in val):  # good parts alone: the head's point stands
             try:
                 changes = calibrated_changes(predictor, val, show_progress=False)
             except DataError as err:

@@ -63,7 +63,7 @@ def test_a_data_folder_without_good_parts(tiny_bundle, tmp_path, capsys):
     assert one_line_error(capsys, "train") == words
     assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(data), "--report", str(tmp_path / "r"),
                  "--device", "cpu"]) == 2
-    assert one_line_error(capsys, "evaluate") == words
+    assert one_line_error(capsys, "evaluate") == f"{data}: need a 'good' class, found ['crack', 'scratch']"
     assert not (tmp_path / "store").exists() and not (tmp_path / "r").exists()
 
 

@@ -110,6 +110,27 @@ def test_cli_train_makes_the_first_version_active(demo_data, tmp_path, capsys):
     assert 0 <= cal["escape_rate"] <= 1
 
 
+def test_calibrate_replaces_the_anomaly_threshold_from_parts_confirmed_good(tiny_bundle, demo_data, tmp_path, capsys):
+    confirmed = tmp_path / "confirmed" / "images" / "good"  # e.g. inspector audit export of reviewed-good parts
+    confirmed.mkdir(parents=True)
+    rng = np.random.default_rng(11)
+    for i in range(24):
+        cv2.imwrite(str(confirmed / f"ok_{i:02d}.png"), make_part("good", rng, 64)[0])
+    args = ["calibrate", "--model", str(tiny_bundle), "--data", str(tmp_path / "confirmed"),
+            "--anomaly-review-rate", "0.05"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    original, derived = load_bundle(tiny_bundle), load_bundle(out["bundle"])
+    assert out["method"] == "anomaly_only" and out["n_good"] == 24 and out["anomaly_n_good"] == 24
+    before, after = original.thresholds, derived.thresholds
+    assert after.anomaly == out["anomaly_threshold"] != before.anomaly
+    assert (after.reject, after.review, after.mask_weight) == (before.reject, before.review, before.mask_weight)
+    # about 5 % of those 24 good parts reach it: the conformal rank ceil(25 * 0.95) = 24 is their highest score
+    scores = [p.anomaly_score for p in Predictor(derived, "cpu").predict(
+        [read_image(f) for f in sorted(confirmed.iterdir())])]
+    assert max(scores) < after.anomaly and out["anomaly_flagged"] == 0
+
+
 def test_calibrate_writes_a_new_version_with_its_figures(tiny_bundle, demo_data, capsys):
     assert main(["calibrate", "--model", str(tiny_bundle), "--data", str(demo_data), "--target-escape-rate", "0.5"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -352,6 +373,38 @@ def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path,
     pred = Predictor.from_bundle(bundle.path, device="cpu").predict([image])[0]
     assert pred.defect_score == pytest.approx(pred.anomaly_score / (1 + pred.anomaly_score), abs=1e-6)
     assert all(r.defect_class == "anomaly" for r in pred.regions)
+
+
+def test_good_only_learns_a_new_product_from_good_parts_alone(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    data = tmp_path / "new-product"
+    (data / "images" / "good").mkdir(parents=True)
+    for i in range(30):  # hundreds on a real line; no defect seen yet
+        cv2.imwrite(str(data / "images" / "good" / f"part_{i:03d}.png"), make_part("good", rng, 64)[0])
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "store"), "--name", "new", "--image-size", "64",
+            "--good-only", "--anomaly-review-rate", "0.05", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    bundle = load_bundle(capsys.readouterr().out.strip().splitlines()[-1])
+    record, validation = bundle.meta.anomaly, bundle.meta.validation
+    assert bundle.classes == ("good", "anomaly") and record.review_rate == 0.05
+    assert record.reference_images == 30 and record.reference_split == "train_oof+val"  # 24 out of fold + 6 held out
+    assert "val_auroc" not in validation and 0 <= validation["val_review_rate"] <= 1  # no defects: no defect figures
+    # a part unlike every good one is flagged; the good parts mostly pass
+    predictor = Predictor.from_bundle(bundle.path, device="cpu")
+    crack = predictor.predict([make_part("crack", rng, 64)[0]])[0]
+    goods = predictor.predict([make_part("good", rng, 64)[0] for _ in range(20)])
+    assert crack.anomaly_score > np.median([p.anomaly_score for p in goods])
+    assert sum(p.verdict != "ACCEPT" for p in goods) <= 4
+
+
+def test_too_few_good_images_for_the_review_rate_are_named(demo_data, tmp_path, caplog):
+    from inspector.config import TrainConfig
+    from inspector.train.fit import fit
+
+    cfg = TrainConfig(image_size=64, good_only=True, workers=0, device="cpu", anomaly_review_rate=0.01)
+    with caplog.at_level("WARNING"):
+        fit(demo_data, tmp_path, "few", cfg)
+    assert "only 8 good images for an anomaly review rate of 1.00 %: the target needs at least 99" in caplog.text
 
 
 def _mvtec_category(root: Path) -> Path:

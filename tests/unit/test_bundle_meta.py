@@ -49,9 +49,10 @@ def _full() -> BundleMeta:
         validation={"val_macro_f1": 0.9, "val_auroc": 0.97, "phase": "finetune"},
         reference={"defect_score": {"edges": [0.1, 0.5], "fractions": [0.3, 0.3, 0.4]}},
         anomaly=AnomalyRecord(bank_size=96, dim=152, only=False, stages=(3, 4), patches_seen=400, good_images=6,
-                              reference=19.75, reference_quantile=0.99, reference_images=2, reference_split="val"),
+                              reference=19.75, reference_images=40, reference_split="train_oof+val",
+                              review_rate=0.01, review_rate_upper=0.07, reference_flagged=0, val_review_rate=0.0),
         data=DataRecord(hash="ab" * 32, root="/data/line", layout="mvtec", n_images=12, per_class={"good": 12}),
-        split=SplitRecord(train=("a.png", "b.png"), val=("c.png",)),
+        split=SplitRecord(train=("a.png", "b.png"), val=("c.png",), group_by=r"_(p\d+)_"),
         train_config={"backbone": "resnet18", "epochs_frozen": 1}, train_seconds=12.5, train_processes=2,
         init_from="line/v2", derived_from="v2",
     )
@@ -70,7 +71,8 @@ def test_every_field_survives_write_then_read(tmp_path: Path) -> None:
     assert BundleMeta.from_dict(_through_json(read)) == meta  # and again: stable
     raw = json.loads((tmp_path / META_FILE).read_text())
     assert (raw["format"], raw["format_version"]) == (FORMAT, FORMAT_VERSION)
-    assert raw["split"] == {"train": ["a.png", "b.png"], "val": ["c.png"]}
+    assert raw["split"] == {"train": ["a.png", "b.png"], "val": ["c.png"], "group_by": r"_(p\d+)_"}
+    assert raw["anomaly"]["review_rate"] == 0.01 and raw["anomaly"]["reference_split"] == "train_oof+val"
     assert raw["thresholds"]["per_class"] == {"crack": 0.4} and raw["preprocess"]["color_order"] == "BGR"
 
 
@@ -88,11 +90,13 @@ def test_a_first_release_bundle_json_reads_with_newer_keys_absent() -> None:
     assert (meta.manifest, meta.reference, meta.anomaly, meta.calibration) == (None, None, None, None)
     assert (meta.train_processes, meta.init_from, meta.derived_from, meta.extra) == (None, None, None, {})
     assert not meta.anomaly_only
-    # written back, every value it had is still there (thresholds and preprocess gain the fields added since, at
-    # their defaults)
+    # written back, every value it had is still there (thresholds, preprocess and split gain the fields added since,
+    # at their defaults)
     again = _through_json(meta)
-    assert {k: v for k, v in again.items() if k in FIRST_RELEASE and k not in ("thresholds", "preprocess")} == {
-        k: v for k, v in FIRST_RELEASE.items() if k not in ("thresholds", "preprocess")}
+    newer = ("thresholds", "preprocess", "split")
+    assert {k: v for k, v in again.items() if k in FIRST_RELEASE and k not in newer} == {
+        k: v for k, v in FIRST_RELEASE.items() if k not in newer}
+    assert again["split"] == FIRST_RELEASE["split"] | {"group_by": None}  # split image by image
     assert again["preprocess"] == FIRST_RELEASE["preprocess"] | {"tile": 0}  # whole frames
     assert again["thresholds"] == FIRST_RELEASE["thresholds"] | {"mask_weight": 0.0, "anomaly": 1.0,
                                                                  "anomaly_verdict": "REVIEW"}

@@ -68,11 +68,12 @@ def test_image_sizes_come_from_headers(tmp_path: Path):
 
 def test_small_defects_on_wide_frames_get_tiles():
     frames = [(460, 1130)] * 20
-    defects = [(30.0, 460, 1130)] * 10  # pits of ~30 px: 9 px on a whole-frame 192 x 480 input
+    defects = [(30.0, 460, 1130)] * 10  # pits of ~30 px: 12.5 px on a whole-frame 192 x 480 input
     geo = choose_geometry(frames, defects, 320)
-    assert geo.tile == 320 and geo.input_size == (320, 320)
+    # the largest tile that brings them to 20 px: 480 frame px into 320 x 320, three tiles a frame (320 px: eight)
+    assert geo.tile == 480 and geo.input_size == (320, 320) and geo.tile_px == 20
     assert geo.whole_px < 16 and geo.tile_px >= 1.5 * geo.whole_px
-    assert geo.tiles_per_frame == len(plan(460, 1130, 320)) == 8
+    assert geo.tiles_per_frame == len(plan(460, 1130, 480)) == 3
 
 
 def test_large_defects_or_small_frames_stay_whole():

@@ -35,12 +35,13 @@ def test_dice_penalises_area_predicted_on_a_good_part():
 def test_unlabelled_masks_do_not_enter_the_mask_terms():
     logits = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
     masks = torch.cat([_mask((0, 4, 0, 4)), _mask()])
-    mask_logits = torch.randn(2, 1, 32, 32)
+    mask_logits = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1])
     both = defect_loss(DefectOutput(logits, mask_logits), labels, masks, torch.tensor([1.0, 1.0]))
     first = defect_loss(DefectOutput(logits, mask_logits), labels, masks, torch.tensor([1.0, 0.0]))
     only = defect_loss(DefectOutput(logits[:1], mask_logits[:1]), labels[:1], masks[:1], torch.tensor([1.0]))
-    assert torch.isclose(first["bce"], only["bce"]) and torch.isclose(first["dice"], only["dice"])
+    # the same sums over other batch shapes: equal up to float rounding
+    assert torch.isclose(first["bce"], only["bce"], rtol=1e-4) and torch.isclose(first["dice"], only["dice"], rtol=1e-4)
     assert not torch.isclose(both["bce"], first["bce"])
     assert torch.isclose(first["ce"], both["ce"])
     none = defect_loss(DefectOutput(logits, mask_logits), labels, masks, torch.tensor([0.0, 0.0]))
