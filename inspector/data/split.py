@@ -17,7 +17,8 @@ from inspector.errors import DataError, MissingPathError, UsageError
 
 
 def group_of(pattern: re.Pattern[str], sample: Sample) -> str:
-    """The sample's group: the regex's first group (or whole match) in the image's file name.
+    """The sample's group: the regex's first group that took part in the match (or the whole match) in the image's
+    file name; alternatives for several naming schemes may each have their own group.
 
     Raises:
         DataError: The regex matches nothing in the name.
@@ -25,7 +26,7 @@ def group_of(pattern: re.Pattern[str], sample: Sample) -> str:
     match = pattern.search(sample.image.name)
     if match is None:
         raise DataError(f"--group-by {pattern.pattern!r} matches nothing in the file name {sample.image.name!r}")
-    return match.group(1) if pattern.groups else match.group(0)
+    return next((g for g in match.groups() if g is not None), match.group(0))
 
 
 def compile_group_by(regex: str) -> re.Pattern[str]:

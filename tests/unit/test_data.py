@@ -16,7 +16,7 @@ from inspector.config import PreprocessSpec
 from inspector.data.augment import AugmentConfig, augment
 from inspector.data.dataset import DefectDataset, balanced_sampler, read_mask
 from inspector.data.layouts import DataSet, Sample, data_hash, load_dataset
-from inspector.data.split import samples_from_record, split_record, stratified_split
+from inspector.data.split import compile_group_by, group_of, samples_from_record, split_record, stratified_split
 from inspector.errors import DataError, MissingPathError, UsageError
 
 H, W = 48, 64  # size of the images written by these tests
@@ -447,6 +447,13 @@ def test_group_split_keeps_each_group_on_one_side(tmp_path: Path) -> None:
     counts = Counter(s.label for s in val)
     assert 0 < counts["pitting"] <= 6 and 10 <= counts["good"] <= 24  # near 20 % of each class, in whole groups
     assert stratified_split(ds, 0.2, seed=0, group_by=r"_(p\d+)_crop") == (train, val)  # seeded
+
+
+def test_each_naming_scheme_can_have_its_own_group(tmp_path: Path) -> None:
+    pattern = compile_group_by(r"_(p\d+)_crop|^(KGT\d-\w-\d+)")
+    named = lambda name: Sample(tmp_path / name, "good", None)  # noqa: E731
+    assert group_of(pattern, named("01_t3_p07_crop.jpg")) == "p07"
+    assert group_of(pattern, named("KGT1-S-060-A02_crop_0.jpg")) == "KGT1-S-060"
 
 
 def test_group_split_without_the_regex_mixes_positions(tmp_path: Path) -> None:
