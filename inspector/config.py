@@ -143,7 +143,6 @@ class TrainConfig:
     mask_loss_weight: float = 1.0  # weight of (BCE + Dice) beside the cross-entropy
     label_smoothing: float = 0.05
     finetune_bn_stats: bool = False  # update encoder BatchNorm statistics in phase 2 (False: keep ImageNet's)
-    patience: int = 6  # phase-2 epochs without validation improvement before stopping
     val_fraction: float = 0.2  # stratified, seeded
     group_by: str | None = None  # regex on the file name: images whose match is equal share a side of the split
     seed: int = 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -53,15 +52,6 @@ def wrap(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
     if not ranks.distributed:
         return model
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def broadcast(value: Any, ranks: Ranks) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if not ranks.distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def cleanup(ranks: Ranks) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from inspector.artifacts.bundle import load_bundle, write_bundle
@@ -33,9 +33,9 @@ from inspector.model import DefectNet, get_backbone
 from inspector.inference.postprocess import anomaly_probability
 from inspector.inference.predictor import Predictor
 from inspector.train.anomaly import fit_anomaly
-from inspector.train.distributed import Ranks, broadcast, cleanup, setup, wrap
+from inspector.train.distributed import Ranks, cleanup, setup, wrap
 from inspector.train.init import model_from_bundle
-from inspector.train.loop import evaluate, selection_score, train_one_epoch
+from inspector.train.loop import evaluate, train_one_epoch, validate
 from inspector.train.schedule import linear_warmup, warmup_steps
 
 log = logging.getLogger(__name__)
@@ -78,29 +78,29 @@ def _phase_optimizer(model: DefectNet, cfg: TrainConfig, finetune: bool) -> torc
     return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
 
 
-class _Best:
-    """Keeps the weights and metrics of the best validation epoch; counts epochs without improvement."""
-
-    def __init__(self) -> None:
-        self.score, self.state, self.metrics, self.stale = -math.inf, None, {}, 0
-
-    def update(self, model: DefectNet, metrics: dict[str, float]) -> None:
-        score = selection_score(metrics)
-        if score > self.score:
-            self.score, self.metrics, self.stale = score, dict(metrics), 0
-            self.state = copy.deepcopy(model.state_dict())
-        else:
-            self.stale += 1
+def _ema(model: DefectNet, steps_per_epoch: int) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights (BatchNorm statistics too) with a half-life of one epoch:
+    the weights fine-tuning ships, averaged over its last steps instead of picked by validation."""
+    decay = 0.5 ** (1.0 / max(1, steps_per_epoch))
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes, ranks) -> None:
+def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, ranks) -> None:
+    """One phase on a fixed schedule (cosine decay; fine-tuning: warm-up, then the EMA of its weights kept).
+
+    No epoch is picked by validation and nothing stops early: validation figures are curves to read, so the split
+    stays free to choose thresholds and give figures that were not the ones the model was picked on.
+    """
     train_loader, val_loader = loaders
     net = wrap(model, ranks, device)  # after (un)freezing: DDP syncs the parameters that train in this phase
     optimizer = _phase_optimizer(model, cfg, finetune=name == "finetune")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=1e-6)
     # fine-tuning starts with a linear warm-up over half an epoch, stepped per batch (inspector.train.schedule)
     warmup = linear_warmup(optimizer, warmup_steps(len(train_loader))) if name == "finetune" else None
-    best.stale = 0
+    ema = _ema(model, len(train_loader)) if name == "finetune" and epochs else None
+    if ema is not None:
+        optimizer.register_step_post_hook(lambda *_: ema.update_parameters(model))
+    shipped = model if ema is None else ema.module
     for epoch in range(1, epochs + 1):
         t0 = time.time()
         row = train_one_epoch(net, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
@@ -109,16 +109,13 @@ def _run_phase(model, name, epochs, cfg, loaders, device, best, history, classes
             warmup.remove()
             warmup = None
         if ranks.main:
-            row |= evaluate(model, val_loader, device, classes, bf16=cfg.bf16)
-        row = broadcast(row, ranks)  # every rank takes the same best-epoch and stopping decisions
+            row |= evaluate(shipped, val_loader, device, classes, bf16=cfg.bf16)
         scheduler.step()
-        best.update(model, row)
         history.append({"epoch": len(history) + 1, "phase": name, **row})
         log.info("%s %d/%d (%.0f s) %s", name, epoch, epochs, time.time() - t0,
                  " ".join(f"{k}={v:.4f}" for k, v in row.items()))
-        if name == "finetune" and best.stale >= cfg.patience:
-            log.info("early stop: %d epochs without improvement", best.stale)
-            break
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
 
 
 def fit(data: str | Path, out: str | Path, name: str = "default", cfg: TrainConfig = TrainConfig()) -> Path | None:
@@ -155,18 +152,19 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     model = model.to(device).to(memory_format=torch.channels_last)
     log.info("training %s on %d images (%s), %s, %d process(es)", cfg.backbone, len(dataset.samples), dataset.layout,
              device, ranks.world)
-    best, history, started = _Best(), [], time.time()
+    history, started, figures = [], time.time(), {}
     if not cfg.good_only:  # the supervised phases
         loaders = _loaders(train, val, classes, cfg, spec, ranks)
         model.freeze_encoder()
-        _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, best, history, classes, ranks)
+        _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, history, classes, ranks)
         model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
-        _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, best, history, classes, ranks)
+        _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, history, classes, ranks)
+        if ranks.main:
+            figures = _final_figures(model, loaders[1], device, classes, cfg)
     if not ranks.main:
         return None
-    if best.state is not None:
-        model.load_state_dict(best.state)
-    anomaly, figures = _anomaly_head(model, train, val, classes, spec, device, cfg)
+    anomaly, anomaly_figures = _anomaly_head(model, train, val, classes, spec, device, cfg)
+    figures |= anomaly_figures
     thresholds = Thresholds(review=Thresholds().reject) if cfg.good_only else Thresholds()  # no band: see README
     split = split_record(dataset, train, val)
     meta = BundleMeta(
@@ -176,7 +174,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         thresholds=thresholds,
         calibration=None,
         anomaly=anomaly,
-        validation=best.metrics or figures,
+        validation=figures,
         data=DataRecord(hash=data_hash(dataset), root=str(Path(data).resolve()), layout=dataset.layout,
                         n_images=len(dataset.samples), per_class=dict(Counter(s.label for s in dataset.samples))),
         split=SplitRecord(train=tuple(split["train"]), val=tuple(split["val"]), group_by=group_by or None),
@@ -191,6 +189,15 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     files = {"history.json": json.dumps(history, indent=1).encode(), "training_curves.png": curves}
     meta = dataclasses.replace(meta, **_as_served(model.cpu(), meta, files, val, str(device), cfg.calibrate))
     return write_bundle(Path(out), name, model, meta, files)
+
+
+def _final_figures(model: DefectNet, val_loader: DataLoader, device: torch.device, classes: tuple[str, ...],
+                   cfg: TrainConfig) -> dict[str, Any]:
+    """The shipped weights' validation figures (model input scale; undefined ones left out) and their 95 %
+    bootstrap intervals (``ci95``, keyed as report.json's figures)."""
+    result = validate(model, val_loader, device, classes, bf16=cfg.bf16)
+    figures = {k: v for k, v in result.figures().items() if v is not None}
+    return figures | {"ci95": result.intervals(cfg.seed)}
 
 
 def _anomaly_head(model: DefectNet, train: list[Sample], val: list[Sample], classes: tuple[str, ...],

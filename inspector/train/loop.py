@@ -144,11 +144,3 @@ def evaluate(
 def _likeliest_defect(probs: np.ndarray, good: int) -> np.ndarray:
     """``(b,)`` index of each row's most likely defect class (``good`` found by name, wherever it stands)."""
     return np.where(np.arange(probs.shape[1]) == good, -np.inf, probs).argmax(axis=1)
-
-
-def selection_score(metrics: dict[str, float | None]) -> float:
-    """What "best epoch" means: classification and segmentation quality together."""
-    # an undefined figure (None, or left out by evaluate: no image, or no pixel label in the validation set) counts
-    # as 0, the worst value, so an epoch is never chosen for a figure it could not be measured on, and the
-    # comparison of scores never meets None
-    return 0.5 * (metrics.get("val_macro_f1") or 0.0) + 0.5 * (metrics.get("val_miou") or 0.0)
