@@ -21,6 +21,7 @@ from inspector.config import GOOD_CLASS
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.evaluation.bootstrap import confidence_intervals
+from inspector.evaluation.conformal import clopper_pearson_upper
 from inspector.evaluation.metrics import PixelConfusion, auroc, classification_report
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
 from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_served_and_raw
@@ -105,9 +106,14 @@ class Collected:
                "pixel": self.pixels.report(), "pixel_ungated": self.pixels_ungated.report()}
         if self.anomaly_scores:
             is_defect = y_true != self.classes.index(GOOD_CLASS)
+            flagged_good = sum(o.by_anomaly for o, defect in zip(self.outcomes, is_defect) if not defect)
+            n_good = int((~is_defect).sum())
             out["anomaly"] = {"image_auroc": auroc(is_defect, np.array(self.anomaly_scores)),
                               "pixel_auroc": self.anomaly_pixels.auroc(),
-                              "flagged_by_anomaly": sum(o.by_anomaly for o in self.outcomes)}
+                              "flagged_by_anomaly": sum(o.by_anomaly for o in self.outcomes),
+                              # good parts the head sent to review (or rejected), the cost of its operating point
+                              "good_review_rate": flagged_good / n_good if n_good else None,
+                              "good_review_rate_upper": clopper_pearson_upper(flagged_good, n_good) if n_good else None}
         pixels = {"pixel": self.pixels.per_image, "pixel_ungated": self.pixels_ungated.per_image}
         out["ci95"] = confidence_intervals(y_true, y_pred, scores, self.classes, pixels, GOOD_CLASS, seed=seed)
         return _clean(out)

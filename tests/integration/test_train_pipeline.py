@@ -351,8 +351,12 @@ def test_the_anomaly_head_is_fitted_and_scores_defects_higher(tiny_bundle, demo_
     assert flagged.regions and {r.defect_class for r in flagged.regions} == {"anomaly"}
     # rejected by the anomaly head (label "anomaly"): evaluation counts it as the likeliest defect class
     predictor.thresholds = Thresholds(reject=1.0, review=1.0, anomaly=0.0, anomaly_verdict="REJECT")
-    done = collect(predictor, load_dataset(demo_data).samples[:6], show=False)
-    assert done.report()["anomaly"]["flagged_by_anomaly"] == 6
+    samples = load_dataset(demo_data).samples
+    goods = [s for s in samples if s.label == "good"][:3]
+    done = collect(predictor, goods + [s for s in samples if s.label != "good"][:3], show=False)
+    anomaly = done.report()["anomaly"]
+    assert anomaly["flagged_by_anomaly"] == 6 and anomaly["good_review_rate"] == 1.0  # every good part flagged
+    assert anomaly["good_review_rate_upper"] == 1.0
     good = predictor.classes.index("good")
     assert all(0 <= o.pred < len(predictor.classes) and o.pred != good for o in done.outcomes)
 
