@@ -109,3 +109,24 @@ def test_bank_distances_keep_fp32_under_autocast():
         served = bank.distances(feats)
     assert served.dtype == torch.float32 and torch.allclose(served, exact, atol=1e-4)
     assert float(exact.max()) < 1.5  # near the bank: distances about 1, under norms of about 30
+
+
+def test_the_operating_point_stands_on_good_parts_the_bank_never_saw(demo_data):
+    from inspector.config import PreprocessSpec
+    from inspector.data.layouts import load_dataset
+    from inspector.train.anomaly import fit_anomaly, image_scores
+    from inspector.inference.predictor import Predictor
+
+    goods = [s for s in load_dataset(demo_data).samples if s.label == "good"]
+    train, val = goods[:6], goods[6:]
+    spec = PreprocessSpec(64, 64)
+    model = DefectNet("efficientnet_lite0", 3, pretrained=False).eval()
+    record, scores = fit_anomaly(model, train, val, CLASSES, spec, torch.device("cpu"), 8192, review_rate=0.2,
+                                 show=False)
+    # every patch of the training images is in the bank: scored by it they are all about zero (float rounding), and
+    # a reference placed on them would flag nearly every new good part; out of fold they score like unseen parts
+    in_bank = image_scores(Predictor.for_network(model, CLASSES, spec, "cpu"), train)
+    assert record.bank_size == record.patches_seen and float(in_bank.max()) < 0.01 * record.reference
+    assert record.reference_images == len(train) + len(val)
+    assert record.reference_split == "train_oof+val" and record.val_review_rate is not None
+    assert scores.shape == (len(val),) and (scores > 0).all()
