@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ from inspector.data.layouts import Sample
 from inspector.errors import DataError
 from inspector.evaluation.conformal import conformal_threshold
 from inspector.evaluation.metrics import auroc
-from inspector.evaluation.runner import check_classes, choose_samples, drift_reference, keep_every_mask, run_over
+from inspector.evaluation.runner import check_classes, choose_samples, keep_every_mask, run_over
+from inspector.inference.drift import frame_statistics, frame_values_of, reference
 from inspector.inference.postprocess import anomaly_probability, defect_scores
 from inspector.inference.predictor import Predictor
 
@@ -161,10 +164,70 @@ def anomaly_operating_point(predictor: Predictor, good_scores: np.ndarray, rate:
                      "anomaly_flagged": point.flagged, "anomaly_review_rate_upper": point.rate_upper}
 
 
+@dataclass
+class Scored:
+    """What one pass of the predictor over the calibration samples gives: enough to choose every threshold and to
+    bin the drift reference under them, without a second pass."""
+
+    classes: tuple[str, ...]
+    probs: np.ndarray  # (n, n_classes) class scores (a tiled frame: its worst tile's)
+    peaks: np.ndarray  # (n,) the segmentation mask's highest pixel (ungated)
+    labels: list[str]  # true class of each sample
+    areas: list[int]  # largest true defect component of each defect image with a mask, frame px
+    anomaly: np.ndarray | None  # (n,) anomaly scores; None without an anomaly head
+    statistics: list[dict[str, float]]  # each frame's image statistics (inspector.inference.drift)
+
+    @property
+    def is_defect(self) -> np.ndarray:
+        return np.array([label != GOOD_CLASS for label in self.labels], dtype=bool)
+
+    def defect_scores(self, mask_weight: float) -> np.ndarray:
+        """The defect score the service computes under ``mask_weight`` (the formula of :func:`decide`)."""
+        return defect_scores(self.probs, self.classes.index(GOOD_CLASS), self.peaks, mask_weight)
+
+    def reference(self, thresholds: Thresholds) -> dict[str, Any]:
+        """The drift reference of these frames as the service will measure them under ``thresholds``."""
+        values: dict[str, list[float]] = defaultdict(list)
+        for score, stats in zip(self.defect_scores(thresholds.mask_weight), self.statistics):
+            for name, value in frame_values_of(float(score), stats).items():
+                values[name].append(value)
+        return reference(values)
+
+
+def score(predictor: Predictor, samples: list[Sample], show_progress: bool = True) -> Scored:
+    """One pass over ``samples`` with every mask kept (the thresholds' choices need the ungated masks)."""
+    current = predictor.thresholds
+    predictor.thresholds = keep_every_mask(current)
+    probs, peaks, labels, areas, anomaly, statistics = [], [], [], [], [], []
+    try:
+        for sample, image, pred in run_over(predictor, samples, "calibrate", show=show_progress):
+            probs.append([pred.class_scores[c] for c in predictor.classes])
+            peaks.append(float(pred.mask.max()))
+            labels.append(sample.label)
+            anomaly.append(pred.anomaly_score)
+            statistics.append(frame_statistics(image))
+            if sample.label != GOOD_CLASS and sample.mask is not None:
+                areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
+    finally:
+        predictor.thresholds = current
+    has_head = bool(anomaly) and anomaly[0] is not None
+    return Scored(tuple(predictor.classes), np.array(probs, np.float64).reshape(len(labels), -1), np.array(peaks),
+                  labels, areas, np.array(anomaly, np.float64) if has_head else None, statistics)
+
+
 def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | None = None,
               false_reject_rate: float | None = None, show_progress: bool = True,
               anomaly_review_rate: float | None = None) -> tuple[Thresholds, dict[str, Any]]:
-    """Scores ``samples`` with ``predictor`` and chooses its thresholds; returns them and the figures behind them.
+    """Scores ``samples`` with ``predictor`` and chooses its thresholds; returns them and the figures behind them
+    (:func:`choose`)."""
+    return choose(predictor, score(predictor, samples, show_progress), escape_rate, false_reject_rate,
+                  anomaly_review_rate)
+
+
+def choose(predictor: Predictor, scored: Scored, escape_rate: float | None = None,
+           false_reject_rate: float | None = None, anomaly_review_rate: float | None = None
+           ) -> tuple[Thresholds, dict[str, Any]]:
+    """The thresholds for these scores and the figures behind them.
 
     With ``anomaly_review_rate`` the anomaly threshold is placed on the good samples too
     (:func:`anomaly_operating_point`). Samples that are all good (parts confirmed good in review) re-place only it,
@@ -173,36 +236,22 @@ def calibrate(predictor: Predictor, samples: list[Sample], escape_rate: float | 
     Raises:
         DataError: the samples lack good or defective images (good images alone suit a model with an anomaly head).
     """
-    current = predictor.thresholds
-    predictor.thresholds = keep_every_mask(current)
-    probs, peaks, labels, areas, anomaly = [], [], [], [], []
-    try:
-        for sample, _, pred in run_over(predictor, samples, "calibrate", show=show_progress):
-            probs.append([pred.class_scores[c] for c in predictor.classes])
-            peaks.append(float(pred.mask.max()))
-            labels.append(sample.label)
-            anomaly.append(pred.anomaly_score)
-            if sample.label != GOOD_CLASS and sample.mask is not None:
-                areas += _component_areas(read_mask(sample, pred.mask.shape)[0])[:1]  # the defect's main body
-    finally:
-        predictor.thresholds = current
-    defect_a, good = np.array([label != GOOD_CLASS for label in labels]), predictor.classes.index(GOOD_CLASS)
-    has_head = bool(anomaly) and anomaly[0] is not None
-    if not defect_a.any() and has_head:  # confirmed good parts: the anomaly operating point alone
+    current, defect_a, good = predictor.thresholds, scored.is_defect, predictor.classes.index(GOOD_CLASS)
+    if not defect_a.any() and scored.anomaly is not None:  # confirmed good parts: the anomaly operating point alone
         record = predictor.bundle.meta.anomaly
         trained = record.review_rate if record is not None and record.review_rate else None
         rate = anomaly_review_rate or trained or TrainConfig.anomaly_review_rate
-        changes, figures = anomaly_operating_point(predictor, np.array(anomaly), rate)
+        changes, figures = anomaly_operating_point(predictor, scored.anomaly, rate)
         return dataclasses.replace(current, **changes), {"method": "anomaly_only", **figures,
-                                                         "n_good": len(labels), "n_defect": 0}
-    weight, by_weight = choose_mask_weight(np.array(probs), good, np.array(peaks), defect_a)
-    scores_a = defect_scores(np.array(probs), good, np.array(peaks), weight)
+                                                         "n_good": len(scored.labels), "n_defect": 0}
+    weight, by_weight = choose_mask_weight(scored.probs, good, scored.peaks, defect_a)
+    scores_a = scored.defect_scores(weight)
     reject, review, figures = choose_thresholds(scores_a, defect_a, escape_rate, false_reject_rate)
     thresholds = dataclasses.replace(current, reject=reject, review=review, mask_weight=weight,
-                                     min_region_area=min_region_area(areas, current.min_region_area),
-                                     per_class=per_class_thresholds(scores_a, labels, reject, escape_rate))
-    if anomaly_review_rate is not None and has_head:
-        changes, anomaly_figures = anomaly_operating_point(predictor, np.array(anomaly)[~defect_a], anomaly_review_rate)
+                                     min_region_area=min_region_area(scored.areas, current.min_region_area),
+                                     per_class=per_class_thresholds(scores_a, scored.labels, reject, escape_rate))
+    if anomaly_review_rate is not None and scored.anomaly is not None:
+        changes, anomaly_figures = anomaly_operating_point(predictor, scored.anomaly[~defect_a], anomaly_review_rate)
         thresholds = dataclasses.replace(thresholds, **changes)
         figures |= anomaly_figures
     return thresholds, {**figures, "auroc_by_mask_weight": by_weight, "n_good": int((~defect_a).sum()),
@@ -213,18 +262,17 @@ def calibrated_changes(predictor: Predictor, samples: list[Sample], escape_rate:
                        false_reject_rate: float | None = None, show_progress: bool = True,
                        anomaly_review_rate: float | None = None) -> dict[str, Any]:
     """A calibration on ``samples`` as changes to the bundle's meta (:class:`~inspector.artifacts.meta.BundleMeta`
-    fields): the thresholds, the figures behind them, and the drift
-    reference of the same samples computed through ``predictor`` under the new thresholds (which it keeps), so the
-    service's monitor compares the defect score it computes with the same score, whatever mask weight was chosen.
+    fields): the thresholds, the figures behind them, and the drift reference of the same samples under the new
+    thresholds (which ``predictor`` keeps), from the same pass: the defect score the service computes depends on
+    the mask weight chosen, and is recomputed here with the service's formula.
 
     Raises:
         DataError: the samples lack good or defective images.
     """
-    thresholds, figures = calibrate(predictor, samples, escape_rate, false_reject_rate, show_progress,
-                                    anomaly_review_rate)
+    scored = score(predictor, samples, show_progress)
+    thresholds, figures = choose(predictor, scored, escape_rate, false_reject_rate, anomaly_review_rate)
     predictor.thresholds = thresholds
-    return {"thresholds": thresholds, "calibration": figures,
-            "reference": drift_reference(predictor, samples, show_progress)}
+    return {"thresholds": thresholds, "calibration": figures, "reference": scored.reference(thresholds)}
 
 
 def run_calibration(model: str | Path, data: str | Path, escape_rate: float | None = None,

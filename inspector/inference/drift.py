@@ -38,7 +38,12 @@ def frame_statistics(image: np.ndarray) -> dict[str, float]:
 def frame_values(image: np.ndarray, defect_score: float) -> dict[str, float]:
     """Every statistic the monitor tracks for one frame (:data:`STATISTICS`): what the service adds per frame and
     what a bundle's reference bins, from one function so the two cannot measure different things."""
-    return {"defect_score": defect_score} | frame_statistics(image)
+    return frame_values_of(defect_score, frame_statistics(image))
+
+
+def frame_values_of(defect_score: float, statistics: dict[str, float]) -> dict[str, float]:
+    """:func:`frame_values` from the frame's :func:`frame_statistics` already measured."""
+    return {"defect_score": defect_score} | statistics
 
 
 def reference(values: dict[str, list[float]]) -> dict[str, dict[str, list[float]]]:

@@ -74,6 +74,21 @@ def _bank(patches: torch.Tensor, size: int, device: torch.device, seed: int) -> 
     return bank
 
 
+class AnomalyPath(torch.nn.Module):
+    """The model's anomaly path alone (encoder, patch features, bank), in the shape of a DefectNet's outputs: the
+    served anomaly map without the decoder's cost, for scoring many good parts through the serving predictor. The
+    class and mask outputs are constants (no defect pixel), which the anomaly score does not read."""
+
+    def __init__(self, model: DefectNet, n_classes: int) -> None:
+        super().__init__()
+        self.model, self.n_classes = model, n_classes
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        anomaly = self.model.anomaly(patch_features(self.model.encoder(x)), x.shape[-2:])
+        b, _, h, w = x.shape
+        return x.new_zeros(b, self.n_classes), x.new_full((b, 1, h, w), -30.0), anomaly
+
+
 def image_scores(predictor: Predictor, samples: list[Sample]) -> np.ndarray:
     """Each sample's anomaly score as the service gives it (the peak of its map over the frame), through
     ``predictor``."""
@@ -108,7 +123,7 @@ def fit_anomaly(model: DefectNet, train_good: list[Sample], reference: list[Samp
     if not train_good:
         raise DataError("the anomaly head needs good training images; the data has none")
     model.eval()
-    predictor = Predictor.for_network(model, classes, spec, str(device))
+    predictor = Predictor.for_network(AnomalyPath(model, len(classes)).eval(), classes, spec, str(device))
     good = _good_patches(model, predictor, train_good, device, seed, show)
     oof = _out_of_fold(model, predictor, good, train_good, bank_size, device, seed) if len(train_good) > 1 else None
     bank = _bank(good.rows, bank_size, device, seed)

@@ -60,3 +60,15 @@ def test_train_writes_the_reference_after_calibration(demo_data, tmp_path, force
     assert load_bundle(path).thresholds.mask_weight == MASK_WEIGHT
     psi = served_psi(path, demo_data)
     assert all(value < NEAR_ZERO for value in psi.values()), psi
+
+
+def test_the_reference_from_the_calibration_pass_is_the_one_the_predictor_measures(tiny_bundle, demo_data,
+                                                                                  forced_mask_weight):
+    from inspector.evaluation.calibrate import calibrated_changes
+    from inspector.evaluation.runner import drift_reference
+
+    predictor = Predictor.from_bundle(tiny_bundle, device="cpu")
+    samples = list(load_dataset(demo_data).samples)
+    changes = calibrated_changes(predictor, samples, show_progress=False)  # one pass: thresholds and reference
+    assert predictor.thresholds.mask_weight == MASK_WEIGHT
+    assert changes["reference"] == drift_reference(predictor, samples)  # a second pass under the new thresholds

@@ -114,7 +114,7 @@ def test_bank_distances_keep_fp32_under_autocast():
 def test_the_operating_point_stands_on_good_parts_the_bank_never_saw(demo_data):
     from inspector.config import PreprocessSpec
     from inspector.data.layouts import load_dataset
-    from inspector.train.anomaly import fit_anomaly, image_scores
+    from inspector.train.anomaly import AnomalyPath, fit_anomaly, image_scores
     from inspector.inference.predictor import Predictor
 
     goods = [s for s in load_dataset(demo_data).samples if s.label == "good"]
@@ -130,3 +130,7 @@ def test_the_operating_point_stands_on_good_parts_the_bank_never_saw(demo_data):
     assert record.reference_images == len(train) + len(val)
     assert record.reference_split == "train_oof+val" and record.val_review_rate is not None
     assert scores.shape == (len(val),) and (scores > 0).all()
+    # scored without the decoder, the same anomaly scores as the whole model gives
+    full = image_scores(Predictor.for_network(model, CLASSES, spec, "cpu"), val)
+    path = image_scores(Predictor.for_network(AnomalyPath(model, len(CLASSES)).eval(), CLASSES, spec, "cpu"), val)
+    assert np.allclose(path, full, rtol=1e-5) and np.allclose(scores, full, rtol=1e-5)  # the bank now scaled
