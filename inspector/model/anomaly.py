@@ -19,6 +19,7 @@ from torch import nn
 STAGES = (3, 4)  # encoder feature indices: strides 8 and 16 (index 0 is the input itself)
 GRID_POOL = 2  # patch grid = stride of the first stage x GRID_POOL
 SMOOTH_SIGMA = 0.5  # Gaussian smoothing of the patch-grid map, in grid cells
+QUERY_CHUNK = 4096  # patches per distance matrix in eager mode: 4096 x 8192 bank rows x 4 B = 128 MiB
 
 
 def patch_features(features: list[torch.Tensor], stages: tuple[int, ...] = STAGES) -> torch.Tensor:
@@ -60,8 +61,16 @@ class MemoryBank(nn.Module):
         b, d, h, w = feats.shape
         with torch.autocast(feats.device.type, enabled=False):
             q = feats.float().permute(0, 2, 3, 1).reshape(-1, d)  # (b*h*w, d)
-            sq = (q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + (self.bank * self.bank).sum(1)[None]
-        return sq.amin(dim=1).clamp_min(0).sqrt().reshape(b, 1, h, w)
+            bank_sq = (self.bank * self.bank).sum(1)[None]
+            if torch.jit.is_tracing() or torch.compiler.is_exporting():  # an export: one matmul, any batch size
+                nearest = self._nearest(q, bank_sq)
+            else:  # eager: QUERY_CHUNK rows at a time, so a batch of tiled frames stays within a few hundred MiB
+                nearest = torch.cat([self._nearest(part, bank_sq) for part in q.split(QUERY_CHUNK)])
+        return nearest.clamp_min(0).sqrt().reshape(b, 1, h, w)
+
+    def _nearest(self, q: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` squared distance of each query row to its nearest bank row."""
+        return ((q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + bank_sq).amin(dim=1)
 
     def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """``(b, d, h, w)`` features -> ``(b, 1, *size)`` anomaly map in units of ``scale``."""

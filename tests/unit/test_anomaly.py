@@ -134,3 +134,17 @@ def test_the_operating_point_stands_on_good_parts_the_bank_never_saw(demo_data):
     full = image_scores(Predictor.for_network(model, CLASSES, spec, "cpu"), val)
     path = image_scores(Predictor.for_network(AnomalyPath(model, len(CLASSES)).eval(), CLASSES, spec, "cpu"), val)
     assert np.allclose(path, full, rtol=1e-5) and np.allclose(scores, full, rtol=1e-5)  # the bank now scaled
+
+
+def test_distances_in_chunks_equal_one_matrix(monkeypatch):
+    import inspector.model.anomaly as anomaly
+
+    torch.manual_seed(0)
+    bank = MemoryBank(64, 8)
+    bank.bank.copy_(torch.randn(64, 8))
+    feats = torch.randn(3, 8, 5, 7)  # 105 patches
+    whole = bank.distances(feats)
+    monkeypatch.setattr(anomaly, "QUERY_CHUNK", 10)  # 11 chunks
+    assert torch.allclose(bank.distances(feats), whole, atol=1e-5)
+    q = feats.permute(0, 2, 3, 1).reshape(-1, 8)
+    assert torch.allclose(whole.flatten(), torch.cdist(q, bank.bank).amin(1), atol=1e-4)
