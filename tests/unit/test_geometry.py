@@ -280,7 +280,7 @@ def test_warmup_ramps_every_group_then_holds():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6 + (1e-4 - 1e-6) * (1 + math.cos(math.pi / 4)) / 2)
 
 
-def test_finetune_phase_warms_up(monkeypatch):
+def test_finetune_phase_warms_up_and_ships_the_average_of_its_steps(monkeypatch):
     from inspector.train import fit as fit_module
     from inspector.train.distributed import Ranks
 
@@ -296,6 +296,7 @@ def test_finetune_phase_warms_up(monkeypatch):
             return self.head.parameters()
 
     lrs: list[float] = []
+    live: list[torch.Tensor] = []
 
     def fake_epoch(net, loader, optimizer, *args, **kwargs):
         for _ in loader:
@@ -303,21 +304,25 @@ def test_finetune_phase_warms_up(monkeypatch):
             for p in net.parameters():
                 p.grad = torch.ones_like(p)
             optimizer.step()
+        live[:] = [p.detach().clone() for p in net.parameters()]
         return {"loss": 0.0}
 
     monkeypatch.setattr(fit_module, "train_one_epoch", fake_epoch)
-    monkeypatch.setattr(fit_module, "evaluate", lambda *a, **k: {"val_macro_f1": 0.5, "val_miou": 0.5})
+    monkeypatch.setattr(fit_module, "evaluate", lambda *a, **k: {"val_macro_f1": 0.5, "val_miou": 0.5})  # curves only
     cfg = TrainConfig(lr_encoder=1e-4)
     loaders = ([0] * 8, [])
     ranks = Ranks()  # one process
-    fit_module._run_phase(Tiny(), "finetune", 2, cfg, loaders, torch.device("cpu"), fit_module._Best(), [],
-                          ("good", "x"), ranks)
+    model = Tiny()
+    fit_module._run_phase(model, "finetune", 2, cfg, loaders, torch.device("cpu"), [], ("good", "x"), ranks)
     assert lrs[:4] == pytest.approx([1e-4 / 4, 2e-4 / 4, 3e-4 / 4, 1e-4])  # half an epoch of 8 batches
     assert lrs[4:8] == pytest.approx([1e-4] * 4) and lrs[8] < 1e-4  # then cosine from the full rate
+    # fine-tuning ships the moving average of its steps, which lags the last step's weights
+    assert not any(torch.equal(p, q) for p, q in zip(model.parameters(), live))
     lrs.clear()
-    fit_module._run_phase(Tiny(), "frozen", 1, cfg, loaders, torch.device("cpu"), fit_module._Best(), [],
-                          ("good", "x"), ranks)
+    model = Tiny()
+    fit_module._run_phase(model, "frozen", 1, cfg, loaders, torch.device("cpu"), [], ("good", "x"), ranks)
     assert lrs == pytest.approx([cfg.lr_heads] * 8)  # no warm-up before fine-tuning
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), live))  # and no average: the last step
 
 
 def test_geometry_is_a_record():
