@@ -368,6 +368,8 @@ def test_good_only_trains_an_anomaly_model_from_good_images(demo_data, tmp_path,
     bundle = load_bundle(capsys.readouterr().out.strip().splitlines()[-1])
     assert bundle.classes == ("good", "anomaly") and bundle.meta.anomaly_only
     assert bundle.meta.validation["val_auroc"] > 0.7
+    # the defects of the split give figures, not the threshold: it rejects at the anomaly operating point
+    assert bundle.meta.calibration is None and bundle.thresholds.reject == bundle.thresholds.review == 0.5
     report_dir = tmp_path / "report"
     assert main(["evaluate", "--model", str(bundle.path), "--data", str(demo_data), "--report", str(report_dir)]) == 0
     report = json.loads((report_dir / "report.json").read_text())
