@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from inspector.errors import DataError
 from inspector.evaluation.conformal import conformal_threshold
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, keep_every_mask, run_over
-from inspector.inference.drift import frame_statistics, frame_values_of, reference
+from inspector.inference.drift import frame_statistics, frame_values_of, reference_of
 from inspector.inference.postprocess import anomaly_probability, defect_scores
 from inspector.inference.predictor import Predictor
 
@@ -187,11 +186,8 @@ class Scored:
 
     def reference(self, thresholds: Thresholds) -> dict[str, Any]:
         """The drift reference of these frames as the service will measure them under ``thresholds``."""
-        values: dict[str, list[float]] = defaultdict(list)
-        for score, stats in zip(self.defect_scores(thresholds.mask_weight), self.statistics):
-            for name, value in frame_values_of(float(score), stats).items():
-                values[name].append(value)
-        return reference(values)
+        return reference_of(frame_values_of(float(score), stats)
+                            for score, stats in zip(self.defect_scores(thresholds.mask_weight), self.statistics))
 
 
 def score(predictor: Predictor, samples: list[Sample], show_progress: bool = True) -> Scored:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -13,7 +12,7 @@ from inspector.artifacts.meta import BundleMeta
 from inspector.config import ANOMALY_CLASS, Thresholds
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
-from inspector.inference.drift import frame_values, reference
+from inspector.inference.drift import frame_values, reference_of
 from inspector.errors import DataError
 from inspector.inference.predictor import Prediction, Predictor
 from inspector.imaging.preprocess import read_image
@@ -87,8 +86,5 @@ def drift_reference(predictor: Predictor, samples: list[Sample], show: bool = Fa
     """A bundle's drift reference (see :mod:`inspector.inference.drift`): the samples' statistics as the service will measure
     them, through ``predictor`` under the thresholds it will serve. The defect score depends on
     ``Thresholds.mask_weight``, so the reference must be computed after the thresholds are chosen, with them."""
-    values: dict[str, list[float]] = defaultdict(list)
-    for _, image, prediction in run_over(predictor, samples, "drift reference", show=show):
-        for name, value in frame_values(image, prediction.defect_score).items():
-            values[name].append(value)
-    return reference(values)
+    return reference_of(frame_values(image, p.defect_score)
+                        for _, image, p in run_over(predictor, samples, "drift reference", show=show))

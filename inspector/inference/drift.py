@@ -11,8 +11,8 @@ PSI below 0.1 is usually read as stable, 0.1-0.25 as a shift worth a look, above
 from __future__ import annotations
 
 import threading
-from collections import deque
-from typing import Any
+from collections import defaultdict, deque
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -44,6 +44,15 @@ def frame_values(image: np.ndarray, defect_score: float) -> dict[str, float]:
 def frame_values_of(defect_score: float, statistics: dict[str, float]) -> dict[str, float]:
     """:func:`frame_values` from the frame's :func:`frame_statistics` already measured."""
     return {"defect_score": defect_score} | statistics
+
+
+def reference_of(frames: Iterable[dict[str, float]]) -> dict[str, dict[str, list[float]]]:
+    """:func:`reference` of frames given as their :func:`frame_values`."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for frame in frames:
+        for name, value in frame.items():
+            values[name].append(value)
+    return reference(values)
 
 
 def reference(values: dict[str, list[float]]) -> dict[str, dict[str, list[float]]]:
