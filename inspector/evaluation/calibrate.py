@@ -151,9 +151,8 @@ def anomaly_operating_point(predictor: Predictor, good_scores: np.ndarray, rate:
     if len(good_scores) == 0:
         raise DataError("placing the anomaly threshold needs good images")
     point = conformal_threshold(good_scores, rate)
-    if not point.enough:
-        log.warning("%d good images for an anomaly review rate of %.2f %%: the target needs at least %d; the "
-                    "threshold is the highest good score", point.n_good, 100 * rate, point.needed)
+    if point.shortfall():
+        log.warning(point.shortfall())
     if predictor.anomaly_only:
         at = float(anomaly_probability(point.threshold))
         changes = {"reject": at, "review": at}

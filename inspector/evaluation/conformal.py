@@ -29,6 +29,14 @@ class OperatingPoint:
     enough: bool  # n_good reaches min_good(target_rate): the guarantee holds; otherwise the threshold is the maximum
     needed: int  # good images the target needs (min_good)
 
+    def shortfall(self) -> str | None:
+        """What to tell the operator when the good images are too few for the target; None when they suffice."""
+        if self.enough:
+            return None
+        return (f"only {self.n_good} good images for an anomaly review rate of {100 * self.target_rate:.2f} %: the "
+                f"target needs at least {self.needed}; the operating point is the highest good score, and more good "
+                "parts may go to review than the target (add good images, or raise --anomaly-review-rate)")
+
 
 def min_good(rate: float) -> int:
     """Fewest good scores for which the conformal threshold at ``rate`` is one of them (``(n + 1) rate >= 1``)."""

@@ -157,8 +157,5 @@ def _report(point: OperatingPoint, n_val: int, oof: np.ndarray | None) -> None:
              "good parts sent to review <= %.2f %% at 95 %% confidence (target %.2f %%)", point.threshold,
              point.n_good, n_val, "none" if oof is None else len(oof), point.flagged, 100 * point.rate_upper,
              100 * point.target_rate)
-    if not point.enough:
-        log.warning("only %d good images for an anomaly review rate of %.2f %%: the target needs at least %d; the "
-                    "operating point is the highest good score, and more good parts may go to review than the "
-                    "target (add good images, or raise --anomaly-review-rate)", point.n_good,
-                    100 * point.target_rate, point.needed)
+    if point.shortfall():
+        log.warning(point.shortfall())
