@@ -7,7 +7,7 @@ STORE ?= models
 DEMO ?= build/demo-data
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install tools run test demo-model clean proto bench
+.PHONY: install tools proto-tools run test demo-model clean proto bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,34 @@ tools:
 	else echo "promtool or prometheus is missing and apt-get cannot run here as root; the deploy and Prometheus" \
 	  "tests will fail until it is installed (Debian/Ubuntu: sudo apt-get install prometheus)"; fi
 
-test: install tools
+# buf, for the lint and breaking-change check of protos/ (buf.yaml; tests/unit/test_proto_lint.py): pinned, from npm
+# into build/buf. npm fetches the binary for this platform as an optional dependency; once installed, buf needs no
+# network. Without npm the proto lint test fails and says to run this target.
+BUF_VERSION := 1.75.0
+BUF := build/buf/node_modules/.bin/buf
+proto-tools:
+	@if [ "$$($(BUF) --version 2>/dev/null)" = "$(BUF_VERSION)" ]; then :; \
+	elif command -v npm >/dev/null; then \
+	  echo "installing buf $(BUF_VERSION) from npm into build/buf"; \
+	  npm install --silent --no-audit --no-fund --save-exact --prefix build/buf @bufbuild/buf@$(BUF_VERSION) || \
+	  echo "npm could not install buf; the proto lint test will fail until it is installed (make proto-tools)"; \
+	else echo "npm is missing: install Node.js and npm, then run make proto-tools; until then the proto lint" \
+	  "test fails"; fi
+
+# tritonclient, for the Open Inference Protocol test that a plant's own client would run
+# (tests/integration/test_oip_tritonclient.py): a venv of its own, build/clients-venv, since tritonclient pins
+# protobuf<7 and the project needs protobuf>=7. Installed once (the stamp); `make clean` removes it.
+CLIENTS_VENV := build/clients-venv
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+$(CLIENTS_STAMP):
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet 'tritonclient[grpc]==2.73.0' numpy==2.4.6
+	touch $(CLIENTS_STAMP)
+
+.PHONY: clients
+clients: $(CLIENTS_STAMP)
+
+test: install tools proto-tools clients
 	$(BIN)/pytest -q
 
 clean:
@@ -48,7 +75,8 @@ clean:
 
 # Regenerates the gRPC modules from protos/ (they are committed; a test checks they match).
 proto: install
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/inspector/v1/inspector.proto
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/inspector/v1/inspector.proto \
+	  protos/inspector/oip/inference.proto
 
 # Benchmarks on this machine (figures go to bench/RESULTS.md); MODEL defaults to the store's default model.
 MODEL ?= $(STORE)/default

@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, TypeVar
 
-from inspector.errors import UsageError
+from inspector.errors import FieldError, UsageError
 
 GOOD_CLASS = "good"
 ANOMALY_CLASS = "anomaly"  # the one defect class of a model trained on good parts only (train --good-only)
@@ -65,10 +65,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_unit(name: str, value: Any) -> None:
-    """Raises UsageError naming ``name`` unless ``value`` is a finite number in [0, 1] (a probability or a share)."""
+def _check_unit(name: str, value: Any, field: str | None = None) -> None:
+    """Raises FieldError (``field``, else ``name``) naming ``name`` unless ``value`` is a finite number in [0, 1] (a
+    probability or a share)."""
     if not (_is_number(value) and 0.0 <= value <= 1.0):
-        raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
+        raise FieldError(field or name, f"{name} must be a number in [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class Thresholds:
     Every value is checked on construction, so bundle loading, calibration and ``Admin.SetThresholds`` refuse the
     same bad values: a NaN or out-of-range threshold would otherwise not fail but quietly change verdicts (NaN
     compares false, so a NaN reject threshold never rejects). Which classes ``per_class`` may name depends on the
-    model: :meth:`check_classes`.
+    model: :meth:`check_classes`. A refused value raises :class:`~inspector.errors.FieldError` whose ``field`` names
+    it as a request does (``reject``, ``per_class[scratch]``, ``anomaly_verdict``).
     """
 
     reject: float = 0.5  # defect score at or above which a part is rejected
@@ -94,22 +96,26 @@ class Thresholds:
         for name in ("reject", "review", "mask", "mask_weight"):
             _check_unit(name, getattr(self, name))
         if not self.review <= self.reject:
-            raise UsageError(f"need 0 <= review <= reject <= 1, got review={self.review} reject={self.reject}")
+            raise FieldError("review", f"need 0 <= review <= reject <= 1, got review={self.review} "
+                             f"reject={self.reject}")
         for cls, value in self.per_class.items():
             if not isinstance(cls, str) or not cls:
-                raise UsageError(f"per_class keys must be class names, got {cls!r}")
-            _check_unit(f"per_class[{cls!r}]", value)
+                raise FieldError("per_class", f"per_class keys must be class names, got {cls!r}")
+            _check_unit(f"per_class[{cls!r}]", value, f"per_class[{cls}]")
         if not (_is_number(self.min_region_area) and self.min_region_area >= 0):
-            raise UsageError(f"min_region_area must be a number of px >= 0, got {self.min_region_area!r}")
+            raise FieldError("min_region_area", f"min_region_area must be a number of px >= 0, "
+                             f"got {self.min_region_area!r}")
         # anomaly scores are >= 0 (1.0: the bank's reference): 0 sends every part the classifier accepts to
         # anomaly_verdict, a large value turns the head off; not inf, which bundle.json (standard JSON) cannot hold
         if not (_is_number(self.anomaly) and self.anomaly >= 0):
-            raise UsageError(f"anomaly threshold must be >= 0 and finite, got {self.anomaly!r}")
+            raise FieldError("anomaly", f"anomaly threshold must be >= 0 and finite, got {self.anomaly!r}")
         if self.anomaly_verdict not in ("REVIEW", "REJECT"):
-            raise UsageError(f"anomaly_verdict must be REVIEW or REJECT, got {self.anomaly_verdict!r}")
+            raise FieldError("anomaly_verdict", f"anomaly_verdict must be REVIEW or REJECT, "
+                             f"got {self.anomaly_verdict!r}")
 
     def check_classes(self, classes: Sequence[str]) -> None:
-        """Raises UsageError when ``per_class`` names a class that is not a defect class of the model.
+        """Raises FieldError (``per_class[<class>]``) when ``per_class`` names a class that is not a defect class of the
+        model.
 
         A threshold for a class the model never predicts (a typo, another model's class, ``good``) is never applied,
         so the operator who set it would believe a rule is in force that is not.
@@ -120,7 +126,7 @@ class Thresholds:
         defects = [c for c in classes if c != GOOD_CLASS]
         for cls in self.per_class:
             if cls not in defects:
-                raise UsageError(f"per_class[{cls!r}] is not a defect class of the model; "
+                raise FieldError(f"per_class[{cls}]", f"per_class[{cls!r}] is not a defect class of the model; "
                                  f"its defect classes are: {', '.join(defects)}")
 
 

@@ -25,6 +25,23 @@ class UsageError(UserError, ValueError):
     """A value given on the command line (or in a config) that the command cannot use: a flag, a device, a name."""
 
 
+class FieldError(UsageError):
+    """A value of one named field that is refused (a threshold, a request field).
+
+    Args:
+        field: The field's name as a caller sets it: ``reject``, ``per_class[scratch]``, ``anomaly_verdict``; an API
+            reports it as the field of a bad request (``google.rpc.BadRequest``).
+        message: What is wrong, naming the field and the value.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self):  # pickles with both arguments (a DataLoader worker's error reaches the main process)
+        return type(self), (self.field, str(self))
+
+
 class DataError(UserError, ValueError):
     """A data set that is not what the command needs: its layout, its classes, an unreadable mask."""
 

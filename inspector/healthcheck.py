@@ -2,8 +2,8 @@
 
 Asks the service's ``grpc.health.v1.Health/Check`` for the overall status (service ``""``) and exits 0 only when it is
 SERVING (over TLS with ``--tls-ca``, as the health port speaks when the service has TLS); 1 when it is anything else (NOT_SERVING while the model loads or the service drains), when the call fails
-(nothing listening, the service unknown) or when no answer comes within the timeout (3 s). Imports gRPC only, so it
-starts fast enough to run every few seconds beside the service.
+(nothing listening, the service unknown) or when no answer comes within the timeout (3 s). Imports gRPC (and the
+status details' protobufs) only, so it starts fast enough to run every few seconds beside the service.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from inspector.client.errors import describe_rpc_error  # CODE (reason): details; gRPC only, no OpenCV
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 3.0
@@ -31,14 +33,6 @@ def _channel(target: str, tls: TLSFiles | None) -> grpc.Channel:
         return grpc.insecure_channel(target)
     read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
     return grpc.secure_channel(target, grpc.ssl_channel_credentials(read(tls.ca), read(tls.key), read(tls.cert)))
-
-
-def describe_rpc_error(err: grpc.RpcError) -> str:
-    """``CODE: details`` of a failed call, in one line."""
-    code = err.code() if hasattr(err, "code") else None
-    name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
-    details = err.details() if hasattr(err, "details") else str(err)
-    return f"{name}: {details}"
 
 
 def check(target: str = DEFAULT_TARGET, service: str = "", timeout: float = DEFAULT_TIMEOUT_S,

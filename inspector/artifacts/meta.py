@@ -102,6 +102,11 @@ def _object(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _is_training_figure(key: str) -> bool:
+    """A key of ``bundle.json``'s ``validation`` that is a training loss, not a validation figure."""
+    return "loss" in key or key.startswith("train_")
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
@@ -158,7 +163,18 @@ class BundleMeta:
 
     @property
     def validation_figures(self) -> dict[str, float]:
-        """The numeric validation figures (``val_macro_f1``, ``val_miou``, ``val_auroc``...)."""
+        """The numeric validation figures (``val_macro_f1``, ``val_miou``, ``val_auroc``...), no losses: those are
+        :attr:`training_figures`."""
+        return {k: v for k, v in self._numeric_validation().items() if not _is_training_figure(k)}
+
+    @property
+    def training_figures(self) -> dict[str, float]:
+        """The training losses recorded beside the validation figures: every ``*loss*`` key (``val_loss``, the
+        objective on the validation split) and every ``train_*`` one (bundles of older versions: ``train_loss``,
+        ``train_ce_loss``...). A loss has no fixed scale, so it compares runs of one recipe, not models."""
+        return {k: v for k, v in self._numeric_validation().items() if _is_training_figure(k)}
+
+    def _numeric_validation(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.validation.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspector.artifacts.meta import BundleError, BundleMeta
@@ -139,7 +139,8 @@ class VersionInfo:
     active: bool
     backbone: str | None
     created_at: str
-    validation: dict[str, float]  # numeric validation figures recorded at training
+    validation: dict[str, float]  # numeric validation figures recorded at training, no losses
+    training: dict[str, float] = field(default_factory=dict)  # training losses recorded at training
 
 
 def describe(model_dir: str | Path) -> list[VersionInfo]:
@@ -157,7 +158,8 @@ def describe(model_dir: str | Path) -> list[VersionInfo]:
         except BundleError:
             out.append(VersionInfo(version, version == active, None, "", {}))
         else:
-            out.append(VersionInfo(version, version == active, meta.backbone, meta.created_at, meta.validation_figures))
+            out.append(VersionInfo(version, version == active, meta.backbone, meta.created_at, meta.validation_figures,
+                                   meta.training_figures))
     return out
 
 

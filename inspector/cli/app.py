@@ -5,10 +5,11 @@ what it needs when it runs, after checking the paths it was given, so ``--help``
 answers in a few hundredths of a second instead of after torch has loaded. Flag values are checked by argparse
 (:mod:`inspector.cli.args`), so a bad one gets the usage line and exit 2 before any work starts.
 
-Errors: a :class:`~inspector.errors.UserError` (bad path, flag, data set, bundle, frame, weights file, store,
-unreachable service) is printed in one line and exits 2; so is an OS path error (missing file, not a folder, no
-permission) on a path given on the command line, and an ``OSError`` that one of inspector's own checks raised
-with only a message. Everything else is a bug and shows its traceback.
+Errors: a :class:`~inspector.errors.UserError` (bad path, flag, data set, bundle, frame, weights file, store) is
+printed in one line and exits 2; so is an OS path error (missing file, not a folder, no permission) on a path given
+on the command line, and an ``OSError`` that one of inspector's own checks raised with only a message. A service
+that cannot be reached or refuses the call (:class:`~inspector.errors.ServiceError`) is one line too, and exits 1:
+the command was right, the service failed it. Everything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from inspector.cli import audit, client, data, evaluate, export, importer, models, predict, serve, train
-from inspector.errors import UserError
+from inspector.errors import ServiceError, UserError
 
 GROUPS = (data, importer, train, evaluate, export, predict, serve, models, audit, client)  # the order --help lists
 
@@ -73,7 +74,8 @@ class _Version(argparse.Action):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns its exit status (2: a user error, printed in one line on stderr)."""
+    """Runs one command; returns its exit status (2: a user error, 1: the service failed the call; each printed in
+    one line on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:
             raise
         print(f"inspector {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(err, ServiceError) else 2
     return 0
 
 

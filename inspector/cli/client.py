@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from inspector.cli.args import POSITIVE_FLOAT, existing
 from inspector.cli.lines import STAGES, error_line, frame_line
-from inspector.errors import ServiceError
 
 if TYPE_CHECKING:
     from inspector.v1 import inspector_pb2 as pb
 
+CONNECT_TIMEOUT_S = 10.0  # s, InspectorClient's default (not imported from it: --help loads no gRPC)
+
 
 def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str | None = None,
                timeout: float | None = None, connection: dict | None = None) -> Iterator[dict]:
-    """Streams ``paths`` to ``target``; ``connection`` holds InspectorClient's TLS and token arguments."""
+    """Streams ``paths`` to ``target``; ``connection`` holds InspectorClient's TLS, token and connect-timeout
+    arguments. A failure is a ServiceError of one line, raised after the lines of the frames already answered
+    (``StreamBroken``: with the count and first ids of the frames left unanswered)."""
     import cv2
     import numpy as np
 
@@ -25,21 +29,15 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
     from inspector.imaging.overlay import overlay_mask
 
     frames = {}
-    failed: list[Exception] = []
 
     def requests():
-        # gRPC pulls this generator on its own thread, where an exception would only cancel the stream as
-        # UNKNOWN "Exception iterating requests!": keep it, end the stream, and raise it to the caller below.
-        try:
-            for frame in frames_from_paths(paths):
-                if overlays:
-                    frames[frame.frame_id] = frame.data
-                yield request_for(frame, camera_id, return_mask=bool(overlays))
-        except Exception as err:  # noqa: BLE001 - re-raised after the frames already sent are answered
-            failed.append(err)
+        for frame in frames_from_paths(paths):
+            if overlays:
+                frames[frame.frame_id] = frame.data
+            yield request_for(frame, camera_id, return_mask=bool(overlays))
 
     with InspectorClient(target, **(connection or {})) as client:
-        for response in _answers(client.stream(requests(), timeout=timeout), target):
+        for response in client.inspect_frames(requests(), timeout=timeout):
             line = response_line(response)
             mask = decode_mask(response)
             data = frames.pop(response.frame_id, None)
@@ -50,8 +48,6 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
                 cv2.imwrite(str(out), overlay_mask(image, mask))
                 line["overlay"] = str(out)
             yield line
-    if failed:
-        raise failed[0]
 
 
 def response_line(response: pb.InspectResponse) -> dict:
@@ -69,37 +65,37 @@ def response_line(response: pb.InspectResponse) -> dict:
                       by_anomaly=response.by_anomaly)
 
 
-def _answers(responses: Iterator[pb.InspectResponse], target: str) -> Iterator[pb.InspectResponse]:
-    """The stream's responses; a failed call (no service, refused, deadline) ends as a one-line ServiceError."""
-    import grpc
-
-    from inspector.healthcheck import describe_rpc_error
-
-    try:
-        yield from responses
-    except grpc.RpcError as err:
-        raise ServiceError(f"{target}: {describe_rpc_error(err)}") from err
-
-
 def run(args: argparse.Namespace) -> None:
+    # before gRPC loads: its INFO lines (one per failed TLS handshake) would add to the one line of a failure
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     existing(args.token_file, "token file")
     for flag in ("tls_ca", "tls_cert", "tls_key"):
         existing(getattr(args, flag), "--" + flag.replace("_", "-") + " file")
     from inspector.service.security import read_secret
 
     connection = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-                  "token": read_secret(args.token_file, "INSPECTOR_TOKEN")}
+                  "token": read_secret(args.token_file, "INSPECTOR_TOKEN"), "connect_timeout": args.connect_timeout}
     for line in run_client(args.target, args.paths, args.camera_id, args.overlays, args.timeout, connection):
         print(json.dumps(line), flush=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("client", help="stream images, folders or videos to a service; prints JSON lines")
+    p = sub.add_parser(
+        "client", help="stream images, folders or videos to a service; prints JSON lines",
+        description="Streams frames to a service and prints one JSON line per answer. A call waits for the "
+                    "connection up to --connect-timeout (a refused one is tried again: the service may be starting; "
+                    "TLS and DNS failures end it at once); keepalive pings find a dead peer under a long stream. "
+                    "A failure is one line on stderr (exit 2), after the lines of the frames already answered; a "
+                    "broken stream names the frames left unanswered, to send again.")
     p.add_argument("--target", required=True, help="HOST:PORT")
     p.add_argument("paths", nargs="+")
     p.add_argument("--camera-id", dest="camera_id", default="")
     p.add_argument("--overlays", help="folder to write mask overlays to")
-    p.add_argument("--timeout", type=POSITIVE_FLOAT, default=None, help="seconds for the whole stream")
+    p.add_argument("--timeout", type=POSITIVE_FLOAT, default=None,
+                   help="seconds for the whole stream, connecting included (default: no limit)")
+    p.add_argument("--connect-timeout", dest="connect_timeout", type=POSITIVE_FLOAT,
+                   default=CONNECT_TIMEOUT_S,
+                   help=f"seconds to wait for the connection to open (default {CONNECT_TIMEOUT_S:g})")
     p.add_argument("--tls-ca", dest="tls_ca", help="PEM CA of the server certificate: connect with TLS")
     p.add_argument("--tls-cert", dest="tls_cert", help="client certificate (mutual TLS)")
     p.add_argument("--tls-key", dest="tls_key", help="client key (mutual TLS)")

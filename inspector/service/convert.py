@@ -8,6 +8,7 @@ import grpc
 from typing import Sequence
 
 from inspector.config import Thresholds
+from inspector.errors import FieldError
 from inspector.inference.predictor import Prediction, Predictor
 from inspector.service.audit import AuditRecord
 from inspector.service.pipeline import FrameIn, Inspection
@@ -15,42 +16,66 @@ from inspector.service.refusal import Kind, Rejected
 from inspector.v1 import inspector_pb2 as pb
 
 STATUS = {Kind.INVALID: grpc.StatusCode.INVALID_ARGUMENT, Kind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-          Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE, Kind.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+          Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE, Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+          Kind.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
           Kind.INTERNAL: grpc.StatusCode.INTERNAL}  # the one mapping of refusals to gRPC
 VERDICTS = {"ACCEPT": pb.ACCEPT, "REJECT": pb.REJECT, "REVIEW": pb.REVIEW}
 ANOMALY_VERDICTS = {pb.REVIEW: "REVIEW", pb.REJECT: "REJECT"}  # what the anomaly head may give
 
 
 def frame_in(request: pb.InspectRequest) -> FrameIn:
-    """The payload and its description; an unspecified encoding passes through as a name the decoder refuses."""
-    encoding = pb.Encoding.Name(request.encoding) if request.encoding in pb.Encoding.values() else str(request.encoding)
-    return FrameIn(request.data, encoding, request.width, request.height, request.stride, request.return_mask,
-                   request.return_anomaly_map)
+    """The payload and its description.
+
+    Raises:
+        Rejected: INVALID, reason ``unknown_encoding`` (the decoder's word for a name it does not know), when
+            ``encoding`` is not set or is a number that is no ``Encoding`` value (proto3 enums are open: a newer
+            client's value arrives as its bare number).
+    """
+    if request.encoding == pb.ENCODING_UNSPECIFIED or request.encoding not in pb.Encoding.values():
+        expected = ", ".join(v.name for v in pb.Encoding.DESCRIPTOR.values if v.number != pb.ENCODING_UNSPECIFIED)
+        problem = ("encoding is not set: unknown encoding 'ENCODING_UNSPECIFIED'"
+                   if request.encoding == pb.ENCODING_UNSPECIFIED else
+                   f"encoding: unknown encoding {request.encoding}, no inspector.v1.Encoding value")
+        raise Rejected(Kind.INVALID, "unknown_encoding", f"{problem}; expected one of {expected}")
+    return FrameIn(request.data, pb.Encoding.Name(request.encoding), request.width, request.height, request.stride,
+                   request.return_mask, request.return_anomaly_map)
 
 
 def thresholds_pb(t: Thresholds) -> pb.Thresholds:
     return pb.Thresholds(reject=t.reject, review=t.review, mask=t.mask, min_region_area=t.min_region_area,
-                         per_class=t.per_class, anomaly=t.anomaly, anomaly_verdict=VERDICTS[t.anomaly_verdict])
+                         per_class=t.per_class, anomaly=t.anomaly, anomaly_verdict=VERDICTS[t.anomaly_verdict],
+                         mask_weight=t.mask_weight)
 
 
 def thresholds_from_pb(t: pb.Thresholds, current: Thresholds, classes: Sequence[str] | None = None) -> Thresholds:
-    """``current`` with the fields set in ``t`` changed, validated (ValueError names the field and the bad value).
+    """``current`` with the fields set in ``t`` changed, validated.
 
     Args:
         t: The fields to change; unset ones keep their values.
         current: The thresholds served now.
         classes: The serving model's classes (``Predictor.classes``); when given, ``per_class`` may name only its
             defect classes.
+
+    Raises:
+        FieldError: (a ValueError) A refused value; the message names the field and the value, ``field`` names the
+            request's field (``reject``, ``per_class[scratch]``, ``anomaly_verdict``...).
     """
-    changes = {f: getattr(t, f) for f in ("reject", "review", "mask", "min_region_area", "anomaly") if t.HasField(f)}
+    fields = ("reject", "review", "mask", "mask_weight", "min_region_area", "anomaly")
+    changes = {f: getattr(t, f) for f in fields if t.HasField(f)}
     if t.per_class:
         changes["per_class"] = dict(t.per_class)
     if t.HasField("anomaly_verdict"):
         if t.anomaly_verdict not in ANOMALY_VERDICTS:
-            name = pb.Verdict.Name(t.anomaly_verdict) if t.anomaly_verdict in pb.Verdict.values() else t.anomaly_verdict
-            raise ValueError(f"anomaly_verdict must be REVIEW or REJECT, got {name}")
+            name = (pb.Verdict.Name(t.anomaly_verdict) if t.anomaly_verdict in pb.Verdict.values() else
+                    f"{t.anomaly_verdict} (no inspector.v1.Verdict value)")
+            raise FieldError("anomaly_verdict", f"anomaly_verdict must be REVIEW or REJECT, got {name}")
         changes["anomaly_verdict"] = ANOMALY_VERDICTS[t.anomaly_verdict]
-    thresholds = dataclasses.replace(current, **changes)
+    try:
+        thresholds = dataclasses.replace(current, **changes)
+    except FieldError as err:  # review above reject: blame the one of them the request set
+        if err.field == "review" and "review" not in changes:
+            raise FieldError("reject", str(err)) from None
+        raise
     if classes is not None:
         thresholds.check_classes(classes)
     return thresholds
@@ -78,8 +103,8 @@ def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectRespon
     )
 
 
-def audit_record(request: pb.InspectRequest, p: Prediction) -> AuditRecord:
-    return AuditRecord(request.camera_id, request.frame_id, p.verdict, p.label, p.defect_class, p.defect_score,
+def audit_record(camera_id: str, frame_id: str, p: Prediction) -> AuditRecord:
+    return AuditRecord(camera_id, frame_id, p.verdict, p.label, p.defect_class, p.defect_score,
                        p.class_scores, [dataclasses.asdict(r) for r in p.regions], p.model_version)
 
 
@@ -108,4 +133,5 @@ def model_info(predictor: Predictor, thresholds: Thresholds) -> pb.ModelInfo:
         thresholds=thresholds_pb(thresholds),
         created_at=meta.created_at,
         validation=meta.validation_figures,
+        training=meta.training_figures,
     )

@@ -106,6 +106,10 @@ class Health:
         status[READINESS_SERVICE] = SERVING if live and not self.capacity.saturated() else NOT_SERVING
         return status
 
+    def ready(self) -> bool:
+        """Whether the replica takes new frames, as last published (readiness: warm, not draining, not saturated)."""
+        return self._statuses.get(READINESS_SERVICE) == SERVING
+
     async def refresh(self) -> None:
         """Publishes the statuses that changed."""
         for name, status in self.statuses().items():

@@ -9,18 +9,23 @@ from typing import Any, AsyncIterator, Callable
 import grpc
 
 from inspector.service.metrics import Metrics
+from inspector.status_details import rich_status
 
-SERVICE_PREFIX = "/inspector."  # the product's own services; health and reflection pass untouched
+# the product's own services (inspector.v1, and the Open Inference Protocol's); health and reflection pass untouched
+SERVICE_PREFIX = ("/inspector.", "/inference.")
 
 
-def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that ends the call with ``code`` and ``message``."""
+def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str,
+            reason: str) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that ends the call with ``code``, ``message`` and an
+    ``ErrorInfo`` of ``reason``."""
+    status = rich_status(code, message, reason)
 
     async def abort(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(code, message)
+        await context.abort_with_status(status)
 
     async def abort_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await context.abort(code, message)
+        await context.abort_with_status(status)
         yield  # never reached: an async generator, as the streaming handler it stands for
 
     if handler.request_streaming and handler.response_streaming:
@@ -85,15 +90,18 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
 
 class DrainGate(grpc.aio.ServerInterceptor):
-    """Refuses new calls to the product's services with UNAVAILABLE once ``draining()`` says so; health keeps
-    answering (NOT_SERVING), so probes see the drain instead of a closed port."""
+    """Refuses new calls to the product's services with UNAVAILABLE once ``draining()`` says so; health and the
+    ``probes`` (full method names, such as the Open Inference Protocol's readiness calls) keep answering, so probes
+    see the drain instead of a closed port."""
 
-    def __init__(self, draining: Callable[[], bool]) -> None:
+    def __init__(self, draining: Callable[[], bool], probes: frozenset[str] = frozenset()) -> None:
         self.draining = draining
+        self.probes = probes
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or not self.draining() or not handler_call_details.method.startswith(SERVICE_PREFIX):
+        method = handler_call_details.method
+        if handler is None or not self.draining() or not method.startswith(SERVICE_PREFIX) or method in self.probes:
             return handler
         return refusal(handler, grpc.StatusCode.UNAVAILABLE,
-                       "the service is shutting down; send this call to another replica")
+                       "the service is shutting down; send this call to another replica", "shutting_down")

@@ -1,11 +1,21 @@
 """Prometheus metrics of the service, declared once. Every name ends in its unit or ``_total``; every label comes
-from a small fixed set (verdict, defect class, stage, RPC method, status code, reason, configured cameras)."""
+from a small fixed set (verdict, defect class, stage, RPC method, status code, reason, configured cameras).
+
+The registry also holds the process and Python metrics that prometheus_client's default registry would have
+(``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ``python_gc_*``, ``python_info``). The HTTP
+endpoint answers ``/metrics`` and, when given a readiness check, ``/healthz``; any other path is 404.
+"""
 
 from __future__ import annotations
 
+import socket
+import threading
+from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
+                               ProcessCollector, make_wsgi_app)
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0)  # s
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -16,6 +26,7 @@ STAGES = ("decode", "preprocess", "queue", "infer", "postprocess")  # timed stag
 PIPELINE_STAGES = ("prepare", "model", "finish")  # where a frame waits or works (inspector.service.pipeline)
 STATISTICS = ("defect_score", "brightness", "contrast", "sharpness")  # drift, see inspector.inference.drift
 OTHER_CAMERA = "other"
+METRICS_PATH, HEALTH_PATH = "/metrics", "/healthz"
 
 
 class Metrics:
@@ -70,6 +81,11 @@ class Metrics:
                              registry=r)
         self.drift_psi = Gauge("inspector_drift_psi", "Population stability index of recent frames against the "
                                "validation reference (NaN until enough frames)", ["statistic"], registry=r)
+        # memory, CPU, open files, garbage collections and the Python version: what an operator checks first when a
+        # replica slows down or is killed for memory (registering raises ValueError if a name were taken twice)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
     def camera(self, camera_id: str) -> str:
         """The label value of a camera: its id when configured, else ``other`` (bounded cardinality)."""
@@ -113,11 +129,93 @@ class Metrics:
         self.model_info.clear()
         self.model_info.labels(name, version, backbone).set(1)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, int]:
-        """Exposes ``/metrics`` over HTTP on ``host:port`` (0 = any free port) on a daemon thread.
+    def serve(self, port: int, host: str = "0.0.0.0",
+              ready: Callable[[], bool] | None = None) -> tuple[MetricsServer, int]:
+        """Serves :func:`endpoints` over HTTP on ``host:port`` (0 = any free port) on a daemon thread, a thread per
+        request.
+
+        Args:
+            port: TCP port; 0 picks a free one.
+            host: Address to bind (IPv4 or IPv6 literal, or a name).
+            ready: Whether the service is ready, for ``/healthz``; None: no ``/healthz`` (404).
 
         Returns:
-            The HTTP server (``shutdown()`` stops it) and the port it listens on.
+            The HTTP server (``shutdown()`` stops it and closes its socket) and the port it listens on.
         """
-        httpd, _ = start_http_server(port, addr=host, registry=self.registry)
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        server_class = type("MetricsServer", (MetricsServer,), {"address_family": family})
+        httpd = make_server(address[0], port, endpoints(self.registry, ready), server_class, _QuietHandler)
+        threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True).start()
         return httpd, httpd.server_port
+
+
+class MetricsServer(ThreadingMixIn, WSGIServer):
+    """The metrics HTTP server: a daemon thread per request (a slow scraper holds nothing up)."""
+
+    daemon_threads = True
+
+    def shutdown(self) -> None:
+        """Stops serving and closes the listening socket (the port is free again)."""
+        super().shutdown()
+        self.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's signature
+        """No access log: Prometheus scrapes every few seconds."""
+
+
+def endpoints(registry: CollectorRegistry, ready: Callable[[], bool] | None = None) -> Callable:
+    """The WSGI application of the metrics port.
+
+    ``/metrics``: the exposition of ``registry`` as prometheus_client gives it (text or OpenMetrics by the Accept
+    header, gzip when accepted; GET, HEAD and OPTIONS). ``/healthz`` when ``ready`` is given: 200 ``ok`` when
+    ``ready()`` is true, else 503 with the reason (for load balancers and probes that speak HTTP, not gRPC health).
+    Any other path: 404, so a wrong scrape path fails loudly instead of scraping the exposition under another name.
+    """
+    exposition = make_wsgi_app(registry)
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
+        if path == METRICS_PATH:
+            if method != "HEAD":
+                return exposition(environ, start_response)
+            return _head(exposition, environ, start_response)
+        if path == HEALTH_PATH and ready is not None:
+            if method not in ("GET", "HEAD"):
+                return _text(start_response, method, "405 Method Not Allowed", "use GET or HEAD\n",
+                             [("Allow", "GET, HEAD")])
+            status, text = _readiness(ready)
+            return _text(start_response, method, status, text, [("Cache-Control", "no-store")])
+        paths = METRICS_PATH if ready is None else f"{METRICS_PATH} and {HEALTH_PATH}"
+        return _text(start_response, method, "404 Not Found", f"not found: this port serves {paths}\n")
+
+    return app
+
+
+def _readiness(ready: Callable[[], bool]) -> tuple[str, str]:
+    """The status line and body of ``/healthz``."""
+    try:
+        if ready():
+            return "200 OK", "ok\n"
+    except Exception as err:  # noqa: BLE001 - a failing check answers 503 and says why, it does not 500
+        return "503 Service Unavailable", f"not ready: the readiness check failed ({type(err).__name__}: {err})\n"
+    return "503 Service Unavailable", "not ready: loading a model, shutting down or at capacity (see the log)\n"
+
+
+def _text(start_response: Callable, method: str, status: str, text: str,
+          headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            *headers])
+    return [] if method == "HEAD" else [body]
+
+
+def _head(app: Callable, environ: dict, start_response: Callable) -> list[bytes]:
+    """HEAD through a GET-only WSGI app (prometheus_client's answers HEAD with 405): the GET's headers, no body."""
+    answered = []
+    body = b"".join(app({**environ, "REQUEST_METHOD": "GET"},
+                        lambda status, headers, exc_info=None: answered.append((status, headers))))
+    status, headers = answered[0]
+    start_response(status, [*headers, ("Content-Length", str(len(body)))])
+    return []

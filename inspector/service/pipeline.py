@@ -79,14 +79,24 @@ def encode_png(image: np.ndarray) -> bytes:
     return png.tobytes()
 
 
+def mask_pixels(mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Defect probabilities -> uint8 mask, 255 where the probability reaches ``threshold``."""
+    return np.where(mask >= threshold, 255, 0).astype(np.uint8)
+
+
+def anomaly_pixels(anomaly_map: np.ndarray) -> np.ndarray:
+    """Anomaly map (>= 0, 1.0 = the reference) -> uint8 ``round(255 * a / (1 + a))``: 128 = the reference."""
+    return np.rint(255.0 * anomaly_probability(np.maximum(anomaly_map, 0.0))).astype(np.uint8)
+
+
 def encode_mask(mask: np.ndarray, threshold: float) -> bytes:
-    """Defect probabilities -> 8-bit PNG, 255 where the probability reaches ``threshold``."""
-    return encode_png(np.where(mask >= threshold, 255, 0).astype(np.uint8))
+    """Defect probabilities -> 8-bit PNG of :func:`mask_pixels`."""
+    return encode_png(mask_pixels(mask, threshold))
 
 
 def encode_anomaly_map(anomaly_map: np.ndarray) -> bytes:
-    """Anomaly map (>= 0, 1.0 = the reference) -> 8-bit PNG of ``round(255 * a / (1 + a))``: 128 = the reference."""
-    return encode_png(np.rint(255.0 * anomaly_probability(np.maximum(anomaly_map, 0.0))).astype(np.uint8))
+    """Anomaly map -> 8-bit PNG of :func:`anomaly_pixels`."""
+    return encode_png(anomaly_pixels(anomaly_map))
 
 
 def claimed_pixels(frame: FrameIn, limits: FrameLimits) -> int:

@@ -18,6 +18,7 @@ class Kind(enum.Enum):
     INVALID = "invalid"  # the frame itself is wrong: fix it, resending will not help
     OVERLOADED = "overloaded"  # no room now: retry later or on another replica
     UNAVAILABLE = "unavailable"  # not ready yet, or shutting down: retry, elsewhere if shutting down
+    NOT_FOUND = "not_found"  # the caller asked for a model or version this service does not serve
     DEADLINE = "deadline"  # the caller's deadline passed before the frame was inspected
     INTERNAL = "internal"  # the service failed on this frame: resend it, and report it if it repeats
 

@@ -19,7 +19,7 @@ from inspector.errors import MissingPathError, UsageError
 from inspector.service.interceptor import refusal
 
 ADMIN_PREFIX = "/inspector.v1.Admin/"
-INFERENCE_PREFIX = "/inspector.v1.Inspector/"
+INFERENCE_PREFIXES = ("/inspector.v1.Inspector/", "/inference.GRPCInferenceService/")
 
 
 def read_secret(file: str | None, env: str) -> str | None:
@@ -62,7 +62,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     server does not have is left to gRPC, which answers UNIMPLEMENTED, token or not."""
 
     def __init__(self, admin_token: str | None, inference_token: str | None = None) -> None:
-        self.rules = [(ADMIN_PREFIX, admin_token), (INFERENCE_PREFIX, inference_token)]
+        self.rules = [(ADMIN_PREFIX, admin_token), (INFERENCE_PREFIXES, inference_token)]
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -74,7 +74,8 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         given = metadata.get("authorization", "")
         if not given.startswith("Bearer "):
             return refusal(handler, grpc.StatusCode.UNAUTHENTICATED,
-                           "missing bearer token (metadata 'authorization: Bearer <token>')")
+                           "missing bearer token (metadata 'authorization: Bearer <token>')", "unauthenticated")
         if not hmac.compare_digest(given[len("Bearer "):].encode(), expected.encode()):
-            return refusal(handler, grpc.StatusCode.PERMISSION_DENIED, "wrong token for this method")
+            return refusal(handler, grpc.StatusCode.PERMISSION_DENIED, "wrong token for this method",
+                           "permission_denied")
         return handler

@@ -20,7 +20,6 @@ from typing import Any, Callable, Coroutine, NamedTuple
 import grpc
 import torch
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from inspector.config import FrameLimits, ServeConfig
 from inspector.service.metrics import Metrics
@@ -33,7 +32,10 @@ from inspector.service.interceptor import DrainGate, MetricsInterceptor
 from inspector.service.models import ModelManager
 from inspector.service.pipeline import Pipeline
 from inspector.service.security import TokenInterceptor, read_secret, server_credentials
+from inspector.service.oip.servicer import PROBES, SERVICE as OIP_SERVICE, InferenceServicer
+from inspector.service.reflection import enable_reflection
 from inspector.service.servicer import AdminServicer, InspectorServicer
+from inspector.oip import inference_pb2_grpc as oip_grpc
 from inspector.imaging.tiling import Window
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -43,10 +45,15 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["Inspector"].full_name,
     pb.DESCRIPTOR.services_by_name["Admin"].full_name,
+    OIP_SERVICE,
 )
 ADMIN_TOKEN_ENV, INFERENCE_TOKEN_ENV = "INSPECTOR_ADMIN_TOKEN", "INSPECTOR_TOKEN"
 STREAMS_CLOSE_AT = 0.8  # share of the grace period after which open streams stop being read and are ended
 TRANSPORT_HEADROOM = 64 * 1024  # bytes of a request's fields besides its frame
+# Clients may ping every 10 s on an idle connection (keepalive of long-lived streams); faster pings get GOAWAY.
+KEEPALIVE_OPTIONS = [("grpc.keepalive_permit_without_calls", 1),
+                     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                     ("grpc.http2.max_ping_strikes", 2)]
 
 
 def transport_limit(frame_bytes: int) -> int:
@@ -165,11 +172,12 @@ def _grpc_server(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics,
     """The gRPC server: message limits, the metrics interceptor (outermost: it also counts refusals), the drain
     gate, tokens."""
     limit = cfg.max_message_bytes or transport_limit(limits.max_bytes)
-    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
+               *KEEPALIVE_OPTIONS]
     tokens = TokenInterceptor(read_secret(cfg.admin_token_file, ADMIN_TOKEN_ENV),
                               read_secret(cfg.inference_token_file, INFERENCE_TOKEN_ENV))
-    return grpc.aio.server(options=options, interceptors=[MetricsInterceptor(metrics), DrainGate(draining), tokens],
-                           maximum_concurrent_rpcs=None)
+    interceptors = [MetricsInterceptor(metrics), DrainGate(draining, PROBES), tokens]
+    return grpc.aio.server(options=options, interceptors=interceptors, maximum_concurrent_rpcs=None)
 
 
 class Listening(NamedTuple):
@@ -189,8 +197,9 @@ async def _start(cfg: ServeConfig, limits: FrameLimits, metrics: Metrics, servic
     server = _grpc_server(cfg, limits, metrics, lambda: servicer.draining)
     pb_grpc.add_InspectorServicer_to_server(servicer, server)
     pb_grpc.add_AdminServicer_to_server(AdminServicer(models), server)
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(servicer, health_state.ready), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     port = _listen(server, cfg.host, cfg.grpc_port, credentials, "gRPC")
     health_server, health_port = None, None
     if cfg.health_port is not None:  # probes on a port of their own, with the main port's TLS unless told otherwise
@@ -251,7 +260,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     try:
         listening = loop.run(_start(cfg, limits, metrics, servicer, models, health_state), timeout=60)
         metrics_server, metrics_port = (None, None) if cfg.metrics_port is None else metrics.serve(
-            cfg.metrics_port, _metrics_host(cfg))
+            cfg.metrics_port, _metrics_host(cfg), ready=health_state.ready)
     except BaseException:
         batcher.close()
         workers.shutdown(wait=False)

@@ -11,18 +11,20 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Executor
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn
 
 import grpc
 
 from inspector.service.metrics import Metrics
+from inspector.status_details import rich_status
 from inspector.service import convert
 from inspector.service.audit import AuditSink
 from inspector.service.health import Capacity
 from inspector.service.models import ModelManager, ModelUnavailable
-from inspector.service.pipeline import Pipeline
+from inspector.service.pipeline import FrameIn, Inspection, Pipeline
 from inspector.service.refusal import Kind, Rejected
-from inspector.artifacts.store import describe
+from inspector.artifacts.store import StoreError, describe
+from inspector.errors import FieldError
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
@@ -30,9 +32,19 @@ log = logging.getLogger(__name__)
 NO_DEADLINE = 365 * 24 * 3600.0  # s; longer remaining times mean none was set
 SHUTTING_DOWN = Rejected(Kind.UNAVAILABLE, "shutting_down",
                          "the service is shutting down and takes no new frames; resend this one to another replica")
+STREAM_CLOSED = Rejected(Kind.UNAVAILABLE, "shutting_down", "the service is shutting down: every frame it read was "
+                         "answered; resend the unanswered ones to another replica")
 
 
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+async def refuse(context: grpc.aio.ServicerContext, err: Rejected, frame_id: str | None = None) -> NoReturn:
+    """Ends the call with the refusal's status, message and error details (``ErrorInfo.reason`` = ``err.reason``,
+    the frame id in its metadata when there is one)."""
+    message = f"frame {frame_id!r}: {err.message}" if frame_id else err.message
+    metadata = {"frame_id": frame_id} if frame_id else {}
+    await context.abort_with_status(rich_status(convert.status(err), message, err.reason, metadata))
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()  # a huge number when the client set no deadline
     return None if remaining is None or remaining > NO_DEADLINE else time.monotonic() + remaining
 
@@ -60,46 +72,55 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         self.draining = False  # set on shutdown: frames read from now on are refused with UNAVAILABLE
         self._streams: set[_Stream] = set()
 
-    async def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
-        """Inspects one frame and counts it; raises Rejected."""
+    async def inspect(self, frame: FrameIn, camera_id: str, frame_id: str, deadline: float | None) -> Inspection:
+        """Inspects one frame, counts it and offers it to the audit sink: the one path of every inference API
+        (``inspector.v1`` and the Open Inference Protocol). Raises Rejected."""
         try:
             if self.draining:
                 raise SHUTTING_DOWN
-            frame = convert.frame_in(request)
             result = await self.pipeline.inspect_async(frame, deadline, self.workers)
         except Rejected as err:
-            self._count_refusal(err)
+            self.count_refusal(err)
             raise
         p = result.prediction
-        self.metrics.observe_frame(request.camera_id, p.verdict, p.defect_class, p.defect_score,
+        self.metrics.observe_frame(camera_id, p.verdict, p.defect_class, p.defect_score,
                                    sum(r.area_fraction for r in p.regions), result.timings, p.anomaly_score,
                                    p.by_anomaly)
         if self.audit is not None:
-            self.audit.offer(convert.audit_record(request, p), frame.data, frame.encoding, frame.width, frame.height,
-                             frame.stride)
+            self.audit.offer(convert.audit_record(camera_id, frame_id, p), frame.data, frame.encoding, frame.width,
+                             frame.height, frame.stride)
+        return result
+
+    async def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
+        """One ``inspector.v1`` request; raises Rejected."""
+        try:
+            frame = convert.frame_in(request)
+        except Rejected as err:
+            self.count_refusal(err)
+            raise
+        result = await self.inspect(frame, request.camera_id, request.frame_id, deadline)
         return convert.response(request, result)
 
-    def _count_refusal(self, err: Rejected) -> None:
+    def count_refusal(self, err: Rejected) -> None:
         self.metrics.frame_errors.labels(convert.status(err).name).inc()
         if err.kind is Kind.INVALID:
             self.metrics.invalid.labels(err.reason).inc()
         elif err.kind is Kind.OVERLOADED:
             self.capacity.note_refusal()
 
-    def _internal(self, request: pb.InspectRequest, err: Exception) -> Rejected:
+    def internal(self, frame_id: str, err: Exception) -> Rejected:
         """An unexpected failure of one frame: logged with its traceback, answered INTERNAL without it."""
-        log.exception("frame %r failed", request.frame_id)
+        log.exception("frame %r failed", frame_id)
         self.metrics.frame_errors.labels("INTERNAL").inc()
         return Rejected(Kind.INTERNAL, "internal", f"internal error ({type(err).__name__}: {err})")
 
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:
         try:
-            return await self._inspect(request, _deadline(context))
+            return await self._inspect(request, deadline_of(context))
         except Rejected as err:
-            await context.abort(convert.status(err), f"frame {request.frame_id!r}: {err.message}")
+            await refuse(context, err, request.frame_id)
         except Exception as err:  # noqa: BLE001 - INTERNAL with a message, not UNKNOWN with a traceback
-            refusal = self._internal(request, err)
-            await context.abort(convert.status(refusal), f"frame {request.frame_id!r}: {refusal.message}")
+            await refuse(context, self.internal(request.frame_id, err), request.frame_id)
 
     async def _answer(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
         """A response for any outcome: one frame's failure never ends its stream."""
@@ -108,15 +129,22 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         except Rejected as err:
             return convert.error_response(request, err)
         except Exception as err:  # noqa: BLE001 - one frame's failure must not end the stream
-            return convert.error_response(request, self._internal(request, err))
+            return convert.error_response(request, self.internal(request.frame_id, err))
 
     async def InspectStream(self, requests: AsyncIterator[pb.InspectRequest],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InspectResponse]:
+        async for response in self.serve_stream(requests, context, self._answer):
+            yield response
+
+    async def serve_stream(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext,
+                           answer: Callable[[Any, float | None], Awaitable[Any]]) -> AsyncIterator[Any]:
+        """One answer per request, in request order, for any streaming API: counts the stream against
+        ``--max-streams``, ends it UNAVAILABLE when the service drains. ``answer`` never raises."""
         try:
             self.capacity.open_stream()
         except Rejected as err:  # counted by the metrics interceptor (requests_total by code)
-            await context.abort(convert.status(err), err.message)
-        stream = _Stream(requests, _deadline(context), self.stream_window, self._answer)
+            await refuse(context, err)
+        stream = _Stream(requests, deadline_of(context), self.stream_window, answer)
         self._streams.add(stream)
         try:
             async for response in stream.answers():
@@ -125,8 +153,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             self._streams.discard(stream)
             self.capacity.close_stream()
         if stream.closed_by_server:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the service is shutting down: every frame it read "
-                                "was answered; resend the unanswered ones to another replica")
+            await refuse(context, STREAM_CLOSED)
 
     def close_streams(self) -> None:
         """Stops reading every open stream; each answers the frames it read, then ends with UNAVAILABLE."""
@@ -142,7 +169,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         try:
             predictor = self.pipeline.models.current
         except ModelUnavailable as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            await refuse(context, Rejected(Kind.UNAVAILABLE, "not_ready", str(err)))
         return convert.model_info(predictor, self.pipeline.models.thresholds(predictor))
 
 
@@ -210,27 +237,34 @@ class AdminServicer(pb_grpc.AdminServicer):
         if model_dir is None:
             return pb.ListModelsResponse(serving=serving)
         out = [pb.ModelVersion(name=model_dir.name, version=v.version, active=v.active, created_at=v.created_at,
-                               validation=v.validation) for v in describe(model_dir)]
+                               validation=v.validation, training=v.training) for v in describe(model_dir)]
         return pb.ListModelsResponse(versions=out, serving=serving)
 
     async def ListModels(self, request: pb.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         return await asyncio.get_running_loop().run_in_executor(None, self._list)
 
-    async def _switch(self, action: Callable, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+    async def _switch(self, action: Callable, context: grpc.aio.ServicerContext, reason: str,
+                      field: str | None = None) -> pb.ModelInfo:
+        """Runs a swap; a failure is FAILED_PRECONDITION with ``reason``, and a ``BadRequest`` on ``field`` when the
+        store refused the version asked for."""
         try:
             predictor = await asyncio.get_running_loop().run_in_executor(None, action)
         except Exception as err:  # noqa: BLE001 - report it; the current model keeps serving
             serving = self.models.current.version if self.models.ready else "nothing"
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{err} (still serving {serving})")
+            message = f"{err} (still serving {serving})"
+            fields = {field: str(err)} if field and isinstance(err, StoreError) else None
+            await context.abort_with_status(rich_status(grpc.StatusCode.FAILED_PRECONDITION, message, reason,
+                                                        {"serving": serving}, fields))
         return convert.model_info(predictor, self.models.thresholds(predictor))
 
     async def ActivateVersion(self, request: pb.ActivateVersionRequest,
                               context: grpc.aio.ServicerContext) -> pb.ModelInfo:
-        return await self._switch(lambda: self.models.activate(request.version), context)
+        return await self._switch(lambda: self.models.activate(request.version), context, "activation_failed",
+                                  "version")
 
     async def Rollback(self, request: pb.RollbackRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
-        return await self._switch(self.models.rollback, context)
+        return await self._switch(self.models.rollback, context, "rollback_failed")
 
     async def SetThresholds(self, request: pb.SetThresholdsRequest,
                             context: grpc.aio.ServicerContext) -> pb.Thresholds:
@@ -239,7 +273,8 @@ class AdminServicer(pb_grpc.AdminServicer):
             thresholds = convert.thresholds_from_pb(request.thresholds, self.models.thresholds(predictor),
                                                     classes=predictor.classes)
         except ModelUnavailable as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
-        except ValueError as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            await refuse(context, Rejected(Kind.UNAVAILABLE, "not_ready", str(err)))
+        except FieldError as err:  # every threshold the request sets is checked; this names the one refused
+            await context.abort_with_status(rich_status(grpc.StatusCode.INVALID_ARGUMENT, str(err), "bad_thresholds",
+                                                        fields={f"thresholds.{err.field}": str(err)}))
         return convert.thresholds_pb(self.models.set_thresholds(thresholds))

@@ -83,7 +83,7 @@ class Region(_message.Message):
     def __init__(self, defect_class: _Optional[str] = ..., x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., area_px: _Optional[int] = ..., area_fraction: _Optional[float] = ..., max_score: _Optional[float] = ...) -> None: ...
 
 class Thresholds(_message.Message):
-    __slots__ = ("reject", "review", "mask", "min_region_area", "per_class", "anomaly", "anomaly_verdict")
+    __slots__ = ("reject", "review", "mask", "min_region_area", "per_class", "anomaly", "anomaly_verdict", "mask_weight")
     class PerClassEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Thresholds(_message.Message):
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     ANOMALY_FIELD_NUMBER: _ClassVar[int]
     ANOMALY_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    MASK_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     reject: float
     review: float
     mask: float
@@ -105,7 +106,8 @@ class Thresholds(_message.Message):
     per_class: _containers.ScalarMap[str, float]
     anomaly: float
     anomaly_verdict: Verdict
-    def __init__(self, reject: _Optional[float] = ..., review: _Optional[float] = ..., mask: _Optional[float] = ..., min_region_area: _Optional[int] = ..., per_class: _Optional[_Mapping[str, float]] = ..., anomaly: _Optional[float] = ..., anomaly_verdict: _Optional[_Union[Verdict, str]] = ...) -> None: ...
+    mask_weight: float
+    def __init__(self, reject: _Optional[float] = ..., review: _Optional[float] = ..., mask: _Optional[float] = ..., min_region_area: _Optional[int] = ..., per_class: _Optional[_Mapping[str, float]] = ..., anomaly: _Optional[float] = ..., anomaly_verdict: _Optional[_Union[Verdict, str]] = ..., mask_weight: _Optional[float] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("decode_ms", "preprocess_ms", "queue_ms", "infer_ms", "postprocess_ms", "total_ms")
@@ -181,8 +183,15 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "backbone", "classes", "input_height", "input_width", "thresholds", "created_at", "validation")
+    __slots__ = ("name", "version", "backbone", "classes", "input_height", "input_width", "thresholds", "created_at", "validation", "training")
     class ValidationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TrainingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +207,7 @@ class ModelInfo(_message.Message):
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     backbone: str
@@ -207,15 +217,23 @@ class ModelInfo(_message.Message):
     thresholds: Thresholds
     created_at: str
     validation: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backbone: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., created_at: _Optional[str] = ..., validation: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    training: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backbone: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., created_at: _Optional[str] = ..., validation: _Optional[_Mapping[str, float]] = ..., training: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "active", "created_at", "validation")
+    __slots__ = ("name", "version", "active", "created_at", "validation", "training")
     class ValidationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TrainingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -227,12 +245,14 @@ class ModelVersion(_message.Message):
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     active: bool
     created_at: str
     validation: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., active: _Optional[bool] = ..., created_at: _Optional[str] = ..., validation: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    training: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., active: _Optional[bool] = ..., created_at: _Optional[str] = ..., validation: _Optional[_Mapping[str, float]] = ..., training: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("versions", "serving")

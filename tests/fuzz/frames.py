@@ -39,7 +39,7 @@ class Frame:
 
     @property
     def encoding_name(self) -> str:
-        """The name ``inspector.imaging.preprocess.decode`` receives (the servicer passes unknown numbers as digits)."""
+        """The name ``inspector.imaging.preprocess.decode`` is given for this frame (unknown numbers as digits)."""
         return ENCODING_NAMES.get(self.encoding, str(self.encoding))
 
 

@@ -13,7 +13,7 @@ from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 TIMEOUT = 30.0  # s, for calls that should answer at once (a safety net, not a timing assertion)
 NAN, INF = math.nan, math.inf
-PROBABILITIES = ("reject", "review", "mask")  # the proto's thresholds in [0, 1] (mask_weight is not in the proto)
+PROBABILITIES = ("reject", "review", "mask", "mask_weight")  # the proto's thresholds in [0, 1]
 
 
 def _cases() -> list:

@@ -44,7 +44,7 @@ def exported_series() -> dict[str, set[str]]:
                 labels_of[family.name] = set(collector._labelnames)
     series = {}
     for family in registry.collect():
-        labels = labels_of[family.name]
+        labels = labels_of.get(family.name) or {k for s in family.samples for k in s.labels}  # process_*, python_*
         if family.type == "counter":
             series.update({family.name + "_total": labels, family.name + "_created": labels})
         elif family.type == "histogram":

@@ -1,6 +1,8 @@
 """After known requests, the scraped /metrics shows the right counts and labels, and histograms whose buckets hold the
 values the answers report."""
 
+import time
+import urllib.error
 import urllib.request
 
 import cv2
@@ -229,3 +231,28 @@ def test_frames_without_an_anomaly_head_observe_no_anomaly_score():
     assert registry.get_sample_value("inspector_anomaly_score_ratio_bucket", {"le": "2.0"}) == 1
     assert registry.get_sample_value("inspector_anomaly_verdicts_total", {"verdict": "REVIEW"}) == 1
     assert registry.get_sample_value("inspector_frames_total", {"verdict": "ACCEPT", "camera": "other"}) == 1
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_the_metrics_port_serves_healthz_and_nothing_else(tiny_bundle):
+    cfg = ServeConfig(host="127.0.0.1", grpc_port=0, device="cpu", metrics_host="127.0.0.1", metrics_port=0,
+                      watch_seconds=0.0, grace_seconds=1.0)
+    running = start_server(cfg, bundle=tiny_bundle)
+    base = f"http://127.0.0.1:{running.metrics_port}"
+    try:
+        assert running.loaded.wait(60)
+        deadline = time.monotonic() + 30  # readiness is published by the health loop, shortly after the warm-up
+        while _http_status(f"{base}/healthz") != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _http_status(f"{base}/healthz") == 200
+        assert [_http_status(f"{base}{path}") for path in ("/", "/nope", "/metrics")] == [404, 404, 200]
+        assert "process_resident_memory_bytes" in scrape(running)
+    finally:
+        running.stop(grace=1)

@@ -164,7 +164,7 @@ def test_set_thresholds(make_store, servers, images, bundle_thresholds):
     assert echoed.reject == pytest.approx(bundle_thresholds.reject)
 
     partial = pb.Thresholds(reject=0.0, review=0.0)  # unset fields keep their values
-    new = pb.Thresholds(reject=0.0, review=0.0, mask=bundle_thresholds.mask,
+    new = pb.Thresholds(reject=0.0, review=0.0, mask=bundle_thresholds.mask, mask_weight=bundle_thresholds.mask_weight,
                         min_region_area=bundle_thresholds.min_region_area, per_class={},
                         anomaly=bundle_thresholds.anomaly,
                         anomaly_verdict=pb.Verdict.Value(bundle_thresholds.anomaly_verdict))

@@ -84,7 +84,8 @@ def test_a_first_release_bundle_json_reads_with_newer_keys_absent() -> None:
     assert meta.thresholds == Thresholds()  # mask_weight and anomaly at their defaults
     assert (meta.data.root, meta.data.hash, meta.data.n_images) == ("/data/tiles", "ab" * 32, 30)
     assert meta.split == SplitRecord(train=("images/good/a.png", "images/crack/b.png"), val=("images/spot/c.png",))
-    assert meta.validation_figures == {"val_loss": 0.41, "val_macro_f1": 0.93, "val_miou": 0.71, "epoch": 7.0}
+    assert meta.validation_figures == {"val_macro_f1": 0.93, "val_miou": 0.71, "epoch": 7.0}
+    assert meta.training_figures == {"val_loss": 0.41}  # a loss is no validation figure
     assert meta.train_config["image_size"] == 320 and meta.train_seconds == 812.4
     # the keys added since: absent, not invented
     assert (meta.manifest, meta.reference, meta.anomaly, meta.calibration) == (None, None, None, None)

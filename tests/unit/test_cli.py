@@ -176,10 +176,10 @@ def test_cuda_without_cuda_is_a_user_error(monkeypatch):
 def test_client_against_no_service_is_one_line(tmp_path, capsys):
     image = tmp_path / "part.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n")  # never decoded: the call fails first
-    assert main(["client", "--target", "127.0.0.1:1", str(image), "--timeout", "20"]) == 2
+    assert main(["client", "--target", "127.0.0.1:1", str(image), "--timeout", "20", "--connect-timeout", "1"]) == 1
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1
-    assert captured.err.startswith("inspector client: error: 127.0.0.1:1: UNAVAILABLE: ")
+    assert captured.out == ""
+    assert captured.err == "inspector client: error: cannot reach 127.0.0.1:1: connection refused\n"
     assert issubclass(ServiceError, Exception)
 
 

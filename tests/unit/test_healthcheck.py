@@ -11,7 +11,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from inspector.healthcheck import check, main
+from inspector.healthcheck import check, describe_rpc_error, main
+from inspector.status_details import rich_status
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -108,3 +109,48 @@ def test_module_entry_point(health_server):
     assert subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
     servicer.set("", NOT_SERVING)
     assert subprocess.run(cmd, capture_output=True, timeout=30).returncode == 1
+
+
+class _Failed(grpc.RpcError):
+    """A failed call as gRPC gives it: code, details and the trailer of ``status``."""
+
+    def __init__(self, status: grpc.Status) -> None:
+        self.status = status
+
+    def code(self) -> grpc.StatusCode:
+        return self.status.code
+
+    def details(self) -> str:
+        return self.status.details
+
+    def trailing_metadata(self):
+        return self.status.trailing_metadata
+
+
+def test_describe_shows_the_error_models_reason():
+    status = rich_status(grpc.StatusCode.INVALID_ARGUMENT, "frame 'a.png': 99 bytes; the limit is 10", "too_large")
+    assert describe_rpc_error(_Failed(status)) == \
+        "INVALID_ARGUMENT (too_large): frame 'a.png': 99 bytes; the limit is 10"
+    same = rich_status(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token", "unauthenticated")
+    assert describe_rpc_error(_Failed(same)) == "UNAUTHENTICATED: missing bearer token"  # the reason adds nothing
+
+
+def test_describe_without_details_is_code_and_message():
+    plain = grpc.Status()
+    plain.code, plain.details, plain.trailing_metadata = grpc.StatusCode.UNAVAILABLE, "Socket closed", ()
+    assert describe_rpc_error(_Failed(plain)) == "UNAVAILABLE: Socket closed"
+
+
+def test_a_refused_check_names_its_reason():
+    class Refusing(health.HealthServicer):
+        def Check(self, request, context):  # noqa: N802 - gRPC's name
+            context.abort_with_status(rich_status(grpc.StatusCode.UNAVAILABLE, "draining", "shutting_down"))
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(Refusing(), server)
+    target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        assert check(target) == (False, f"{target}: UNAVAILABLE (shutting_down): draining")
+    finally:
+        server.stop(0).wait()
