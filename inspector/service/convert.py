@@ -36,7 +36,7 @@ def frame_in(request: pb.InspectRequest) -> FrameIn:
         problem = ("encoding is not set: unknown encoding 'ENCODING_UNSPECIFIED'"
                    if request.encoding == pb.ENCODING_UNSPECIFIED else
                    f"encoding: unknown encoding {request.encoding}, no inspector.v1.Encoding value")
-        raise Rejected(Kind.INVALID, "unknown_encoding", f"{problem}; expected one of {expected}")
+        raise Rejected(Kind.INVALID, "unknown_encoding", f"{problem}; expected one of {expected}", field="encoding")
     return FrameIn(request.data, pb.Encoding.Name(request.encoding), request.width, request.height, request.stride,
                    request.return_mask, request.return_anomaly_map)
 

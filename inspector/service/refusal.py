@@ -30,8 +30,9 @@ class Rejected(InspectorError):
         kind: What the caller should do about it.
         reason: A short word for the stream's ``error.reason`` and the metrics (``too_large``, ``overloaded``...).
         message: What is wrong, for a person.
+        field: The request field at fault, when one is (``encoding``): reported as a ``BadRequest`` violation.
     """
 
-    def __init__(self, kind: Kind, reason: str, message: str) -> None:
+    def __init__(self, kind: Kind, reason: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.kind, self.reason, self.message = kind, reason, message
+        self.kind, self.reason, self.message, self.field = kind, reason, message, field

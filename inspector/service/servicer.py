@@ -41,7 +41,8 @@ async def refuse(context: grpc.aio.ServicerContext, err: Rejected, frame_id: str
     the frame id in its metadata when there is one)."""
     message = f"frame {frame_id!r}: {err.message}" if frame_id else err.message
     metadata = {"frame_id": frame_id} if frame_id else {}
-    await context.abort_with_status(rich_status(convert.status(err), message, err.reason, metadata))
+    fields = {err.field: err.message} if err.field else None
+    await context.abort_with_status(rich_status(convert.status(err), message, err.reason, metadata, fields))
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:

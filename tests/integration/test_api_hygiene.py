@@ -10,6 +10,7 @@ import pytest
 from inspector.artifacts.bundle import load_bundle
 from inspector.config import ServeConfig
 from inspector.service.server import start_server
+from inspector.status_details import details_of
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
@@ -94,6 +95,8 @@ def test_unary_unknown_encoding_is_invalid_argument_naming_the_field(served, png
                                                timeout=TIMEOUT)
     assert info.value.code() == INVALID
     assert words in info.value.details() and "'enc'" in info.value.details(), info.value.details()
+    details = details_of(info.value)
+    assert details.reason == "unknown_encoding" and list(details.fields) == ["encoding"]
     assert running.metrics.registry.get_sample_value("inspector_invalid_frames_total",
                                                      {"reason": "unknown_encoding"}) == refused + 1
 

@@ -18,7 +18,7 @@ import pytest
 
 from inspector.config import FrameLimits, ServeConfig
 from inspector.service.server import start_server
-from inspector.status_details import DOMAIN, Details, details_of
+from inspector.status_details import DOMAIN, details_of
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
@@ -141,7 +141,9 @@ def test_unary_bad_frame_is_invalid_argument(service, frame):
     assert frame.keyword in details, details
     assert f"unary-{frame.name}" in details
     # the error model: the same reason word as the stream's error.reason (test_one_stream_answers_the_whole_corpus...)
-    assert details_of(info.value) == Details(frame.reason, DOMAIN, {"frame_id": f"unary-{frame.name}"}, {})
+    details = details_of(info.value)
+    assert (details.reason, details.domain) == (frame.reason, DOMAIN)
+    assert details.metadata == {"frame_id": f"unary-{frame.name}"}
 
 
 def test_header_bombs_are_refused_without_decoding(service, monkeypatch):
