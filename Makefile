@@ -56,16 +56,35 @@ proto-tools:
 
 # tritonclient, for the Open Inference Protocol test that a plant's own client would run
 # (tests/integration/test_oip_tritonclient.py): a venv of its own, build/clients-venv, since tritonclient pins
-# protobuf<7 and the project needs protobuf>=7. Installed once (the stamp); `make clean` removes it.
+# protobuf<7 and the project needs protobuf>=7. Installed once (the stamp holds the pins, so changing one reinstalls).
 CLIENTS_VENV := build/clients-venv
 CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+CLIENTS_PACKAGES := 'tritonclient[grpc]==2.73.0' numpy==2.4.6
+.PHONY: $(CLIENTS_STAMP)
 $(CLIENTS_STAMP):
-	$(PYTHON) -m venv $(CLIENTS_VENV)
-	$(CLIENTS_VENV)/bin/pip install --quiet 'tritonclient[grpc]==2.73.0' numpy==2.4.6
-	touch $(CLIENTS_STAMP)
+	@if [ "$$(cat $(CLIENTS_STAMP) 2>/dev/null)" = "$(CLIENTS_PACKAGES)" ]; then :; else \
+	  echo "installing $(CLIENTS_PACKAGES) into $(CLIENTS_VENV)" && \
+	  $(PYTHON) -m venv $(CLIENTS_VENV) && $(CLIENTS_VENV)/bin/pip install --quiet $(CLIENTS_PACKAGES) && \
+	  echo "$(CLIENTS_PACKAGES)" > $(CLIENTS_STAMP); fi
 
-.PHONY: clients
-clients: $(CLIENTS_STAMP)
+# @grpc/grpc-js and @grpc/proto-loader, for the test that a plant's Node.js integration would run
+# (tests/integration/test_node_client.py): pinned, from npm into build/node-clients; installed once (the stamp holds
+# the pinned versions, so changing a pin reinstalls). Without npm the Node.js client test fails and says to run this.
+NODE_CLIENTS := build/node-clients
+NODE_CLIENTS_STAMP := $(NODE_CLIENTS)/.installed
+NODE_CLIENTS_PACKAGES := @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
+node-clients:
+	@if [ "$$(cat $(NODE_CLIENTS_STAMP) 2>/dev/null)" = "$(NODE_CLIENTS_PACKAGES)" ]; then :; \
+	elif command -v npm >/dev/null; then \
+	  echo "installing $(NODE_CLIENTS_PACKAGES) from npm into $(NODE_CLIENTS)"; \
+	  npm install --silent --no-audit --no-fund --save-exact --prefix $(NODE_CLIENTS) $(NODE_CLIENTS_PACKAGES) && \
+	  echo "$(NODE_CLIENTS_PACKAGES)" > $(NODE_CLIENTS_STAMP) || \
+	  echo "npm could not install the Node.js gRPC client; its test will fail until it is installed (make clients)"; \
+	else echo "npm is missing: install Node.js and npm, then run make clients; until then the Node.js client" \
+	  "test fails"; fi
+
+.PHONY: clients node-clients
+clients: $(CLIENTS_STAMP) node-clients
 
 test: install tools proto-tools clients
 	$(BIN)/pytest -q
