@@ -2,9 +2,9 @@
 
 Inputs (exactly one per request):
   ``image``   BYTES [1]            an encoded frame (JPEG, PNG or BMP, told by its first bytes)
-  ``pixels``  UINT8 [H, W, C]      raw pixels, C = 3 (RGB, or BGR with the input parameter ``channel_order``) or 1;
-                                   [H, W] for grayscale
-Request parameters: ``camera_id`` and ``frame_id`` (strings; ``frame_id`` defaults to the request id).
+  ``pixels``  UINT8 [H, W, C]      raw pixels, C = 3 (RGB, or BGR with the parameter ``channel_order``, of the input
+                                   or of the request) or 1; [H, W] for grayscale
+Request parameters: ``camera_id``, ``frame_id`` (strings; ``frame_id`` defaults to the request id), ``channel_order``.
 Outputs: see :data:`OUTPUTS`; ``mask`` and ``anomaly_map`` only when requested, the rest when no output is named.
 """
 
@@ -130,8 +130,11 @@ def _frame(request: oip.ModelInferRequest) -> FrameIn:
     if tensor.datatype != datatype:
         raise bad_tensor(f"{tensor.name}: datatype must be {datatype}, got {tensor.datatype!r}")
     value = read_input(tensor, request.raw_input_contents[0] if request.raw_input_contents else None)
-    if tensor.name == "pixels":
-        return _pixels(value, _parameter(tensor.parameters, "channel_order"))
+    if tensor.name == "pixels":  # the input's parameter, else the request's (clients that cannot set the input's)
+        order = _parameter(tensor.parameters, "channel_order") or _parameter(request.parameters, "channel_order")
+        return _pixels(value, order)
+    if "channel_order" in tensor.parameters:
+        raise bad_tensor("image: channel_order applies to `pixels`; an encoded image carries its own")
     if len(value) != 1:
         raise bad_tensor(f"image: one frame per request, got {len(value)}; send frames as concurrent requests or "
                          "on ModelStreamInfer (the service batches them)")
