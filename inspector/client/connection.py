@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import queue
 import threading
 import time
 from pathlib import Path
@@ -59,14 +58,21 @@ KEEPALIVE_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 0),  # no pings on a connection without calls
     ("grpc.http2.max_pings_without_data", 0),  # pings while a stream sends nothing (a camera between parts): no limit
 )
+# a refused connection is tried again after 0.25 s, then at most every 2 s: a replica that comes up is reached
+# within seconds (gRPC's defaults wait up to 120 s between attempts)
+RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 2_000))
 CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.per_rpc_retry_buffer_size", MAX_MESSAGE),  # default 256 KiB: a larger frame would never be retried
     *KEEPALIVE_OPTIONS,
+    *RECONNECT_OPTIONS,
 )
 PROBE_METHOD = "/grpc.health.v1.Health/Check"  # asked (without waiting) only to learn why a connection failed
+ANSWERED = {grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED,  # a server's
+            grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 @dataclasses.dataclass
@@ -182,8 +188,9 @@ class InspectorClient:
         """
         left = self._connect_once(timeout)
         ledger = _Ledger()
-        responses = self.stub.InspectStream(ledger.track(requests), timeout=left, metadata=self.metadata,
-                                            wait_for_ready=True)
+        # connected: a stream does not wait for the channel again (without a deadline it could wait forever), it
+        # fails and names the frames to resend
+        responses = self.stub.InspectStream(ledger.track(requests), timeout=left, metadata=self.metadata)
         try:
             for response in responses:
                 ledger.answered(response.frame_id)
@@ -207,48 +214,31 @@ class InspectorClient:
                 nothing answered within ``timeout``.
         """
         timeout = self.connect_timeout if timeout is None else timeout
-        states: queue.SimpleQueue[grpc.ChannelConnectivity] = queue.SimpleQueue()
-        watch = states.put
-        self.channel.subscribe(watch, try_to_connect=True)
-        try:
-            ready, failure = self._wait_ready(states, time.monotonic() + timeout)
-        finally:
-            self.channel.unsubscribe(watch)
-        if ready:
-            self._connected = True
-        elif failure is not None:
-            why = connection_failure(failure.details() or "", connecting=True) or describe_rpc_error(failure)
-            raise Unreachable(f"cannot reach {self.target}: {why}", failure)
-        else:
+        end = time.monotonic() + timeout
+        failure, pause = None, RECONNECT_OPTIONS[0][1] / 1000.0
+        while (left := end - time.monotonic()) > 0:
+            failure = self._probe(left)
+            if failure is None:
+                self._connected = True
+                return
+            if not _worth_waiting(failure):
+                break
+            time.sleep(min(pause, max(0.0, end - time.monotonic())))  # gRPC reconnects on its own backoff
+        if failure is None or failure.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             raise Unreachable(f"cannot reach {self.target}: no answer within {timeout:g} s",
                               code=grpc.StatusCode.DEADLINE_EXCEEDED)
-
-    def _wait_ready(self, states: queue.SimpleQueue, end: float) -> tuple[bool, grpc.RpcError | None]:
-        """Whether the channel got READY before ``end``; if not, its last failed attempt (None: none failed)."""
-        failure = None
-        while (left := end - time.monotonic()) > 0:
-            try:
-                state = states.get(timeout=left)
-            except queue.Empty:
-                break
-            if state is grpc.ChannelConnectivity.READY:
-                return True, None
-            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-                failure = self._probe(left)
-                if failure is None:
-                    return True, None
-                if not _worth_waiting(failure):
-                    break
-        return False, failure
+        why = connection_failure(failure.details() or "", connecting=True) or describe_rpc_error(failure)
+        raise Unreachable(f"cannot reach {self.target}: {why}", failure)
 
     def _probe(self, timeout: float) -> grpc.RpcError | None:
         """Why the channel is down: a call that does not wait for it (and has no retry policy) fails at once with
-        the last connection error. None when it reached the service (whatever it answered)."""
+        the last connection error. None when a service answered it (whatever it answered: a status only a server
+        gives); a transport failure (UNAVAILABLE, UNKNOWN, INTERNAL, a deadline...) is returned."""
         check = self.channel.unary_unary(PROBE_METHOD, request_serializer=bytes, response_deserializer=bytes)
         try:
             check(b"", timeout=min(timeout, 2.0), wait_for_ready=False)
         except grpc.RpcError as err:
-            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if err.code() not in ANSWERED:
                 return err
         return None
 
@@ -278,8 +268,10 @@ class InspectorClient:
 
 
 def _worth_waiting(failure: grpc.RpcError) -> bool:
-    """A refused or timed-out connection may be a service still starting: wait; TLS, DNS and the like will not
-    change by waiting."""
+    """A refused, timed-out or silent connection may be a service still starting: wait; TLS, DNS and the like
+    will not change by waiting."""
+    if failure.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # connected, nothing answered yet: keep asking
+        return True
     why = connection_failure(failure.details() or "")
     return why in ("connection refused", "the connection timed out")
 
