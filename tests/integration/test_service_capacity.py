@@ -210,8 +210,9 @@ def test_a_failing_forward_pass_answers_each_of_its_frames_once(make_store, serv
     for response in failed:
         assert response.error.code == grpc.StatusCode.INTERNAL.value[0]
         assert response.error.reason == "inference_failed" and "illegal memory access" in response.error.message
-    for response in responses[len(failed):]:
-        assert_valid(response, (64, 64))
+    for response in responses:  # the failed batch need not be the first frames: decodes finish in any order
+        if not response.HasField("error"):
+            assert_valid(response, (64, 64))
     assert running.pipeline.in_flight == 0
 
 
