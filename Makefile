@@ -104,3 +104,4 @@ bench: demo-model
 	$(BIN)/python bench/frame_size_bench.py --model $(MODEL)
 	$(BIN)/python bench/soak.py --model $(MODEL)
 	$(BIN)/python bench/many_streams.py --model $(MODEL)
+	$(BIN)/python bench/oip_bench.py --model $(MODEL)
