@@ -1,5 +1,5 @@
-"""``serve()``: builds the gRPC server (grpc.aio on an event loop thread), health, reflection, the batcher, and drains
-it on shutdown.
+"""``serve()``: builds the gRPC server (grpc.aio on an event loop thread) with ``inspector.v1``, the Open Inference
+Protocol, health and reflection on one port, the batcher, and drains it on shutdown.
 
 Threads: the event loop (every RPC, health, streams), the batcher (forward passes), ``workers`` threads (decode,
 postprocess), the model watcher and the metrics HTTP server. Open streams cost memory, not threads.

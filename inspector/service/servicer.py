@@ -16,7 +16,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn
 import grpc
 
 from inspector.service.metrics import Metrics
-from inspector.status_details import rich_status
 from inspector.service import convert
 from inspector.service.audit import AuditSink
 from inspector.service.health import Capacity
@@ -25,6 +24,7 @@ from inspector.service.pipeline import FrameIn, Inspection, Pipeline
 from inspector.service.refusal import Kind, Rejected
 from inspector.artifacts.store import StoreError, describe
 from inspector.errors import FieldError
+from inspector.status_details import rich_status
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
