@@ -25,9 +25,9 @@ REVIEWS_FILE = "reviews.jsonl"
 
 def _lines(path: Path) -> list[dict]:
     """The readable records of ``path``; lines torn by a crash or a full disk are skipped with a warning."""
-    from inspector.service.audit import read_index  # the sink's own reader (OpenCV: imported only when run)
+    from inspector.artifacts.audit_folder import read_lines
 
-    records, skipped = read_index(path)
+    records, skipped = read_lines(path)
     if skipped:
         log.warning("%s: skipped %d unreadable line(s) (torn by a crash or a full disk); read the %d others",
                     path, skipped, len(records))
@@ -36,7 +36,7 @@ def _lines(path: Path) -> list[dict]:
 
 def export_reviewed(audit: str | Path, out: str | Path, use_model_labels: bool = False) -> dict[str, int]:
     """Copies reviewed frames into ``out/images/<label>/``; returns the count per class."""
-    from inspector.service.audit import INDEX_FILE
+    from inspector.artifacts.audit_folder import INDEX_FILE
 
     audit, out = Path(audit), Path(out)
     records = _lines(audit / INDEX_FILE)

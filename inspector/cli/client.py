@@ -26,7 +26,7 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
     import numpy as np
 
     from inspector.client import InspectorClient, decode_mask, frames_from_paths, request_for
-    from inspector.imaging.overlay import overlay_mask
+    from inspector.imaging.overlay import annotate
 
     frames = {}
 
@@ -41,11 +41,12 @@ def run_client(target: str, paths: list[str], camera_id: str = "", overlays: str
             line = response_line(response)
             mask = decode_mask(response)
             data = frames.pop(response.frame_id, None)
-            if overlays and mask is not None and data is not None:
+            if overlays and data is not None and "error" not in line:
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 out = Path(overlays) / f"{Path(response.frame_id.replace('#', '_')).stem}_overlay.png"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(out), overlay_mask(image, mask))
+                cv2.imwrite(str(out), annotate(image, mask, line["verdict"], line["label"], line["defect_score"],
+                                               response.regions))
                 line["overlay"] = str(out)
             yield line
 

@@ -18,6 +18,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     report = run_evaluation(args.model, args.data, args.report, args.device, args.split, tta=args.tta)
     summary = {k: report["image"][k] for k in ("accuracy", "macro_f1", "auroc_defect", "ap_defect")}
+    summary |= {k: report["operating_point"][k] for k in ("escape_rate", "false_reject_rate", "review_rate")}
     print(json.dumps({"report": str(Path(args.report) / "report.json"), **summary, **report["pixel"]}))
 
 

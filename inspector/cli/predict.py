@@ -52,7 +52,7 @@ def predict_paths(
     """
     import cv2
 
-    from inspector.imaging.overlay import overlay_mask
+    from inspector.imaging.overlay import annotate
     from inspector.imaging.preprocess import FrameError, read_image
     from inspector.inference.options import InferenceOptions
     from inspector.inference.predictor import Predictor
@@ -71,7 +71,8 @@ def predict_paths(
         if overlays:
             out = Path(overlays) / f"{path.stem}_overlay.png"
             out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), overlay_mask(image, pred.mask >= predictor.thresholds.mask))
+            cv2.imwrite(str(out), annotate(image, pred.mask >= predictor.thresholds.mask, pred.verdict, pred.label,
+                                           pred.defect_score, pred.regions))
             line["overlay"] = str(out)
         yield line
 
@@ -95,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run a bundle on image files or folders; prints JSON lines")
     p.add_argument("--model", required=True)
     p.add_argument("paths", nargs="+")
-    p.add_argument("--overlays", help="folder to write overlay PNGs to")
+    p.add_argument("--overlays", help="folder to write overlay PNGs to (verdict banner, mask outline, region boxes)")
     p.add_argument("--device", type=device, default="auto")
     add_tiling(p)
     p.set_defaults(func=run)

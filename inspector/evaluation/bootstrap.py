@@ -10,7 +10,10 @@ figures resample per-image confusion matrices, never pixels: the pixels of one i
 Everything is vectorised over the resamples: a resample is one row of a ``(n_resamples, n_images)`` matrix of draw
 counts, and pooled confusions are that matrix times the per-image ones, so 1000 resamples of 1000 images take a
 fraction of a second. A figure undefined on the whole set has no interval (None); resamples on which it is undefined
-(a pixel resample without any defect pixel) are left out of its percentiles.
+(a pixel resample without any defect pixel) are left out of its percentiles. The operating figures (escape,
+false-reject and review rates of the verdicts) draw the same resamples as the image figures; a rate of 0 on the set
+is 0 on every resample, so its interval is [0, 0]: read the Clopper-Pearson bound of
+:mod:`inspector.evaluation.operating_point` for how high it could be.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Sequence
 import numpy as np
 
 from inspector.evaluation.metrics import image_defect_iou, macro_f1, pixel_figures
+from inspector.inference.postprocess import ACCEPT, REJECT, REVIEW
 
 N_RESAMPLES = 1000  # enough for stable 2.5 / 97.5 percentiles (Efron & Tibshirani: 1000-2000 for intervals)
 LEVEL = 0.95
 IMAGE_FIGURES = ("accuracy", "macro_f1", "auroc_defect", "ap_defect")
 PIXEL_FIGURES = ("iou_defect", "dice_defect", "iou_per_image", "miou", "miou_defects")
+OPERATING_FIGURES = ("escape_rate", "false_reject_rate", "review_rate")
 
 
 def draw_counts(strata: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,6 +105,23 @@ def image_figures(counts: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, de
     return {"accuracy": accuracy, "macro_f1": macro_f1(confusion), "auroc_defect": auc, "ap_defect": ap}
 
 
+def _share(counts: np.ndarray, event: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Weighted share of the items ``among`` (bool ``(n,)``) with ``event`` in each row of ``counts`` ``(b, n)``;
+    nan where a row draws none of them."""
+    num, den = counts @ (event & among).astype(np.float64), counts @ among.astype(np.float64)
+    return np.divide(num, den, out=np.full(len(den), np.nan), where=den > 0)
+
+
+def operating_figures(counts: np.ndarray, is_defect: np.ndarray, verdicts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Escape, false-reject and review rates (:mod:`inspector.evaluation.operating_point`) for each row of draw
+    ``counts`` ``(b, n)`` over the parts' truth ``is_defect`` ``(n,)`` and ``verdicts``, each ``(b,)``."""
+    is_defect, verdict = np.asarray(is_defect, bool).ravel(), np.asarray(verdicts, dtype=str).ravel()
+    everyone = np.ones_like(is_defect)
+    return {"escape_rate": _share(counts, verdict == ACCEPT, is_defect),
+            "false_reject_rate": _share(counts, verdict == REJECT, ~is_defect),
+            "review_rate": _share(counts, verdict == REVIEW, everyone)}
+
+
 def pixel_resampled(counts: np.ndarray, confusions: np.ndarray) -> dict[str, np.ndarray]:
     """The pixel figures of :class:`~inspector.evaluation.metrics.PixelConfusion` for each row of draw ``counts``
     ``(b, n)`` over the per-image confusions ``(n, l, l)``, each ``(b,)``."""
@@ -138,6 +160,30 @@ def image_intervals(y_true: np.ndarray, y_pred: np.ndarray, defect_score: np.nda
     return {name: percentile_interval(resampled[name], point[name][0], level) for name in IMAGE_FIGURES}
 
 
+def operating_intervals(y_true: np.ndarray, verdicts: Sequence[str], classes: Sequence[str], good_class: str = "good",
+                        n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = 0
+                        ) -> dict[str, list[float] | None]:
+    """Intervals of :data:`OPERATING_FIGURES` (keys without a prefix), resampling the parts within each true class
+    (with the seed of :func:`image_intervals`, the same resamples).
+
+    Args:
+        y_true: ``(n,)`` true class indices into ``classes``.
+        verdicts: ``(n,)`` verdicts (ACCEPT, REVIEW, REJECT).
+        classes: Class names, index order.
+        good_class: Name of the defect-free class.
+        n_resamples: Number of bootstrap resamples.
+        level: Coverage of the interval.
+        seed: Seed of the resampling.
+    """
+    y_true = np.asarray(y_true, np.int64).ravel()
+    if y_true.size != len(verdicts):
+        raise ValueError(f"y_true and verdicts differ in size: {y_true.size}, {len(verdicts)}")
+    is_defect = y_true != list(classes).index(good_class)
+    point = operating_figures(np.ones((1, y_true.size)), is_defect, verdicts)
+    resampled = operating_figures(draw_counts(y_true, n_resamples, np.random.default_rng(seed)), is_defect, verdicts)
+    return {name: percentile_interval(resampled[name], point[name][0], level) for name in OPERATING_FIGURES}
+
+
 def pixel_intervals(confusions: np.ndarray, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
                     seed: int = 0) -> dict[str, list[float] | None]:
     """Intervals of :data:`PIXEL_FIGURES` (keys without a prefix), resampling the images' confusion matrices
@@ -152,7 +198,7 @@ def pixel_intervals(confusions: np.ndarray, n_resamples: int = N_RESAMPLES, leve
 def confidence_intervals(
     y_true: np.ndarray, y_pred: np.ndarray, defect_score: np.ndarray, classes: Sequence[str],
     pixel_confusions: dict[str, np.ndarray] | np.ndarray | None = None, good_class: str = "good",
-    n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = 0,
+    n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = 0, verdicts: Sequence[str] | None = None,
 ) -> dict[str, list[float] | None]:
     """``[lo, hi]`` (None where undefined) of every headline figure, keyed as report.json paths.
 
@@ -173,6 +219,8 @@ def confidence_intervals(
         n_resamples: Number of bootstrap resamples.
         level: Coverage of the intervals.
         seed: Seed of the resampling.
+        verdicts: ``(n,)`` verdicts of the classified images (keys ``operating_point.*``, drawn with the image
+            figures' resamples); None: no operating figures.
 
     Returns:
         ``{"image.accuracy": [lo, hi], ..., "pixel.iou_defect": [lo, hi] or None, ...}``.
@@ -180,6 +228,9 @@ def confidence_intervals(
     image_seed, pixel_seed = (int(v) for v in np.random.SeedSequence(seed).generate_state(2))
     out = {f"image.{k}": v for k, v in image_intervals(y_true, y_pred, defect_score, classes, good_class,
                                                          n_resamples, level, image_seed).items()}
+    if verdicts is not None:
+        out |= {f"operating_point.{k}": v for k, v in operating_intervals(y_true, verdicts, classes, good_class,
+                                                                         n_resamples, level, image_seed).items()}
     sections = {"pixel": pixel_confusions} if isinstance(pixel_confusions, np.ndarray) else (pixel_confusions or {})
     for section, confusions in sections.items():  # one stream: sections of the same images draw the same resamples
         out |= {f"{section}.{k}": v for k, v in pixel_intervals(confusions, n_resamples, level, pixel_seed).items()}

@@ -7,6 +7,8 @@ a defect class whose own images need a lower threshold to meet it gets one. The 
 it must be to send a further share of the escapes to a person: its lower edge meets a quarter of the escape rate
 left at the reject threshold, but never sends more than 5 % of good parts to review. The minimum region area drops components smaller than half of the smallest true
 defects (the largest component of each defect image's mask: soft mask edges leave specks that are not defects).
+A target rate finer than the images can show (fewer than about 3 / target of them: the rule of three) is warned
+about once, with the count it needs and the count there is.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from inspector.config import GOOD_CLASS, Thresholds, TrainConfig
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.errors import DataError
-from inspector.evaluation.conformal import conformal_threshold
+from inspector.evaluation.conformal import conformal_threshold, target_shortfall
 from inspector.evaluation.metrics import auroc
 from inspector.evaluation.runner import check_classes, choose_samples, keep_every_mask, run_over
 from inspector.inference.drift import frame_statistics, frame_values_of, reference_of
@@ -79,15 +81,23 @@ def rates(scores: np.ndarray, is_defect: np.ndarray, reject: float, review: floa
 def choose_thresholds(
     scores: np.ndarray, is_defect: np.ndarray, escape_rate: float | None = None, false_reject_rate: float | None = None
 ) -> tuple[float, float, dict[str, Any]]:
-    """Reject and review thresholds and the figures they give on these scores."""
+    """Reject and review thresholds and the figures they give on these scores; warns (once) when the target rate is
+    finer than the images can show (:func:`~inspector.evaluation.conformal.target_shortfall`)."""
     if not is_defect.any() or is_defect.all():
         raise DataError("calibration needs both good and defective images")
+    shortfall = None
     if escape_rate is not None:
         method, reject = f"escape_rate<={escape_rate}", escape_threshold(scores[is_defect], escape_rate)
+        shortfall = target_shortfall(int(is_defect.sum()), escape_rate, "defect images", "escape rate",
+                                     "--target-escape-rate")
     elif false_reject_rate is not None:
         method, reject = f"false_reject_rate<={false_reject_rate}", false_reject_threshold(scores[~is_defect], false_reject_rate)
+        shortfall = target_shortfall(int((~is_defect).sum()), false_reject_rate, "good images", "false-reject rate",
+                                     "--target-false-reject-rate")
     else:
         method, reject = "f1_optimal", f1_threshold(scores, is_defect)
+    if shortfall:
+        log.warning(shortfall)
     left = float(np.mean(scores[is_defect] < reject))
     review = max(escape_threshold(scores[is_defect], left * REVIEW_SHARE),
                  false_reject_threshold(scores[~is_defect], REVIEW_GOOD_MAX))

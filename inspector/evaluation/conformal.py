@@ -5,6 +5,10 @@ With ``n`` good scores exchangeable with the next good part's, the ``k``-th smal
 is exceeded by the next good part with probability at most ``rate`` (split conformal prediction). A raw percentile of
 a few dozen scores has no such guarantee: the 99th percentile of 56 scores is their maximum, and the next part beats
 it about once in 57.
+
+The same bound says how many parts a rate target needs at all (:func:`min_parts`, :func:`target_shortfall`): with
+no event among ``n`` parts the 95 % upper bound on the rate is ``1 - 0.05 ** (1 / n)``, about ``3 / n`` (the rule of
+three), so a target of 1 % needs about 300 parts, and 24 parts measure nothing finer than 1/24 = 4 %.
 """
 
 from __future__ import annotations
@@ -41,6 +45,33 @@ class OperatingPoint:
 def min_good(rate: float) -> int:
     """Fewest good scores for which the conformal threshold at ``rate`` is one of them (``(n + 1) rate >= 1``)."""
     return max(1, math.ceil(1.0 / rate - 1.0 - 1e-9))
+
+
+def min_parts(rate: float, confidence: float = CONFIDENCE) -> int:
+    """Fewest parts among which none with the event bounds its rate at ``rate`` or below (the Clopper-Pearson upper
+    bound of 0 events, ``1 - (1 - confidence) ** (1 / n)``; at 95 % about ``3 / rate``, the rule of three).
+
+    Raises:
+        ValueError: ``rate`` outside (0, 1].
+    """
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    if rate == 1.0:
+        return 1
+    return max(1, math.ceil(math.log(1.0 - confidence) / math.log1p(-rate) - 1e-9))
+
+
+def target_shortfall(n: int, rate: float, parts: str, figure: str, option: str) -> str | None:
+    """What to tell the operator when ``n`` parts are too few to show a rate as small as ``rate``; None when they
+    suffice (:func:`min_parts`). ``parts`` names them ("defect images"), ``figure`` the rate ("escape rate"),
+    ``option`` the flag that sets it."""
+    needed = None if rate <= 0.0 else min_parts(rate)
+    if n <= 0 or (needed is not None and n >= needed):
+        return None
+    need = f"no number of {parts} can show it" if needed is None else f"the target needs at least {needed} {parts}"
+    return (f"only {n} {parts} for a target {figure} of {100 * rate:.2f} %: one in {n} is already {100 / n:.2f} %, "
+            f"and none among {n} still allows up to {100 * clopper_pearson_upper(0, n):.1f} % "
+            f"({100 * CONFIDENCE:.0f} % upper bound, about 3/{n}); {need} (add {parts}, or raise {option})")
 
 
 def clopper_pearson_upper(k: int, n: int, confidence: float = CONFIDENCE) -> float:

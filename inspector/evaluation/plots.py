@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from inspector.evaluation.metrics import auroc, average_precision, pr_curve, roc_curve
-from inspector.imaging.overlay import overlay_mask
+from inspector.imaging.overlay import BOX_COLOR, PRED_COLOR, TRUTH_COLOR, annotate
 
 PHASE_SHADES = ("#e8eef7", "#f7efe6")  # alternating background of training phases
+THRESHOLD_MARKERS = {"reject": ("o", "#d62728"), "review": ("s", "#ff9f00")}  # marker, colour of each threshold
+TILE_PX = 320  # a grid tile is 3.2 in at 100 dpi: smaller frames are drawn enlarged so their labels can be read
 
 
 def _figure(**kwargs: Any) -> Figure:
@@ -71,13 +74,31 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> Non
     _save(fig, path)
 
 
-def plot_roc_pr(y: np.ndarray, score: np.ndarray, path: Path) -> None:
-    """Draws ROC (left) and precision-recall (right) curves with AUROC / AP in the legends.
+def _rgb(bgr: tuple[int, int, int]) -> tuple[float, float, float]:
+    """An OpenCV BGR colour as matplotlib's RGB in [0, 1]."""
+    return bgr[2] / 255, bgr[1] / 255, bgr[0] / 255
+
+
+def _share(num: int, den: int) -> float:
+    return num / den if den else math.nan
+
+
+def plot_roc_pr(y: np.ndarray, score: np.ndarray, path: Path,
+                thresholds: Mapping[str, float] | None = None) -> Figure:
+    """Draws ROC (left) and precision-recall (right) curves with AUROC / AP in the legends, and the operating point
+    of each threshold on both.
 
     Args:
         y: Binary labels, 1 = defect.
         score: Defect scores, higher = more likely defective.
         path: PNG file to write.
+        thresholds: ``{"reject": t, "review": t}``: a labelled marker where ``score >= t`` lies on each curve (a
+            review threshold equal to the reject one, no band, is not drawn twice; a point the data cannot place,
+            e.g. a false positive rate without good parts, is left out). Per-class reject thresholds are not drawn:
+            the curves are of any defect.
+
+    Returns:
+        The figure (already written).
     """
     y_arr = np.asarray(y).ravel().astype(bool)
     fig = _figure(figsize=(10.0, 4.5))
@@ -85,14 +106,37 @@ def plot_roc_pr(y: np.ndarray, score: np.ndarray, path: Path) -> None:
     fpr, tpr, _ = roc_curve(y_arr, score)
     ax_roc.plot(fpr, tpr, lw=2, label=f"AUROC = {_fmt(auroc(y_arr, score))}")
     ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    _finish_axes(ax_roc, "false positive rate", "true positive rate", "ROC")
     precision, recall, _ = pr_curve(y_arr, score)
     ap = average_precision(y_arr, score)
     ax_pr.step(recall, precision, where="pre", lw=2, label=f"AP = {_fmt(ap)}")
     if y_arr.size:
         ax_pr.axhline(y_arr.mean(), ls="--", color="grey", lw=1, label="prevalence")
+    _mark_thresholds(ax_roc, ax_pr, y_arr, np.asarray(score, np.float64).ravel(), thresholds or {})
+    _finish_axes(ax_roc, "false positive rate", "true positive rate", "ROC")
     _finish_axes(ax_pr, "recall", "precision", "precision-recall")
     _save(fig, path)
+    return fig
+
+
+def _mark_thresholds(ax_roc: Axes, ax_pr: Axes, y: np.ndarray, score: np.ndarray,
+                     thresholds: Mapping[str, float]) -> None:
+    """A labelled marker on each curve where each threshold operates: the parts with ``score >= t`` flagged."""
+    drawn: list[float] = []
+    for name, t in thresholds.items():
+        if t is None or any(math.isclose(t, d) for d in drawn):
+            continue
+        drawn.append(t)
+        marker, colour = THRESHOLD_MARKERS.get(name, ("D", "black"))
+        flagged = score >= t
+        tp, fp = int(np.sum(flagged & y)), int(np.sum(flagged & ~y))
+        tpr, fpr, precision = _share(tp, int(y.sum())), _share(fp, int((~y).sum())), _share(tp, tp + fp)
+        for ax, (px, py), what in ((ax_roc, (fpr, tpr), f"FPR {_fmt(fpr)}, TPR {_fmt(tpr)}"),
+                                   (ax_pr, (tpr, precision), f"recall {_fmt(tpr)}, precision {_fmt(precision)}")):
+            if math.isnan(px) or math.isnan(py):
+                continue
+            ax.plot([px], [py], marker=marker, ms=9, ls="none", color=colour, markeredgecolor="black", zorder=5,
+                    label=f"{name} {t:.2f}: {what}")
+            ax.annotate(name, (px, py), textcoords="offset points", xytext=(7, -12), fontsize=8, color=colour)
 
 
 def _finish_axes(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
@@ -174,19 +218,26 @@ def _message_figure(text: str) -> Figure:
     return fig
 
 
-def plot_overlay_grid(items: list[dict[str, Any]], path: Path, cols: int = 4) -> None:
-    """Draws one overlay tile per item in a grid.
+def plot_overlay_grid(items: list[dict[str, Any]], path: Path, cols: int = 4) -> Figure:
+    """Draws one tile per item in a grid, each as :func:`inspector.imaging.overlay.annotate` draws it for people,
+    with a legend of what the marks mean.
 
     Args:
         items: Dicts with ``image`` (BGR uint8), ``mask`` (predicted, bool/uint8 or None), optional
-            ``truth`` (bool/uint8 or None) and ``title`` (e.g. ``"crack -> good 0.91"``). Images may
-            differ in size. No items gives a figure saying "no images".
+            ``truth`` (bool/uint8 or None), ``title`` (e.g. ``"crack -> good 0.91"``), ``verdict``, ``label``,
+            ``score`` (the banner; none without a verdict) and ``regions`` (predicted regions: boxes with class
+            and score). Images may differ in size; one smaller than a tile is enlarged (nearest neighbour).
+            No items gives a figure saying "no images".
         path: PNG file to write.
         cols: Maximum tiles per row.
+
+    Returns:
+        The figure (already written).
     """
     if not items:
-        _save(_message_figure("no images"), path)
-        return
+        fig = _message_figure("no images")
+        _save(fig, path)
+        return fig
     ncols = max(1, min(cols, len(items)))
     nrows = math.ceil(len(items) / ncols)
     fig = _figure(figsize=(3.2 * ncols, 3.4 * nrows))
@@ -194,8 +245,16 @@ def plot_overlay_grid(items: list[dict[str, Any]], path: Path, cols: int = 4) ->
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, item in zip(axes.ravel(), items):
-        tile = overlay_mask(item["image"], item.get("mask"), truth=item.get("truth"))
+        zoom = max(1, TILE_PX // max(item["image"].shape[:2]))
+        tile = annotate(item["image"], item.get("mask"), item.get("verdict"), item.get("label", ""),
+                        item.get("score"), item.get("regions", ()), truth=item.get("truth"), zoom=zoom)
         ax.imshow(cv2.cvtColor(tile, cv2.COLOR_BGR2RGB))
         ax.set_title(str(item.get("title", "")), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / fig.get_figheight()))  # room for the legend above
+    handles = [Patch(facecolor="none", edgecolor=_rgb(TRUTH_COLOR), lw=2, label="truth (outline)"),
+               Patch(facecolor=(*_rgb(PRED_COLOR), 0.3), edgecolor=_rgb(PRED_COLOR), lw=2,
+                     label="prediction (tint, outline)"),
+               Patch(facecolor="none", edgecolor=_rgb(BOX_COLOR), lw=2, label="predicted region (class, score)")]
+    fig.legend(handles=handles, loc="upper center", ncols=len(handles), fontsize=9, frameon=False)
     _save(fig, path)
+    return fig

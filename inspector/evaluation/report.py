@@ -2,8 +2,9 @@
 
 Pixel figures come twice from one forward pass: ``pixel`` scores the masks as the service serves them (an accepted
 part's mask is zeroed, so the verdict gates the segmentation) and ``pixel_ungated`` the segmentation head's own masks
-(:func:`~inspector.evaluation.runner.run_served_and_raw`). ``ci95`` holds percentile bootstrap intervals of the
-headline figures (:mod:`inspector.evaluation.bootstrap`).
+(:func:`~inspector.evaluation.runner.run_served_and_raw`). ``operating_point`` counts what the served verdicts cost:
+escapes, false rejects and reviews (:mod:`inspector.evaluation.operating_point`). ``ci95`` holds percentile bootstrap
+intervals of the headline figures (:mod:`inspector.evaluation.bootstrap`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from inspector.config import GOOD_CLASS
+from inspector.config import ANOMALY_CLASS, GOOD_CLASS
 from inspector.data.dataset import read_mask
 from inspector.data.layouts import Sample
 from inspector.evaluation.bootstrap import confidence_intervals
 from inspector.evaluation.conformal import clopper_pearson_upper
 from inspector.evaluation.metrics import PixelConfusion, auroc, classification_report
+from inspector.evaluation.operating_point import operating_point
 from inspector.evaluation.plots import plot_confusion, plot_overlay_grid, plot_roc_pr, plot_training_curves
 from inspector.evaluation.runner import check_classes, choose_samples, class_index, run_served_and_raw
 from inspector.inference.options import InferenceOptions
@@ -38,6 +40,7 @@ class Outcome:
     sample: Sample
     truth: int
     pred: int
+    verdict: str  # ACCEPT | REVIEW | REJECT, as served
     score: float
     error: float  # how wrong: ranks the overlay grid
     by_anomaly: bool = False  # sent to review or rejected by the anomaly head
@@ -102,8 +105,11 @@ class Collected:
         ``seed``); an ``anomaly`` section when the model has an anomaly head."""
         y_true, y_pred, scores = (np.array([getattr(o, k) for o in self.outcomes]) for k in ("truth", "pred", "score"))
         image = classification_report(y_true, y_pred, scores, list(self.classes), GOOD_CLASS)
+        verdicts = [o.verdict for o in self.outcomes]
         out = {"n_images": len(self.outcomes), "classes": list(self.classes), "image": image,
-               "pixel": self.pixels.report(), "pixel_ungated": self.pixels_ungated.report()}
+               "pixel": self.pixels.report(), "pixel_ungated": self.pixels_ungated.report(),
+               "operating_point": operating_point([o.sample.label for o in self.outcomes], verdicts,
+                                                  [c for c in self.classes if c != ANOMALY_CLASS], GOOD_CLASS)}
         if self.anomaly_scores:
             is_defect = y_true != self.classes.index(GOOD_CLASS)
             flagged_good = sum(o.by_anomaly for o, defect in zip(self.outcomes, is_defect) if not defect)
@@ -115,7 +121,8 @@ class Collected:
                               "good_review_rate": flagged_good / n_good if n_good else None,
                               "good_review_rate_upper": clopper_pearson_upper(flagged_good, n_good) if n_good else None}
         pixels = {"pixel": self.pixels.per_image, "pixel_ungated": self.pixels_ungated.per_image}
-        out["ci95"] = confidence_intervals(y_true, y_pred, scores, self.classes, pixels, GOOD_CLASS, seed=seed)
+        out["ci95"] = confidence_intervals(y_true, y_pred, scores, self.classes, pixels, GOOD_CLASS, seed=seed,
+                                           verdicts=verdicts)
         return _clean(out)
 
 
@@ -134,7 +141,7 @@ def collect(predictor: Predictor, samples: list[Sample], desc: str = "evaluate",
         truth, guess = index(sample.label), index(pred.label if pred.label in classes else pred.defect_class)
         error = (1.0 + abs(float(truth != index(GOOD_CLASS)) - pred.defect_score)) if truth != guess else (
             0.0 if math.isnan(iou) else 1.0 - iou)
-        done.outcomes.append(Outcome(sample, truth, guess, pred.defect_score, error, pred.by_anomaly))
+        done.outcomes.append(Outcome(sample, truth, guess, pred.verdict, pred.defect_score, error, pred.by_anomaly))
         if pred.anomaly_score is not None:
             done.anomaly_scores.append(pred.anomaly_score)
         done.worst = sorted([*done.worst, (error, sample, image, pred)], key=lambda t: -t[0])[:MAX_OVERLAYS]
@@ -162,10 +169,13 @@ def _write(out: Path, done: Collected, predictor: Predictor) -> dict[str, Any]:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_confusion(np.array(report["image"]["confusion"]), list(done.classes), out / "confusion_matrix.png")
     is_defect = np.array([o.truth != done.classes.index(GOOD_CLASS) for o in done.outcomes])
-    plot_roc_pr(is_defect, np.array([o.score for o in done.outcomes]), out / "roc_pr.png")
-    tiles = [{"image": img, "mask": p.mask >= predictor.thresholds.mask,
+    thresholds = predictor.thresholds
+    plot_roc_pr(is_defect, np.array([o.score for o in done.outcomes]), out / "roc_pr.png",
+                {"reject": thresholds.reject, "review": thresholds.review})
+    tiles = [{"image": img, "mask": p.mask >= thresholds.mask,
               "truth": read_mask(s, p.mask.shape)[0] if s.label != GOOD_CLASS else None,
-              "title": f"{s.label} -> {p.label} {p.defect_score:.2f}"} for _, s, img, p in done.worst]
+              "title": f"{s.label} -> {p.label} {p.defect_score:.2f}", "verdict": p.verdict, "label": p.label,
+              "score": p.defect_score, "regions": p.regions} for _, s, img, p in done.worst]
     plot_overlay_grid(tiles, out / "overlays.png")
     history = predictor.bundle.path / "history.json"
     if history.is_file():

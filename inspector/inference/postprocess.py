@@ -66,6 +66,16 @@ def anomaly_probability(anomaly: np.ndarray | float) -> np.ndarray | float:
     return anomaly / (1.0 + anomaly)
 
 
+def mask_pixels(mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Defect probabilities -> uint8 mask, 255 where the probability reaches ``threshold``."""
+    return np.where(mask >= threshold, 255, 0).astype(np.uint8)
+
+
+def anomaly_pixels(anomaly_map: np.ndarray) -> np.ndarray:
+    """Anomaly map (>= 0, 1.0 = the reference) -> uint8 ``round(255 * a / (1 + a))``: 128 = the reference."""
+    return np.rint(255.0 * anomaly_probability(np.maximum(anomaly_map, 0.0))).astype(np.uint8)
+
+
 def decide(probs: np.ndarray, classes: tuple[str, ...], thresholds: Thresholds,
            mask_peak: float | None = None, anomaly: float | None = None) -> Decision:
     """Verdict from class probabilities ``(n_classes,)`` and the mask's highest pixel: reject at or above the

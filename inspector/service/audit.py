@@ -2,24 +2,20 @@
 
 Frames are written by one background thread from a bounded queue, so inference never waits on the disk: when the
 queue is full, the rate limit is reached, the disk quota is used up or a write fails, the frame is dropped and
-counted, and inspection goes on. Layout::
-
-    <dir>/index.jsonl                 one JSON line per kept frame (metadata and the model's answer)
-    <dir>/frames/<YYYY-MM-DD>/<key>.<jpg|png|bmp>   the frame as received (raw frames as PNG)
+counted, and inspection goes on. The folder's layout is :mod:`inspector.artifacts.audit_folder`'s: the frame as
+received, the model's mask and anomaly map beside it, one index line per frame.
 
 A crash or a full disk leaves only whole records: a frame is written under a temporary name and renamed when
 complete (removed when not), and its index line is appended after it in one write; a line torn part-way is cut back
-off, and a line that still ends torn (a crash) is followed by a fresh line, never glued to. :func:`read_index` skips
+off, and a line that still ends torn (a crash) is followed by a fresh line, never glued to. ``read_lines`` skips
 such a torn line. Failed writes are logged at most once a minute, with how many frames were dropped since, so a
 full disk does not flood the log; writing resumes by itself once the disk has room.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
 import queue
 import random
 import re
@@ -31,13 +27,15 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
+import numpy as np
 
+from inspector.artifacts.audit_folder import INDEX_FILE, PARTIAL_SUFFIX, append_line, write_file
+from inspector.imaging.preprocess import EXTENSIONS as FILE_EXTENSIONS
 from inspector.imaging.preprocess import decode
+from inspector.inference.postprocess import anomaly_pixels, mask_pixels
 
 log = logging.getLogger(__name__)
-INDEX_FILE = "index.jsonl"
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp"}
-PARTIAL_SUFFIX = ".part"  # a frame being written; removed on failure, and on start after a crash
 WARN_INTERVAL_S = 60.0  # at most one warning about failed writes this often
 
 
@@ -61,85 +59,32 @@ class AuditRecord:
     class_scores: dict[str, float]
     regions: list[dict]
     model_version: str
+    anomaly_score: float | None = None  # models with an anomaly head
+    by_anomaly: bool = False
+    capture_time: str = ""  # the camera's, when the request carried one (ISO 8601, UTC)
     received_at: str = ""
     image: str = ""  # path relative to the audit directory
+    mask: str = ""  # the model's mask beside the frame, when it marked any pixel
+    anomaly_map: str = ""  # the anomaly map beside the frame, anomaly models
+
+
+@dataclass
+class Maps:
+    """What the model saw in a kept frame, at the frame's size; encoded by the writer thread, not the caller."""
+
+    mask: np.ndarray | None = None  # defect probabilities
+    mask_threshold: float = 0.5
+    anomaly: np.ndarray | None = None  # anomaly map (1.0 = the reference)
 
 
 def _key(record: AuditRecord, now: datetime) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{record.camera_id or 'cam'}_{record.frame_id or 'frame'}")[:80]
+    """``<time>_<camera>_<frame id>``, safe as a file name, without an image extension the frame id carries (the
+    file gets its own: ``a.png`` is kept as ``..._a.png``, not ``..._a.png.png``)."""
+    frame = record.frame_id or "frame"
+    stem, dot, ext = frame.rpartition(".")
+    frame = stem if dot and stem and f".{ext.lower()}" in FILE_EXTENSIONS else frame
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{record.camera_id or 'cam'}_{frame}")[:80]
     return f"{now.strftime('%H%M%S%f')}_{safe}"
-
-
-def _named(err: OSError, path: Path) -> OSError:
-    """``err`` naming ``path`` (``os.write`` errors name no file), so the warning says where the disk failed."""
-    if err.filename is None:
-        err.filename = str(path)
-    return err
-
-
-def write_frame(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` under a temporary name, renamed when complete: a reader never sees a partial
-    frame, and a failed write (a full disk) leaves nothing behind."""
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise _named(err, partial) from None
-
-
-def append_line(path: Path, line: bytes) -> None:
-    """Appends one ``\\n``-terminated ``line`` to ``path`` so that the file holds only whole lines afterwards.
-
-    The line goes out in as few writes as the OS allows (one, unless the disk fills up part-way); when a write fails
-    part-way the file is cut back to where the line began. Should that fail too, or a crash have left a torn last
-    line, the next line starts on a line of its own: a record is never glued to a torn one.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: the last byte
-    try:
-        start = os.lseek(fd, 0, os.SEEK_END)
-        if start and os.pread(fd, 1, start - 1) != b"\n":
-            line = b"\n" + line  # a torn tail (a crash, or a cut back that failed): start afresh
-        view = memoryview(line)
-        try:
-            while view:
-                written = os.write(fd, view)
-                if written == 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
-        except OSError as err:
-            try:
-                os.ftruncate(fd, start)
-            except OSError:
-                pass  # the next line starts on a fresh line instead
-            raise _named(err, path) from None
-    finally:
-        os.close(fd)
-
-
-def read_index(path: Path) -> tuple[list[dict], int]:
-    """The JSON object lines of an index (or reviews) file, and how many lines were skipped as unreadable.
-
-    A line that is not a JSON object was torn by a crash or a full disk (or glued to such a line by an older writer):
-    it is skipped, not fatal, so one bad line does not make a whole audit folder unusable.
-    """
-    if not path.is_file():
-        return [], 0
-    records, skipped = [], 0
-    for line in path.read_bytes().split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:  # UnicodeDecodeError too
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            skipped += 1
-    return records, skipped
 
 
 class _FailureLog:
@@ -197,8 +142,8 @@ class AuditSink:
         self._thread.start()
 
     def offer(self, record: AuditRecord, data: bytes, encoding: str, width: int = 0, height: int = 0,
-              stride: int = 0) -> None:
-        """Queues a frame if its verdict (or the accept sample) asks for it; never blocks."""
+              stride: int = 0, maps: Maps | None = None) -> None:
+        """Queues a frame (and what the model saw in it) if its verdict or the accept sample asks; never blocks."""
         if record.verdict == "ACCEPT" and self._random.random() >= self.cfg.sample_accept:
             self.on_result("sampled_out")
             return
@@ -206,7 +151,7 @@ class AuditSink:
             self.on_result("dropped_rate")
             return
         try:
-            self._queue.put_nowait((record, data, encoding, width, height, stride))
+            self._queue.put_nowait((record, data, encoding, width, height, stride, maps or Maps()))
         except queue.Full:
             self.on_result("dropped_queue")
 
@@ -246,22 +191,42 @@ class AuditSink:
                     self._failures.succeeded()
             self.on_result(result)
 
-    def _write(self, record: AuditRecord, data: bytes, encoding: str, width: int, height: int, stride: int) -> str:
+    def _write(self, record: AuditRecord, data: bytes, encoding: str, width: int, height: int, stride: int,
+               maps: Maps) -> str:
         if encoding not in EXTENSIONS:  # raw pixels: keep them as a lossless PNG
             data = cv2.imencode(".png", decode(data, encoding, width, height, stride))[1].tobytes()
             encoding = "PNG"
         now = datetime.now(timezone.utc)
+        key = Path("frames") / now.strftime("%Y-%m-%d") / _key(record, now)
+        files = {f"{key}.{EXTENSIONS[encoding]}": data, **_map_files(key, maps)}
         line_budget = 2048
-        if self.used + len(data) + line_budget > self.cfg.quota_bytes:
+        if self.used + sum(map(len, files.values())) + line_budget > self.cfg.quota_bytes:
             return "dropped_quota"
-        rel = Path("frames") / now.strftime("%Y-%m-%d") / f"{_key(record, now)}.{EXTENSIONS[encoding]}"
-        write_frame(self.root / rel, data)
-        record.received_at, record.image = now.isoformat(timespec="milliseconds"), str(rel)
-        line = (json.dumps(asdict(record)) + "\n").encode()
+        written = []
         try:
+            for rel, content in files.items():
+                write_file(self.root / rel, content)
+                written.append(rel)
+            record.received_at, record.image = now.isoformat(timespec="milliseconds"), written[0]
+            record.mask = next((r for r in written if r.endswith(".mask.png")), "")
+            record.anomaly_map = next((r for r in written if r.endswith(".anomaly.png")), "")
+            line = (json.dumps(asdict(record)) + "\n").encode()
             append_line(self.root / INDEX_FILE, line)
         except OSError:
-            (self.root / rel).unlink(missing_ok=True)  # an unindexed frame would only take space
+            for rel in written:  # unindexed files would only take space
+                (self.root / rel).unlink(missing_ok=True)
             raise
-        self.used += len(data) + len(line)
+        self.used += sum(map(len, files.values())) + len(line)
         return "written"
+
+
+def _map_files(key: Path, maps: Maps) -> dict[str, bytes]:
+    """The PNGs of the model's mask (when it marked a pixel) and anomaly map, by their paths beside the frame."""
+    files = {}
+    if maps.mask is not None:
+        mask = mask_pixels(maps.mask, maps.mask_threshold)
+        if mask.any():
+            files[f"{key}.mask.png"] = cv2.imencode(".png", mask)[1].tobytes()
+    if maps.anomaly is not None:
+        files[f"{key}.anomaly.png"] = cv2.imencode(".png", anomaly_pixels(maps.anomaly))[1].tobytes()
+    return files

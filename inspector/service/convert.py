@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 import grpc
 from typing import Sequence
@@ -103,9 +104,17 @@ def response(request: pb.InspectRequest, result: Inspection) -> pb.InspectRespon
     )
 
 
-def audit_record(camera_id: str, frame_id: str, p: Prediction) -> AuditRecord:
-    return AuditRecord(camera_id, frame_id, p.verdict, p.label, p.defect_class, p.defect_score,
-                       p.class_scores, [dataclasses.asdict(r) for r in p.regions], p.model_version)
+def audit_record(camera_id: str, frame_id: str, p: Prediction, capture_time: str = "") -> AuditRecord:
+    return AuditRecord(camera_id, frame_id, p.verdict, p.label, p.defect_class, p.defect_score, p.class_scores,
+                       [dataclasses.asdict(r) for r in p.regions], p.model_version, p.anomaly_score, p.by_anomaly,
+                       capture_time)
+
+
+def capture_time(request: pb.InspectRequest) -> str:
+    """The request's capture time as ISO 8601 (UTC), or "" when it has none."""
+    if not request.HasField("capture_time"):
+        return ""
+    return request.capture_time.ToDatetime(tzinfo=datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def status(err: Rejected) -> grpc.StatusCode:

@@ -28,7 +28,7 @@ from inspector.errors import UsageError
 from inspector.inference.drift import frame_values
 from inspector.imaging.headers import MAGIC, probe_size
 from inspector.service.metrics import PIPELINE_STAGES as STAGES
-from inspector.inference.postprocess import anomaly_probability
+from inspector.inference.postprocess import anomaly_pixels, mask_pixels
 from inspector.inference.predictor import Outputs, Prediction, Predictor
 from inspector.inference.predictor import Prepared as Parts
 from inspector.imaging.preprocess import RAW_CHANNELS, FrameError, decode
@@ -77,16 +77,6 @@ def encode_png(image: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return png.tobytes()
-
-
-def mask_pixels(mask: np.ndarray, threshold: float) -> np.ndarray:
-    """Defect probabilities -> uint8 mask, 255 where the probability reaches ``threshold``."""
-    return np.where(mask >= threshold, 255, 0).astype(np.uint8)
-
-
-def anomaly_pixels(anomaly_map: np.ndarray) -> np.ndarray:
-    """Anomaly map (>= 0, 1.0 = the reference) -> uint8 ``round(255 * a / (1 + a))``: 128 = the reference."""
-    return np.rint(255.0 * anomaly_probability(np.maximum(anomaly_map, 0.0))).astype(np.uint8)
 
 
 def encode_mask(mask: np.ndarray, threshold: float) -> bytes:

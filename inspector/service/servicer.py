@@ -17,7 +17,7 @@ import grpc
 
 from inspector.service.metrics import Metrics
 from inspector.service import convert
-from inspector.service.audit import AuditSink
+from inspector.service.audit import AuditSink, Maps
 from inspector.service.health import Capacity
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.pipeline import FrameIn, Inspection, Pipeline
@@ -73,7 +73,8 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         self.draining = False  # set on shutdown: frames read from now on are refused with UNAVAILABLE
         self._streams: set[_Stream] = set()
 
-    async def inspect(self, frame: FrameIn, camera_id: str, frame_id: str, deadline: float | None) -> Inspection:
+    async def inspect(self, frame: FrameIn, camera_id: str, frame_id: str, deadline: float | None,
+                      capture_time: str = "") -> Inspection:
         """Inspects one frame, counts it and offers it to the audit sink: the one path of every inference API
         (``inspector.v1`` and the Open Inference Protocol). Raises Rejected."""
         try:
@@ -88,8 +89,9 @@ class InspectorServicer(pb_grpc.InspectorServicer):
                                    sum(r.area_fraction for r in p.regions), result.timings, p.anomaly_score,
                                    p.by_anomaly)
         if self.audit is not None:
-            self.audit.offer(convert.audit_record(camera_id, frame_id, p), frame.data, frame.encoding, frame.width,
-                             frame.height, frame.stride)
+            maps = Maps(p.mask, result.thresholds.mask, p.anomaly_map)
+            self.audit.offer(convert.audit_record(camera_id, frame_id, p, capture_time), frame.data, frame.encoding,
+                             frame.width, frame.height, frame.stride, maps)
         return result
 
     async def _inspect(self, request: pb.InspectRequest, deadline: float | None) -> pb.InspectResponse:
@@ -99,7 +101,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         except Rejected as err:
             self.count_refusal(err)
             raise
-        result = await self.inspect(frame, request.camera_id, request.frame_id, deadline)
+        result = await self.inspect(frame, request.camera_id, request.frame_id, deadline, convert.capture_time(request))
         return convert.response(request, result)
 
     def count_refusal(self, err: Rejected) -> None:

@@ -104,3 +104,21 @@ def test_service_audits_and_export_feeds_retraining(tiny_bundle, tmp_path, capsy
     assert len(list((tmp_path / "data" / "images" / "crack").iterdir())) == 1
     assert main(["audit", "export", "--audit", str(audit), "--out", str(tmp_path / "all"), "--use-model-labels"]) == 0
     assert sum(json.loads(capsys.readouterr().out)["images"].values()) == 3
+
+
+def test_the_models_mask_and_anomaly_map_are_kept_beside_the_frame(tmp_path):
+    from inspector.service.audit import Maps
+
+    sink = AuditSink(AuditConfig(str(tmp_path)))
+    probs = np.zeros((40, 40), np.float32)
+    probs[5:10, 20:30] = 0.9
+    anomaly = np.full((40, 40), 1.0, np.float32)
+    sink.offer(record("REJECT", "part.png"), png(), "PNG", maps=Maps(probs, 0.5, anomaly))
+    sink.offer(record("REVIEW", "clean"), png(), "PNG", maps=Maps(np.zeros((40, 40), np.float32), 0.5, None))
+    sink.close()
+    kept, clean = wait_lines(tmp_path / "index.jsonl", 2)
+    assert kept["image"].endswith("_cam-1_part.png") and kept["mask"] == kept["image"][:-4] + ".mask.png"
+    mask = cv2.imread(str(tmp_path / kept["mask"]), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (40, 40) and set(np.unique(mask)) == {0, 255} and (mask == 255).sum() == 50
+    assert np.all(cv2.imread(str(tmp_path / kept["anomaly_map"]), cv2.IMREAD_GRAYSCALE) == 128)
+    assert clean["mask"] == "" and clean["anomaly_map"] == ""  # nothing marked: no file

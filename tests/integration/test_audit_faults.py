@@ -16,8 +16,8 @@ import pytest
 from inspector.cli.audit import export_reviewed
 from inspector.cli import main
 from inspector.service import audit as audit_module
-from inspector.service.audit import (INDEX_FILE, PARTIAL_SUFFIX, AuditConfig, AuditRecord, AuditSink, append_line,
-                                     read_index, write_frame)
+from inspector.artifacts.audit_folder import INDEX_FILE, PARTIAL_SUFFIX, append_line, read_lines, write_file
+from inspector.service.audit import AuditConfig, AuditRecord, AuditSink
 
 FS_BYTES = 1536 * 1024  # the small filesystem the audit folder is on
 BALLAST_BYTES = 512 * 1024  # taken at first, freed to make room again
@@ -117,7 +117,7 @@ def test_a_full_disk_leaves_whole_records_and_writing_resumes(small_fs, caplog, 
         answers = offer_until_full(sink, results, "big", 96)  # ~27 kB frames: the frame writes fail
         assert answers[0] == "written"
         (small_fs / "spare").unlink()
-        answers += offer_until_full(sink, results, "small", 8, n_regions=64)  # ~8 kB lines: the index writes fail
+        answers += offer_until_full(sink, results, "small", 8, n_regions=90)  # ~12 kB lines: the index writes fail
         assert index_failures and all(after == before for before, after in index_failures), index_failures
         lines = assert_whole(audit)
         assert len(lines) == answers.count("written") and "error" in answers
@@ -154,7 +154,7 @@ def test_an_index_line_that_fails_part_way_is_cut_back(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "write", real_write)
     assert index.read_bytes() == b'{"image": "a"}\n'
     append_line(index, b'{"image": "c"}\n')
-    assert read_index(index) == ([{"image": "a"}, {"image": "c"}], 0)
+    assert read_lines(index) == ([{"image": "a"}, {"image": "c"}], 0)
 
 
 def test_a_record_is_never_glued_to_a_torn_line(tmp_path):
@@ -162,14 +162,14 @@ def test_a_record_is_never_glued_to_a_torn_line(tmp_path):
     index.write_bytes(b'{"image": "a"}\n{"image": "b", "lab')  # a crash in the middle of a line
     append_line(index, b'{"image": "c"}\n')
     assert index.read_bytes().splitlines()[-1] == b'{"image": "c"}'
-    assert read_index(index) == ([{"image": "a"}, {"image": "c"}], 1)
+    assert read_lines(index) == ([{"image": "a"}, {"image": "c"}], 1)
 
 
 def test_the_reader_skips_torn_lines(tmp_path):
     index = tmp_path / INDEX_FILE
-    assert read_index(index) == ([], 0)
+    assert read_lines(index) == ([], 0)
     index.write_bytes(b'{"image": "a"}\n\n{"image": "b", "lab{"image": "c"}\n"not an object"\n\xff\xfe\n{"image": "d')
-    assert read_index(index) == ([{"image": "a"}], 4)
+    assert read_lines(index) == ([{"image": "a"}], 4)
 
 
 def test_export_skips_torn_lines_and_says_how_many(tmp_path, caplog):
@@ -195,7 +195,7 @@ def test_a_failed_frame_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(target), "write_bytes", full)
     with pytest.raises(OSError, match="No space left"):
-        write_frame(target, b"0123456789")
+        write_file(target, b"0123456789")
     assert list((tmp_path / "frames").iterdir()) == []
 
 

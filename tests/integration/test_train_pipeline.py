@@ -17,7 +17,7 @@ from inspector.evaluation.report import collect
 from inspector.inference.predictor import Predictor
 from inspector.imaging.preprocess import read_image
 
-REPORT_KEYS = {"n_images", "classes", "image", "pixel", "pixel_ungated", "anomaly", "ci95"}  # anomaly: the tiny bundle has the head
+REPORT_KEYS = {"n_images", "classes", "image", "pixel", "pixel_ungated", "operating_point", "anomaly", "ci95"}  # anomaly: the tiny bundle has the head
 IMAGE_KEYS = {"accuracy", "macro_f1", "auroc_defect", "ap_defect", "per_class", "confusion"}
 PIXEL_KEYS = {"n_images", "iou_defect", "dice_defect", "iou_per_image", "miou", "miou_defects", "iou_per_class"}
 PIXEL_FIGURES = PIXEL_KEYS - {"n_images", "iou_per_class"}

@@ -91,3 +91,38 @@ def test_mask_weight_is_chosen_by_how_well_it_separates(good):
     assert weight == 0.25  # the smallest blend that separates as well as any
     weight, _ = choose_mask_weight(_probs(peaks, good), good, peaks, is_defect)  # every blend separates
     assert weight == 0.0  # the smallest weight wins
+
+
+def test_a_target_finer_than_the_images_can_show_is_warned_once(caplog):
+    scores = np.concatenate([np.linspace(0.0, 0.3, 40), np.linspace(0.5, 1.0, 24)])
+    is_defect = np.arange(len(scores)) >= 40  # 40 good, 24 defect images
+    with caplog.at_level("WARNING", logger="inspector.evaluation.calibrate"):
+        choose_thresholds(scores, is_defect, escape_rate=0.01)
+    [record] = caplog.records
+    message = record.getMessage()
+    # one escape among 24 is already 4.17 %; none among 24 allows up to 11.7 %; 1 % needs 299 (about 3 / 0.01)
+    assert "only 24 defect images" in message and "4.17 %" in message and "11.7 %" in message
+    assert "at least 299 defect images" in message and "--target-escape-rate" in message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inspector.evaluation.calibrate"):
+        choose_thresholds(scores, is_defect, false_reject_rate=0.01)
+    [record] = caplog.records
+    assert "only 40 good images" in record.getMessage() and "--target-false-reject-rate" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inspector.evaluation.calibrate"):
+        choose_thresholds(scores, is_defect, escape_rate=0.2)  # 24 images can show 20 % (14 needed)
+        choose_thresholds(scores, is_defect)  # F1-optimal: no target
+    assert caplog.records == []
+
+
+def test_the_count_a_rate_target_needs():
+    from inspector.evaluation.conformal import clopper_pearson_upper, min_parts, target_shortfall
+
+    for rate in (0.2, 0.05, 0.01, 0.001):
+        n = min_parts(rate)
+        assert clopper_pearson_upper(0, n) <= rate < clopper_pearson_upper(0, n - 1)
+        assert n <= 3.0 / rate and (rate > 0.1 or 2.9 / rate < n)  # the rule of three, for small rates
+    assert target_shortfall(299, 0.01, "defect images", "escape rate", "--x") is None
+    assert "no number of defect images can show it" in target_shortfall(24, 0.0, "defect images", "escape rate", "--x")
+    with pytest.raises(ValueError):
+        min_parts(0.0)

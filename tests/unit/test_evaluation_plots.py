@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from inspector.imaging.overlay import overlay_mask
+from inspector.imaging.overlay import BOX_COLOR, PRED_COLOR, VERDICT_COLORS, annotate, overlay_mask
+from inspector.inference.postprocess import Region
 from inspector.evaluation.plots import (
     plot_confusion,
     plot_overlay_grid,
@@ -45,6 +46,36 @@ def test_plot_roc_pr(tmp_path: Path) -> None:
 def test_plot_roc_pr_one_class(tmp_path: Path) -> None:
     plot_roc_pr(np.zeros(5, dtype=int), np.linspace(0, 1, 5), tmp_path / "one.png")
     _read_png(tmp_path / "one.png")
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_roc_pr_marks_the_operating_points(tmp_path: Path) -> None:
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    score = np.array([0.1, 0.2, 0.35, 0.6, 0.3, 0.55, 0.7, 0.9])
+    fig = plot_roc_pr(y, score, tmp_path / "roc_pr.png", {"reject": 0.5, "review": 0.25})
+    _read_png(tmp_path / "roc_pr.png")
+    roc, pr = fig.axes
+    # reject 0.5 flags 3 of 4 defects and 1 of 4 good parts; review 0.25 flags all 4 defects and 2 good parts
+    assert "reject 0.50: FPR 0.250, TPR 0.750" in _legend(roc)
+    assert "review 0.25: FPR 0.500, TPR 1.000" in _legend(roc)
+    assert "reject 0.50: recall 0.750, precision 0.750" in _legend(pr)
+    marker = [line for line in roc.get_lines() if line.get_label().startswith("reject")][0]
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (0.25, 0.75)
+    assert [t.get_text() for t in roc.texts] == ["reject", "review"]  # labelled on the curve, too
+
+
+def test_plot_roc_pr_operating_points_left_out_where_undefined(tmp_path: Path) -> None:
+    fig = plot_roc_pr(np.zeros(4, dtype=int), np.linspace(0, 1, 4), tmp_path / "good.png",
+                      {"reject": 0.5, "review": 0.5})
+    roc, pr = fig.axes
+    assert not [t for t in _legend(roc) + _legend(pr) if t.startswith(("reject", "review"))]  # no defect: no TPR
+    fig = plot_roc_pr(np.array([0, 1]), np.array([0.2, 0.8]), tmp_path / "no_band.png",
+                      {"reject": 0.5, "review": 0.5})
+    assert [t for t in _legend(fig.axes[0]) if t.startswith(("reject", "review"))] == [
+        "reject 0.50: FPR 0.000, TPR 1.000"]  # no review band: one marker
 
 
 def test_plot_training_curves(tmp_path: Path) -> None:
@@ -119,6 +150,68 @@ def test_plot_overlay_grid_mixed_sizes(tmp_path: Path) -> None:
     _read_png(tmp_path / "grid.png")
 
 
+def test_plot_overlay_grid_has_a_legend_and_draws_verdicts_and_boxes(tmp_path: Path) -> None:
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[30:50, 10:40] = True
+    items = [{"image": _image(64, 64), "mask": mask, "truth": mask.astype(np.uint8), "title": "crack -> crack 0.90",
+              "verdict": "REJECT", "label": "crack", "score": 0.9,
+              "regions": [Region("crack", 10, 30, 30, 20, 600, 0.15, 0.95)]}]
+    fig = plot_overlay_grid(items, tmp_path / "grid.png")
+    _read_png(tmp_path / "grid.png")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "truth (outline)", "prediction (tint, outline)", "predicted region (class, score)"]
+    tile = fig.axes[0].get_images()[0].get_array()  # RGB, the 64 px frame drawn at 5x
+    assert tile.shape[:2] == (320, 320)
+    assert tuple(tile[0, -1]) == VERDICT_COLORS["REJECT"][::-1]  # the banner
+    assert tuple(tile[40 * 5, 10 * 5]) == BOX_COLOR[::-1]  # the region's left edge
+
+
 def test_plot_overlay_grid_empty(tmp_path: Path) -> None:
     plot_overlay_grid([], tmp_path / "none.png")
     _read_png(tmp_path / "none.png", min_side=50)
+
+
+@pytest.mark.parametrize("verdict", ["ACCEPT", "REVIEW", "REJECT"])
+def test_annotate_banner_has_the_verdicts_colour(verdict: str) -> None:
+    image = np.full((200, 300, 3), 128, np.uint8)
+    out = annotate(image, None, verdict, "crack", 0.87)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert tuple(out[0, -1]) == VERDICT_COLORS[verdict]  # right end of the top strip: colour, no text
+    text_row = out[: 40, : 150]
+    assert (text_row != VERDICT_COLORS[verdict]).all(axis=-1).any()  # the text is written on it
+    np.testing.assert_array_equal(out[100:], image[100:])  # the rest of the frame untouched
+    assert not np.array_equal(annotate(image, None)[0, -1], VERDICT_COLORS["ACCEPT"])  # no verdict: no banner
+
+
+def test_annotate_draws_the_box_outline_and_tint() -> None:
+    image = np.full((200, 300), 128, np.uint8)  # grey frames are drawn in colour
+    mask = np.zeros((200, 300), bool)
+    mask[100:140, 150:210] = True
+    region = Region("scratch", 150, 100, 60, 40, 2400, 0.04, 0.93)
+    out = annotate(image, mask, "REJECT", "scratch", 0.9, [region])
+    assert out.shape == (200, 300, 3)
+    for y, x in [(120, 150), (120, 209), (100, 180), (139, 180)]:  # left, right, top, bottom edge of the box
+        assert tuple(out[y, x]) == BOX_COLOR, (y, x)
+    inside = out[120, 180].astype(int)  # light tint towards red: the surface stays visible
+    assert inside[2] > 128 and inside[0] < 128 and tuple(inside) != PRED_COLOR
+    assert tuple(out[180, 20]) == (128, 128, 128)  # far from everything: unchanged
+
+
+def test_annotate_outlines_a_mask_without_regions_and_moves_the_banner_off_a_defect_at_the_top() -> None:
+    image = np.full((200, 300, 3), 128, np.uint8)
+    mask = np.zeros((200, 300), bool)
+    mask[0:30, 100:200] = True
+    out = annotate(image, mask, "REVIEW", "good", 0.42)
+    assert tuple(out[-1, -1]) == VERDICT_COLORS["REVIEW"] and tuple(out[0, -1]) == (128, 128, 128)
+    assert tuple(out[29, 150]) == PRED_COLOR  # the mask's lower edge, outlined
+
+
+def test_annotate_takes_the_services_region_messages_and_zooms() -> None:
+    from inspector.v1 import inspector_pb2 as pb
+
+    region = pb.Region(defect_class="spot", x=10, y=20, width=8, height=6, max_score=0.8)
+    out = annotate(np.full((48, 64, 3), 128, np.uint8), None, "ACCEPT", "good", 0.1, [region], zoom=4)
+    assert out.shape == (192, 256, 3)
+    assert tuple(out[22 * 4, 10 * 4]) == BOX_COLOR  # the box's left edge, at 4x
+    with pytest.raises(ValueError, match="zoom"):
+        annotate(np.zeros((4, 4, 3), np.uint8), None, zoom=0)

@@ -102,9 +102,20 @@ def test_report_figures_match_the_hand_computation(data, tmp_path, monkeypatch):
     ungated = report["pixel_ungated"]
     assert ungated["iou_defect"] == pytest.approx(tp / (tp + fp + 16 + fn))
     assert ungated["iou_per_image"] == pytest.approx(0.75 / 4)
+    # verdicts: 10 ACCEPT (good), 20 REJECT (good), 30 REJECT (crack), 40 REVIEW (crack)
+    op = report["operating_point"]
+    assert {k: v for k, v in op.items() if not k.endswith("_upper")} == {
+        "parts": 4, "defective": 2, "escaped": 0, "escape_rate": 0.0, "good": 2, "falsely_rejected": 1,
+        "false_reject_rate": 0.5, "reviewed": 1, "review_rate": 0.25, "per_class": op["per_class"]}
+    assert op["per_class"]["crack"] | {"escape_rate_upper": None} == {
+        "parts": 2, "escaped": 0, "escape_rate": 0.0, "escape_rate_upper": None, "reviewed": 1, "review_rate": 0.5}
+    assert op["per_class"]["good"]["false_reject_rate"] == 0.5 and op["per_class"]["good"]["review_rate"] == 0.0
+    assert op["escape_rate_upper"] == pytest.approx(1 - 0.05 ** 0.5)  # no escape among 2: up to 78 %
     assert set(report["ci95"]) == {f"image.{k}" for k in ("accuracy", "macro_f1", "auroc_defect", "ap_defect")} | {
         f"{section}.{k}" for section in ("pixel", "pixel_ungated")
-        for k in ("iou_defect", "dice_defect", "iou_per_image", "miou", "miou_defects")}
+        for k in ("iou_defect", "dice_defect", "iou_per_image", "miou", "miou_defects")} | {
+        f"operating_point.{k}" for k in ("escape_rate", "false_reject_rate", "review_rate")}
+    assert report["ci95"]["operating_point.escape_rate"] == [0.0, 0.0]  # no escape in any resample
     for key, (lo, hi) in report["ci95"].items():
         section, name = key.split(".")
         assert lo <= report[section][name] <= hi, key
@@ -113,6 +124,15 @@ def test_report_figures_match_the_hand_computation(data, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "report" / "report_meta.json").read_text())["split"] == "all"
     for png in ("confusion_matrix.png", "roc_pr.png", "overlays.png"):
         assert cv2.imread(str(tmp_path / "report" / png)) is not None
+
+
+def test_evaluate_prints_the_operating_point(data, tmp_path, monkeypatch, capsys):
+    from inspector.cli import main
+
+    monkeypatch.setattr(report_module.Predictor, "from_bundle", classmethod(lambda cls, *a, **k: StubPredictor(tmp_path)))
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(data), "--report", str(tmp_path / "r")]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["escape_rate"], summary["false_reject_rate"], summary["review_rate"]) == (0.0, 0.5, 0.25)
 
 
 def test_unknown_class_in_the_data_is_refused(data, tmp_path, monkeypatch):

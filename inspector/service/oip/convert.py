@@ -19,7 +19,8 @@ from inspector.imaging.headers import MAGIC
 from inspector.inference.predictor import Prediction, Predictor
 from inspector.oip import inference_pb2 as oip
 from inspector.service.oip.tensors import Value, bad_tensor, read_input, write_output
-from inspector.service.pipeline import FrameIn, Inspection, anomaly_pixels, mask_pixels
+from inspector.inference.postprocess import anomaly_pixels, mask_pixels
+from inspector.service.pipeline import FrameIn, Inspection
 from inspector.service.refusal import Kind, Rejected
 
 PLATFORM = "inspector"
