@@ -28,17 +28,21 @@ demo-model: install
 run: demo-model
 	$(BIN)/inspector serve --store $(STORE) --name default --host 127.0.0.1
 
-# promtool and prometheus, for the deploy and end-to-end Prometheus tests: Debian's prometheus package carries both.
-# Installed when one is missing and apt-get can run as root; otherwise those tests fail and say what to install.
-# (Where systemd runs, the package also starts a Prometheus service; CI machines and containers have none.)
+# Debian packages the tests drive: promtool and prometheus (deploy checks, the end-to-end scrape), chromium (the
+# review station in a real headless browser; Playwright drives it, no browser is downloaded). Installed when missing
+# and apt-get can run as root; otherwise those tests fail and say what to install. (Where systemd runs, the prometheus
+# package also starts a Prometheus service; CI machines and containers have none.)
+TOOL_PACKAGES := prometheus chromium
 tools:
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then :; \
+	@missing=""; command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian's prometheus package (promtool, prometheus) for the tests"; \
+	  echo "installing Debian's packages for the tests: $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	else echo "promtool or prometheus is missing and apt-get cannot run here as root; the deploy and Prometheus" \
-	  "tests will fail until it is installed (Debian/Ubuntu: sudo apt-get install prometheus)"; fi
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "$$missing missing and apt-get cannot run here as root; the tests that need them fail until they" \
+	  "are installed (Debian/Ubuntu: sudo apt-get install $(TOOL_PACKAGES))"; fi
 
 # buf, for the lint and breaking-change check of protos/ (buf.yaml; tests/unit/test_proto_lint.py): pinned, from npm
 # into build/buf. npm fetches the binary for this platform as an optional dependency; once installed, buf needs no
