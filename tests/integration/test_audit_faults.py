@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.cli.audit import export_reviewed
+from inspector.artifacts.audit_export import export_reviewed
 from inspector.cli import main
 from inspector.service import audit as audit_module
 from inspector.artifacts.audit_folder import INDEX_FILE, PARTIAL_SUFFIX, append_line, read_lines, write_file
@@ -178,7 +178,8 @@ def test_export_skips_torn_lines_and_says_how_many(tmp_path, caplog):
     (audit / "frames" / "a.png").write_bytes(noise_png(0, 8))
     (audit / INDEX_FILE).write_bytes(b'{"image": "frames/a.png", "label": "crack"}\n{"image": "frames/b.p')
     with caplog.at_level(logging.WARNING):
-        assert export_reviewed(audit, tmp_path / "out", use_model_labels=True) == {"crack": 1}
+        summary = export_reviewed(audit, tmp_path / "out", use_model_labels=True)
+    assert summary.images == {"crack": 1} and summary.skipped["unreadable_index_lines"].count == 1
     assert any("skipped 1 unreadable line" in r.getMessage() and INDEX_FILE in r.getMessage() for r in caplog.records)
     (audit / INDEX_FILE).write_bytes(b'{"image": "frames/b.p')
     with pytest.raises(FileNotFoundError, match="holds no readable record"):

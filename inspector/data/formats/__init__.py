@@ -12,8 +12,6 @@ mistyped ``--out`` cannot delete someone's data. ``out`` and ``src`` must not co
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from inspector.data.formats.records import Entry, Skip
 from inspector.data.formats.writer import LayoutWriter
 from inspector.data.layouts import load_dataset
 from inspector.data.split import compile_group_by, group_of
+from inspector.data.staging import check_out, staged
 from inspector.errors import DataError, MissingPathError, UsageError
 
 Reader = Callable[[Path], Iterator["Entry | Skip"]]
@@ -49,31 +48,6 @@ class ImportSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_out(src: Path, out: Path, force: bool) -> None:
-    if out.is_relative_to(src) or src.is_relative_to(out):
-        raise UsageError(f"--out {out} and the source {src} must not contain each other")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UsageError(f"--out {out} is not empty; choose a new folder (or --force to replace an earlier import)")
-        if not (out / SUMMARY_FILE).is_file():
-            raise UsageError(f"--out {out} is not an earlier import (no {SUMMARY_FILE}); --force replaces only those")
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """Renames the finished ``staging`` to ``out``; an earlier ``out`` is moved aside first and removed after."""
-    old = None
-    if out.is_dir() and any(out.iterdir()):
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        out.rename(old)
-    elif out.is_dir():
-        out.rmdir()
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def _write_group_by(root: Path, regex: str) -> None:
@@ -102,13 +76,9 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, force: bool = Fal
     src, out = Path(src).absolute(), Path(out).absolute()
     if not src.exists():
         raise MissingPathError(f"source {src} does not exist")
-    _check_out(src, out, force)
+    check_out(out, src, SUMMARY_FILE, force, "import")
     start = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.importing-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with staged(out, "importing") as staging:
         writer = LayoutWriter(staging)
         for item in FORMATS[fmt](src):
             if isinstance(item, Skip):
@@ -124,8 +94,4 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, force: bool = Fal
         (staging / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         if group_by:
             _write_group_by(staging, group_by)
-        _replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
