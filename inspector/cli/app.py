@@ -19,10 +19,10 @@ import logging
 import sys
 from pathlib import Path
 
-from inspector.cli import audit, client, data, evaluate, export, importer, models, predict, serve, train
+from inspector.cli import audit, client, data, evaluate, export, importer, models, predict, review, serve, train
 from inspector.errors import ServiceError, UserError
 
-GROUPS = (data, importer, train, evaluate, export, predict, serve, models, audit, client)  # the order --help lists
+GROUPS = (data, importer, train, evaluate, export, predict, serve, models, audit, review, client)  # --help's order
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ LAYERS = [
     {"imaging", "model", "data"},
     {"artifacts"},
     {"inference"},
-    {"service", "train", "evaluation", "client"},
+    {"service", "train", "evaluation", "client", "review"},
     {"cli", "healthcheck", "__main__"},
 ]
 SAME_LAYER = {  # the imports allowed between packages of one layer
