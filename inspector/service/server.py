@@ -294,6 +294,7 @@ def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None =
         log.info("health also on %s:%d", cfg.host, running.health_port)
     shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "[::]", "::") else cfg.host
     log.info("send it a frame: inspector client --target %s:%d IMAGE_OR_FOLDER", shown, running.port)
-    done.wait()
+    while not done.wait(timeout=0.5):  # a signal that lands on another thread only sets the flag: look again
+        pass
     log.info("shutting down: answering frames in flight, refusing new ones (up to %.0f s)", cfg.grace_seconds)
     running.stop()
