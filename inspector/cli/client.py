@@ -86,12 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Streams frames to a service and prints one JSON line per answer. A call waits for the "
                     "connection up to --connect-timeout (a refused one is tried again: the service may be starting; "
                     "TLS and DNS failures end it at once); keepalive pings find a dead peer under a long stream. "
-                    "A failure is one line on stderr (exit 2), after the lines of the frames already answered; a "
+                    "A failure is one line on stderr (exit 1), after the lines of the frames already answered; a "
                     "broken stream names the frames left unanswered, to send again.")
     p.add_argument("--target", required=True, help="HOST:PORT")
     p.add_argument("paths", nargs="+")
     p.add_argument("--camera-id", dest="camera_id", default="")
-    p.add_argument("--overlays", help="folder to write mask overlays to")
+    p.add_argument("--overlays", help="folder to write annotated overlays to (verdict, regions, mask outline)")
     p.add_argument("--timeout", type=POSITIVE_FLOAT, default=None,
                    help="seconds for the whole stream, connecting included (default: no limit)")
     p.add_argument("--connect-timeout", dest="connect_timeout", type=POSITIVE_FLOAT,
