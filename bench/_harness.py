@@ -177,21 +177,12 @@ def busy_cpu_seconds() -> float:
 
 
 def machine() -> str:
-    """CPU model (lscpu), the vector instructions that matter for inference here, cores, Python."""
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = re.search(r"Model name:\s*(.*)", text)
-    flag_line = re.search(r"Flags:\s*(.*)", text)
-    flags = set(flag_line.group(1).split()) if flag_line else set()
-    if flags & {"amx_bf16", "amx_tile"}:
-        isa = "AMX (bf16)" + (", AVX512-BF16" if "avx512_bf16" in flags else "")
-    elif "avx512_bf16" in flags:
-        isa = "AVX512-BF16, no AMX"
-    elif "avx512f" in flags:
-        isa = "AVX-512 without BF16, no AMX"
-    else:
-        isa = "AVX2 only" if "avx2" in flags else "no AVX2"
-    name = model.group(1).strip() if model else platform.processor()
-    return f"{name} ({isa}), {os.cpu_count()} cores, Python {platform.python_version()}"
+    """CPU model, the vector instructions that matter for inference here (:mod:`inspector.model.cpu`), cores,
+    Python."""
+    from inspector.model.cpu import describe_cpu  # here: torch stays out of the clients while they measure
+
+    cpu = describe_cpu()
+    return f"{cpu.model} ({cpu.isa}), {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def write_results(text: str, section: str) -> None:

@@ -149,6 +149,8 @@ class BundleMeta:
     train_config: Mapping[str, Any] | None = None  # the resolved TrainConfig, as written at training
     train_seconds: float | None = None  # wall time of training
     train_processes: int | None = None  # processes that trained it (torchrun)
+    train_hardware: Mapping[str, Any] | None = None  # device, autocast precision ("bf16"/"fp32"), CPU model, vector
+    #   flags, torch's kernels and threads at training (inspector.model.cpu.training_hardware); None: not recorded
     init_from: str | None = None  # "name/version" training continued from (train --init); None: ImageNet
     derived_from: str | None = None  # the version this one copies the weights of (calibrate); None: trained
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not known here, kept as read and written back
@@ -199,6 +201,7 @@ class BundleMeta:
             "reference": _optional(_object), "anomaly": _optional(lambda v: _record(AnomalyRecord, v)),
             "data": _optional(lambda v: _record(DataRecord, v)), "split": _optional(lambda v: _record(SplitRecord, v)),
             "train_config": _optional(_object), "train_seconds": _optional(float), "train_processes": _optional(int),
+            "train_hardware": _optional(_object),
             "init_from": _optional(_text), "derived_from": _optional(_text),
         }
         fields: dict[str, Any] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import tempfile
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from torch.utils.data import DataLoader
 from inspector.artifacts.bundle import load_bundle, write_bundle
 from inspector.artifacts.meta import AnomalyRecord, BundleMeta, DataRecord, SplitRecord
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds, TrainConfig
-from inspector.data.dataset import DefectDataset, balanced_sampler, worker_init
+from inspector.data.dataset import DefectDataset, worker_init
 from inspector.data.geometry import resolve_geometry
 from inspector.data.layouts import Sample, data_hash, load_dataset
 from inspector.data.split import mvtec_split, split_record, stratified_split
@@ -30,13 +29,16 @@ from inspector.evaluation.metrics import auroc
 from inspector.evaluation.plots import plot_training_curves
 from inspector.evaluation.runner import drift_reference
 from inspector.model import DefectNet, get_backbone
+from inspector.model.cpu import hardware_line, training_hardware
 from inspector.inference.postprocess import anomaly_probability
 from inspector.inference.predictor import Predictor
 from inspector.train.anomaly import fit_anomaly
-from inspector.train.distributed import Ranks, cleanup, setup, wrap
+from inspector.train.distributed import Ranks, cleanup, setup, sync_buffers, wrap
 from inspector.train.init import model_from_bundle
 from inspector.train.loop import evaluate, train_one_epoch, validate
+from inspector.train.sampling import ShardedBalancedSampler
 from inspector.train.schedule import linear_warmup, warmup_steps
+from inspector.train.trace import TrainTrace
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,13 @@ def _loaders(
     train: list[Sample], val: list[Sample], classes: tuple[str, ...], cfg: TrainConfig, spec: PreprocessSpec,
     ranks: Ranks,
 ) -> tuple[DataLoader, DataLoader]:
-    """Each rank draws its own share of a balanced epoch; validation runs on rank 0 only."""
+    """Each rank trains on its disjoint share of the epoch's balanced draw (:mod:`inspector.train.sampling`), with
+    augmentation of its own; validation runs on rank 0 only."""
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, worker_init_fn=worker_init,
                   persistent_workers=cfg.workers > 0)
-    share = math.ceil(len(train) / ranks.world)
-    sampler = balanced_sampler(train, cfg.seed + ranks.rank, num_samples=share)
+    sampler = ShardedBalancedSampler(train, cfg.seed, ranks.rank, ranks.world, cfg.batch_size)
     train_loader = DataLoader(DefectDataset(train, classes, spec, train=True, seed=cfg.seed + ranks.rank),
-                              sampler=sampler, drop_last=share > cfg.batch_size, **common)
+                              sampler=sampler, drop_last=len(sampler) > cfg.batch_size, **common)
     val_loader = DataLoader(DefectDataset(val, classes, spec, train=False), shuffle=False, **common)
     return train_loader, val_loader
 
@@ -85,7 +87,7 @@ def _ema(model: DefectNet, steps_per_epoch: int) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, ranks) -> None:
+def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, ranks, trace) -> None:
     """One phase on a fixed schedule (cosine decay; fine-tuning: warm-up, then the EMA of its weights kept).
 
     No epoch is picked by validation and nothing stops early: validation figures are curves to read, so the split
@@ -103,6 +105,7 @@ def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, rank
     shipped = model if ema is None else ema.module
     for epoch in range(1, epochs + 1):
         t0 = time.time()
+        train_loader.sampler.set_epoch(len(history) + 1)  # a new draw each epoch, the same on every rank
         row = train_one_epoch(net, train_loader, optimizer, device, f"{name} {epoch}/{epochs}",
                               cfg.mask_loss_weight, cfg.label_smoothing, show=ranks.main, bf16=cfg.bf16)
         if warmup is not None:  # over within the first epoch
@@ -111,9 +114,14 @@ def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, rank
         if ranks.main:
             row |= evaluate(shipped, val_loader, device, classes, bf16=cfg.bf16)
         scheduler.step()
+        trace.epoch(len(history) + 1, name, train_loader.sampler.last)
         history.append({"epoch": len(history) + 1, "phase": name, **row})
         log.info("%s %d/%d (%.0f s) %s", name, epoch, epochs, time.time() - t0,
                  " ".join(f"{k}={v:.4f}" for k, v in row.items()))
+    sync_buffers(model, ranks)
+    if ema is not None:
+        sync_buffers(ema.module, ranks)
+    trace.weights(name, model, shipped)
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
 
@@ -152,13 +160,17 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
     model = model.to(device).to(memory_format=torch.channels_last)
     log.info("training %s on %d images (%s), %s, %d process(es)", cfg.backbone, len(dataset.samples), dataset.layout,
              device, ranks.world)
+    hardware = training_hardware(device, cfg.bf16)
+    log.info("training on %s", hardware_line(hardware))
+    trace = TrainTrace.from_env(ranks.rank, ranks.world)
+    trace.split([str(s.image.relative_to(dataset.root)) for s in train])
     history, started, figures = [], time.time(), {}
     if not cfg.good_only:  # the supervised phases
         loaders = _loaders(train, val, classes, cfg, spec, ranks)
         model.freeze_encoder()
-        _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, history, classes, ranks)
+        _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, history, classes, ranks, trace)
         model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
-        _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, history, classes, ranks)
+        _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, history, classes, ranks, trace)
         if ranks.main:
             figures = _final_figures(model, loaders[1], device, classes, cfg)
     if not ranks.main:
@@ -181,6 +193,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         train_config=dataclasses.asdict(cfg),
         train_seconds=round(time.time() - started, 1),
         train_processes=ranks.world,
+        train_hardware=hardware,
         init_from=f"{init.name}/{init.version}" if init is not None else None,
     )
     with tempfile.TemporaryDirectory() as tmp:
