@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
-import re
 import resource
 import socket
 import subprocess
@@ -30,7 +28,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from _harness import write_results  # noqa: E402
+from _harness import machine, write_results  # noqa: E402
 from inspector.data.demo import make_part  # noqa: E402
 from inspector.inference.exporter import export_model  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
@@ -158,11 +156,6 @@ def service(model: str, frames: list[bytes], loads: list[tuple[int, int]], max_b
         proc.terminate()
         proc.wait(timeout=30)
     return out, rss
-
-
-def machine() -> str:
-    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-    return f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def device_name() -> str:
