@@ -19,7 +19,9 @@ from torch import nn
 STAGES = (3, 4)  # encoder feature indices: strides 8 and 16 (index 0 is the input itself)
 GRID_POOL = 2  # patch grid = stride of the first stage x GRID_POOL
 SMOOTH_SIGMA = 0.5  # Gaussian smoothing of the patch-grid map, in grid cells
-QUERY_CHUNK = 4096  # patches per distance matrix in eager mode: 4096 x 8192 bank rows x 4 B = 128 MiB
+CHUNK_BYTES = 8 * 2**20  # one query chunk's fp32 distance block in eager mode on the CPU (see query_chunk)
+GPU_CHUNK_BYTES = 128 * 2**20  # on a GPU, where kernel launches count, not caches: 4096 patches x 8192 bank rows
+MIN_CHUNK = 64  # fewest query rows per chunk: each matmul call re-packs the whole bank, which few rows waste
 
 
 def patch_features(features: list[torch.Tensor], stages: tuple[int, ...] = STAGES) -> torch.Tensor:
@@ -36,6 +38,21 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     k = torch.exp(-(x**2) / (2 * sigma**2))
     k = k / k.sum()
     return (k[:, None] * k[None, :])[None, None]  # (1, 1, k, k)
+
+
+def query_chunk(bank_size: int, device_type: str = "cpu") -> int:
+    """Query rows per eager distance block: as many as keep the ``(rows, bank_size)`` fp32 block within
+    ``CHUNK_BYTES`` on the CPU (``GPU_CHUNK_BYTES`` elsewhere), and at least ``MIN_CHUNK``.
+
+    On the CPU a batch's whole block outgrew the caches: 8 frames of 320 px are 3200 patches, x 8192 bank rows x 4 B
+    = 100 MiB, mapped afresh by the allocator on every call (77 000 page faults) and streamed through memory by each
+    elementwise pass, so a frame cost 1.9x as much at batch 8 as at batch 1 (bench/RESULTS.md). Blocks of 8 MiB
+    (256 rows of an 8192 bank) stay in the cache and in the allocator, and a frame costs no more at batch 8. Blocks
+    the size of the L2 cache (1 MiB) measured up to 30 % slower, as each matmul call re-packs the whole bank;
+    4 to 32 MiB measured the same.
+    """
+    budget = CHUNK_BYTES if device_type == "cpu" else GPU_CHUNK_BYTES
+    return max(MIN_CHUNK, budget // (4 * bank_size))
 
 
 class MemoryBank(nn.Module):
@@ -55,22 +72,39 @@ class MemoryBank(nn.Module):
     def distances(self, feats: torch.Tensor) -> torch.Tensor:
         """``(b, d, h, w)`` features -> ``(b, 1, h, w)`` Euclidean distance to the nearest bank patch.
 
-        Always in fp32, autocast or not: ``|q|^2 - 2 q.b + |b|^2`` subtracts numbers near ``|q|^2`` (hundreds) to
-        get distances near 1, which fp16's 11-bit mantissa (or bf16's 8) loses entirely.
+        Squared distances are ``min_j(|b_j|^2 - 2 q.b_j) + |q|^2``: one fused matmul-add per chunk (``addmm``), the
+        minimum taken on it, and ``|q|^2``, the same for every bank row, added after the minimum. Always in fp32,
+        autocast or not: the expansion subtracts numbers near ``|q|^2`` (hundreds) to get distances near 1, which
+        fp16's 11-bit mantissa (or bf16's 8) loses entirely.
         """
         b, d, h, w = feats.shape
         with torch.autocast(feats.device.type, enabled=False):
-            q = feats.float().permute(0, 2, 3, 1).reshape(-1, d)  # (b*h*w, d)
-            bank_sq = (self.bank * self.bank).sum(1)[None]
+            q = feats.float().permute(0, 2, 3, 1).reshape(-1, d)  # (n, d), n = b*h*w
+            bank_sq = (self.bank * self.bank).sum(1)[None]  # (1, size)
             if torch.jit.is_tracing() or torch.compiler.is_exporting():  # an export: one matmul, any batch size
                 nearest = self._nearest(q, bank_sq)
-            else:  # eager: QUERY_CHUNK rows at a time, so a batch of tiled frames stays within a few hundred MiB
-                nearest = torch.cat([self._nearest(part, bank_sq) for part in q.split(QUERY_CHUNK)])
+            else:  # eager: a bounded block at a time, whatever the batch (see query_chunk)
+                nearest = self._nearest_in_blocks(q, bank_sq)
+            nearest = nearest + (q * q).sum(1)  # (n,) squared distances
         return nearest.clamp_min(0).sqrt().reshape(b, 1, h, w)
 
     def _nearest(self, q: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` squared distance of each query row to its nearest bank row."""
-        return ((q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + bank_sq).amin(dim=1)
+        """``(n,)`` minimum over the bank rows of ``|b|^2 - 2 q.b`` (the squared distance less ``|q|^2``)."""
+        return torch.addmm(bank_sq, q, self.bank.T, alpha=-2).amin(dim=1)  # (n, size) -> (n,)
+
+    def _nearest_in_blocks(self, q: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
+        """:meth:`_nearest` of ``query_chunk`` rows at a time, each block written into the same buffer: one
+        allocation per call, which the allocator does not hand back to the system between the chunks."""
+        rows = query_chunk(self.bank.shape[0], q.device.type)
+        if torch.is_grad_enabled() and q.requires_grad:  # autograd records no out= ops: a new block per chunk
+            return torch.cat([self._nearest(part, bank_sq) for part in q.split(rows)])
+        nearest = q.new_empty(q.shape[0])  # (n,)
+        block = q.new_empty(min(rows, q.shape[0]), self.bank.shape[0])  # (rows, size)
+        for part, out in zip(q.split(rows), nearest.split(rows), strict=True):
+            scores = block[: part.shape[0]]
+            torch.addmm(bank_sq, part, self.bank.T, alpha=-2, out=scores)  # |b|^2 - 2 q.b
+            torch.amin(scores, dim=1, out=out)
+        return nearest
 
     def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """``(b, d, h, w)`` features -> ``(b, 1, *size)`` anomaly map in units of ``scale``."""

@@ -144,7 +144,60 @@ def test_distances_in_chunks_equal_one_matrix(monkeypatch):
     bank.bank.copy_(torch.randn(64, 8))
     feats = torch.randn(3, 8, 5, 7)  # 105 patches
     whole = bank.distances(feats)
-    monkeypatch.setattr(anomaly, "QUERY_CHUNK", 10)  # 11 chunks
+    monkeypatch.setattr(anomaly, "MIN_CHUNK", 1)
+    monkeypatch.setattr(anomaly, "CHUNK_BYTES", 10 * 64 * 4)  # blocks of 10 rows: 11 chunks, the last of 5
+    assert anomaly.query_chunk(64) == 10
     assert torch.allclose(bank.distances(feats), whole, atol=1e-5)
     q = feats.permute(0, 2, 3, 1).reshape(-1, 8)
     assert torch.allclose(whole.flatten(), torch.cdist(q, bank.bank).amin(1), atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_chunked_and_traced_distances_are_the_plain_nearest_neighbour_distances(batch):
+    """The eager path (at batch 8, four blocks of the real chunk size, the last one short) and the traced one-matmul
+    path of an export give the plain pairwise distances, on features away from the origin as the encoder's are."""
+    from inspector.model.anomaly import query_chunk
+
+    gen = torch.Generator().manual_seed(batch)
+    bank = MemoryBank(16384, 24)  # 128 query rows a block
+    bank.bank.copy_(2 + torch.randn(16384, 24, generator=gen))
+    feats = 2 + torch.randn(batch, 24, 9, 7, generator=gen)  # 63 patches a frame
+    feats[0, :, 0, 0] = bank.bank[11]  # in the bank: distance 0
+    assert -(-batch * 63 // query_chunk(16384)) == (1 if batch == 1 else 4)
+    q = feats.permute(0, 2, 3, 1).reshape(-1, 24).double()
+    plain = torch.cdist(q, bank.bank.double()).amin(1).float().reshape(batch, 1, 9, 7)
+    with torch.inference_mode():
+        eager = bank.distances(feats)
+    traced = torch.jit.trace_module(bank, {"distances": feats}).distances(feats)  # as an export: one matmul
+    # squared distances to within fp32 rounding of |q|^2 (about 120 here); a square root near 0 magnifies it
+    assert torch.allclose(eager**2, plain**2, atol=1e-3) and torch.allclose(traced**2, eager**2, atol=1e-3)
+    assert float(eager[0, 0, 0, 0]) == pytest.approx(0.0, abs=1e-2)
+
+
+def test_a_query_chunk_keeps_its_distance_block_within_the_budget():
+    from inspector.model.anomaly import CHUNK_BYTES, MIN_CHUNK, query_chunk
+
+    for size in (512, 4608, 8192, 65536):
+        rows = query_chunk(size)
+        assert rows >= MIN_CHUNK and (rows * size * 4 <= CHUNK_BYTES or rows == MIN_CHUNK)
+    assert query_chunk(8192) == 256  # 8 MiB: 8 frames of 320 px (3200 patches) are 13 blocks
+    assert query_chunk(8192, "cuda") == 4096  # a GPU keeps its large blocks (fewer launches)
+
+
+def test_distances_with_autograd_on_give_the_same_values_and_a_gradient(monkeypatch):
+    """A training pass through a model that has a bank (grad mode, features that require grad) cannot write into a
+    shared block; it takes a block per chunk and gives the same distances."""
+    import inspector.model.anomaly as anomaly
+
+    torch.manual_seed(1)
+    bank = MemoryBank(64, 8)
+    bank.bank.copy_(torch.randn(64, 8))
+    feats = torch.randn(2, 8, 4, 5)
+    with torch.inference_mode():
+        expected = bank.distances(feats)
+    monkeypatch.setattr(anomaly, "MIN_CHUNK", 1)
+    monkeypatch.setattr(anomaly, "CHUNK_BYTES", 16 * 64 * 4)  # 3 chunks of the 40 patches
+    feats.requires_grad_(True)
+    got = bank.distances(feats)
+    got.sum().backward()
+    assert torch.allclose(got.detach(), expected, atol=1e-5) and feats.grad is not None
