@@ -87,13 +87,15 @@ def _ema(model: DefectNet, steps_per_epoch: int) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, ranks, trace) -> None:
+def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, ranks,
+               trace: TrainTrace | None = None) -> None:
     """One phase on a fixed schedule (cosine decay; fine-tuning: warm-up, then the EMA of its weights kept).
 
     No epoch is picked by validation and nothing stops early: validation figures are curves to read, so the split
     stays free to choose thresholds and give figures that were not the ones the model was picked on.
     """
     train_loader, val_loader = loaders
+    trace = trace or TrainTrace(None)
     net = wrap(model, ranks, device)  # after (un)freezing: DDP syncs the parameters that train in this phase
     optimizer = _phase_optimizer(model, cfg, finetune=name == "finetune")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=1e-6)
@@ -114,7 +116,8 @@ def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, rank
         if ranks.main:
             row |= evaluate(shipped, val_loader, device, classes, bf16=cfg.bf16)
         scheduler.step()
-        trace.epoch(len(history) + 1, name, train_loader.sampler.last)
+        if trace.on:
+            trace.epoch(len(history) + 1, name, train_loader.sampler.last)
         history.append({"epoch": len(history) + 1, "phase": name, **row})
         log.info("%s %d/%d (%.0f s) %s", name, epoch, epochs, time.time() - t0,
                  " ".join(f"{k}={v:.4f}" for k, v in row.items()))

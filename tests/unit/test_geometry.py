@@ -4,6 +4,7 @@ items, a bundle's tile used by its predictor, and the warm-up of fine-tuning."""
 from __future__ import annotations
 
 import dataclasses
+import types
 import math
 from pathlib import Path
 
@@ -310,7 +311,10 @@ def test_finetune_phase_warms_up_and_ships_the_average_of_its_steps(monkeypatch)
     monkeypatch.setattr(fit_module, "train_one_epoch", fake_epoch)
     monkeypatch.setattr(fit_module, "evaluate", lambda *a, **k: {"val_macro_f1": 0.5, "val_miou": 0.5})  # curves only
     cfg = TrainConfig(lr_encoder=1e-4)
-    loaders = ([0] * 8, [])
+    class Batches(list):  # eight batches, and a sampler that draws each epoch anew (ShardedBalancedSampler's API)
+        sampler = types.SimpleNamespace(set_epoch=lambda epoch: None, last=[])
+
+    loaders = (Batches([0] * 8), [])
     ranks = Ranks()  # one process
     model = Tiny()
     fit_module._run_phase(model, "finetune", 2, cfg, loaders, torch.device("cpu"), [], ("good", "x"), ranks)
