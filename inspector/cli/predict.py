@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from inspector.cli.args import add_tiling, device, existing, roi, start_torch
+from inspector.cli.serve import BACKENDS
 from inspector.cli.lines import error_line, frame_line
 from inspector.errors import MissingPathError
 
@@ -44,11 +45,12 @@ def prediction_line(frame_id: str, pred: Prediction, decode_s: float = 0.0) -> d
 
 def predict_paths(
     model: str | Path, paths: list[str], device: str = "auto", overlays: str | None = None,
-    options: InferenceOptions | None = None,
+    options: InferenceOptions | None = None, backend: str = "eager",
 ) -> Iterator[dict]:
     """Yields one JSON-ready dict per image; an undecodable image yields an ``error`` line and the rest go on.
 
-    ``options``: tiling and region of interest (the whole frame by default).
+    ``options``: tiling and region of interest (the whole frame by default); ``backend``: ``eager`` or one of the
+    bundle's exports (``inspector export``), as ``inspector serve --backend``.
     """
     import cv2
 
@@ -57,7 +59,7 @@ def predict_paths(
     from inspector.inference.options import InferenceOptions
     from inspector.inference.predictor import Predictor
 
-    predictor = Predictor.from_bundle(model, device, options=options or InferenceOptions())
+    predictor = Predictor.from_bundle(model, device, backend=backend, options=options or InferenceOptions())
     for path in expand_paths(paths):
         start = time.perf_counter()
         try:
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
 
     tiling = {k: getattr(args, k) for k in ("tile", "tile_overlap") if getattr(args, k) is not None}
     options = InferenceOptions(**tiling, roi=Window(*window) if window else None)
-    for line in predict_paths(args.model, args.paths, args.device, args.overlays, options):
+    for line in predict_paths(args.model, args.paths, args.device, args.overlays, options, args.backend):
         print(json.dumps(line), flush=True)
 
 
@@ -98,5 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+")
     p.add_argument("--overlays", help="folder to write overlay PNGs to (verdict banner, mask outline, region boxes)")
     p.add_argument("--device", type=device, default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="eager",
+                   help="eager (default) or an export of the bundle (inspector export), as `inspector serve --backend`")
     add_tiling(p)
     p.set_defaults(func=run)

@@ -9,6 +9,8 @@ from inspector.cli.args import (FRACTION, NON_NEGATIVE, PORT, POSITIVE, POSITIVE
                                 roi, start_torch)
 from inspector.errors import MissingPathError, UsageError
 
+BACKENDS = ("eager", "torchscript", "onnx", "openvino", "onnx-int8", "openvino-int8")  # inference.runtimes.BACKENDS
+
 
 SERVE_FIELDS = ("host", "grpc_port", "health_port", "metrics_host", "metrics_port", "device", "max_batch",
                 "max_delay_ms", "max_in_flight", "max_streams", "max_frame_mb", "grace_seconds", "health_plaintext",
@@ -83,7 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="file holding the bearer token Admin calls need (else $INSPECTOR_ADMIN_TOKEN)")
     p.add_argument("--inference-token-file", dest="inference_token_file",
                    help="file holding a bearer token inference calls need (else $INSPECTOR_TOKEN; none: open)")
-    p.add_argument("--backend", choices=("eager", "torchscript", "onnx"),
-                   help="eager (default) or an export of the bundle (inspector export); onnx runs on ONNX Runtime")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="eager (default) or an export of the bundle (inspector export): onnx and onnx-int8 run on ONNX "
+                        "Runtime, openvino and openvino-int8 on OpenVINO's CPU device ($INSPECTOR_OPENVINO_DEVICE: "
+                        "another, e.g. GPU)")
     add_tiling(p)
     p.set_defaults(func=run)

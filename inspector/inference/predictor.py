@@ -18,7 +18,6 @@ import torch
 from inspector.artifacts.bundle import Bundle, BundleMeta, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
 from inspector.model.devices import resolve_device
-from inspector.errors import UsageError
 from inspector.inference.options import InferenceOptions
 from inspector.inference.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
 from inspector.imaging.preprocess import Letterbox, mask_to_frame, preprocess
@@ -76,8 +75,9 @@ class Predictor:
         bundle: A loaded bundle; preprocessing and thresholds come from it, never from defaults here.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         fp16: Half-precision autocast on CUDA.
-        backend: ``eager`` (the bundle's weights in PyTorch), ``torchscript`` or ``onnx`` (its checked exports;
-            ``onnx`` runs on ONNX Runtime).
+        backend: ``eager`` (the bundle's weights in PyTorch), or one of its checked exports: ``torchscript``,
+            ``onnx`` (on ONNX Runtime), ``openvino`` (on OpenVINO, its CPU device unless
+            ``$INSPECTOR_OPENVINO_DEVICE`` names another), ``onnx-int8`` or ``openvino-int8`` (``export --int8``).
         options: Tiling, region of interest and test-time augmentation (by default the bundle's tile, which is 0,
             the whole frame, unless the model was trained on tiles; no region; once).
         network: Runs this network (an nn.Module in eval mode, or an export's callable) instead of loading one by
@@ -102,12 +102,10 @@ class Predictor:
             self.model = network
         elif backend == "eager":
             self.model = bundle.build_model(self.device).to(memory_format=torch.channels_last)
-        elif backend in ("torchscript", "onnx"):
+        else:  # an export: torchscript, onnx, openvino, onnx-int8, openvino-int8 (UsageError for another name)
             from inspector.inference.runtimes import load_export
 
             self.model = load_export(bundle, backend, self.device)
-        else:
-            raise UsageError(f"unknown backend {backend!r}; choose eager, torchscript or onnx")
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",
