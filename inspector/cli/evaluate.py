@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from inspector.cli.args import FRACTION, RATE, device, existing, start_torch
+from inspector.cli.serve import BACKENDS
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -16,7 +17,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     start_torch(inference=True)
     from inspector.evaluation.report import run_evaluation
 
-    report = run_evaluation(args.model, args.data, args.report, args.device, args.split, tta=args.tta)
+    report = run_evaluation(args.model, args.data, args.report, args.device, args.split, tta=args.tta,
+                            backend=args.backend)
     summary = {k: report["image"][k] for k in ("accuracy", "macro_f1", "auroc_defect", "ap_defect")}
     summary |= {k: report["operating_point"][k] for k in ("escape_rate", "false_reject_rate", "review_rate")}
     print(json.dumps({"report": str(Path(args.report) / "report.json"), **summary, **report["pixel"]}))
@@ -55,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: the bundle's validation split when DATA is its training data, else all images")
     p.add_argument("--device", type=device, default="auto")
     p.add_argument("--tta", action="store_true", help="test-time horizontal flip (twice the compute)")
+    p.add_argument("--backend", choices=BACKENDS, default="eager",
+                   help="runtime to measure: eager, or one of the bundle's exports (inspector export) as served")
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("compare", help="two bundles on the same data: figures side by side, frames they disagree on")

@@ -150,15 +150,19 @@ def collect(predictor: Predictor, samples: list[Sample], desc: str = "evaluate",
 
 def run_evaluation(
     model: str | Path, data: str | Path, report_dir: str | Path, device: str = "auto", split: str = "auto",
-    batch_size: int = 16, show_progress: bool = True, tta: bool = False,
+    batch_size: int = 16, show_progress: bool = True, tta: bool = False, backend: str = "eager",
 ) -> dict[str, Any]:
-    """Evaluates a bundle on a data set; writes ``report.json`` and plots to ``report_dir`` and returns the report."""
-    predictor = Predictor.from_bundle(model, device, options=InferenceOptions(tta=tta))
+    """Evaluates a bundle on a data set; writes ``report.json`` and plots to ``report_dir`` and returns the report.
+
+    ``backend``: the runtime the figures are of (``eager``, or one of the bundle's checked exports, as served).
+    """
+    predictor = Predictor.from_bundle(model, device, backend=backend, options=InferenceOptions(tta=tta))
     samples, used_split, data_classes = choose_samples(predictor.bundle.meta, Path(data), split)
     check_classes(data_classes, predictor.classes)
     report = _write(Path(report_dir), collect(predictor, samples, "evaluate", batch_size, show_progress), predictor)
     meta = {"model": str(predictor.bundle.path), "model_version": predictor.version, "data": str(data),
-            "split": used_split, "thresholds": dataclasses.asdict(predictor.thresholds), "tta": tta}
+            "split": used_split, "thresholds": dataclasses.asdict(predictor.thresholds), "tta": tta,
+            "backend": backend}
     (Path(report_dir) / "report_meta.json").write_text(json.dumps(meta, indent=2))
     return report
 

@@ -131,3 +131,19 @@ def test_the_service_serves_the_openvino_export(ov_bundle, frames):
                     assert response.class_scores[cls] == pytest.approx(score, abs=1e-4)
     finally:
         running.stop(grace=0.5)
+
+
+def test_evaluate_measures_the_export_as_served(ov_bundle, demo_data, tmp_path, capsys):
+    """``evaluate --backend openvino``: the figures of the runtime the line runs, equal to eager's within the parity."""
+    reports = {}
+    for backend in ("eager", "openvino"):
+        out = tmp_path / backend
+        assert main(["evaluate", "--model", str(ov_bundle), "--data", str(demo_data), "--report", str(out),
+                     "--device", "cpu", "--backend", backend]) == 0
+        capsys.readouterr()
+        reports[backend] = json.loads((out / "report.json").read_text())
+        assert json.loads((out / "report_meta.json").read_text())["backend"] == backend
+    eager, ov = reports["eager"], reports["openvino"]
+    assert ov["image"]["confusion"] == eager["image"]["confusion"]
+    assert ov["operating_point"]["reviewed"] == eager["operating_point"]["reviewed"]
+    assert ov["image"]["auroc_defect"] == pytest.approx(eager["image"]["auroc_defect"], abs=1e-3)
