@@ -72,13 +72,16 @@ def quiet_median(rows: list[dict[str, float]]) -> tuple[dict[str, float], str]:
     return {k: float(np.median([rows[i][k] for i in quiet])) for k in rows[0]}, ", ".join(str(i + 1) for i in quiet)
 
 
+INFERENCE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
 def flags() -> str:
-    text = Path("/proc/cpuinfo").read_text()
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
-    have = [f for f in wanted if f" {f} " in f"{line} "]
-    model = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), "?")
-    return f"`{model}`; flags: {', '.join(have)}; no {', '.join(f for f in wanted if f not in have) or '-'}"
+    """The CPU and the instructions INT8 and bf16 kernels use (:mod:`inspector.model.cpu`)."""
+    from inspector.model.cpu import describe_cpu, present_flags
+
+    have = present_flags(INFERENCE_FLAGS)
+    missing = ", ".join(f for f in INFERENCE_FLAGS if f not in have) or "-"
+    return f"`{describe_cpu().model}`; flags: {', '.join(have)}; no {missing}"
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -48,16 +48,26 @@ class CpuDescription:
                 "threads": self.threads, "cores": self.cores}
 
 
+def _cpuinfo(cpuinfo: str | None) -> str:
+    if cpuinfo is None:
+        return CPUINFO.read_text() if CPUINFO.exists() else ""
+    return cpuinfo
+
+
+def present_flags(wanted: Sequence[str], cpuinfo: str | None = None) -> tuple[str, ...]:
+    """Those of ``wanted`` the CPU reports, in ``wanted``'s order (none off Linux)."""
+    flag_line = re.search(r"^flags\s*:\s*(.*)$", _cpuinfo(cpuinfo), re.MULTILINE)  # the first CPU's: one model
+    present = set(flag_line.group(1).split()) if flag_line else set()
+    return tuple(f for f in wanted if f in present)
+
+
 def describe_cpu(cpuinfo: str | None = None) -> CpuDescription:
     """This machine's CPU; ``cpuinfo`` replaces the text of /proc/cpuinfo (absent off Linux: no flags then)."""
-    if cpuinfo is None:
-        cpuinfo = CPUINFO.read_text() if CPUINFO.exists() else ""
+    cpuinfo = _cpuinfo(cpuinfo)
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    flag_line = re.search(r"^flags\s*:\s*(.*)$", cpuinfo, re.MULTILINE)  # the first CPU's; they all share one model
-    present = set(flag_line.group(1).split()) if flag_line else set()
     return CpuDescription(
         model=model.group(1).strip() if model else (platform.processor() or platform.machine()),
-        flags=tuple(f for f in FLAGS if f in present),
+        flags=present_flags(FLAGS, cpuinfo),
         capability=torch.backends.cpu.get_cpu_capability(),
         threads=torch.get_num_threads(),
         cores=os.cpu_count(),
