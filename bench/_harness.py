@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
@@ -183,6 +184,16 @@ def machine() -> str:
 
     cpu = describe_cpu()
     return f"{cpu.model} ({cpu.isa}), {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def invocation() -> str:
+    """The command line that ran this benchmark, as bench/RESULTS.md quotes it."""
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def utc_now() -> str:
+    """The date and time a result is written, as bench/RESULTS.md gives it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def write_results(text: str, section: str) -> None:

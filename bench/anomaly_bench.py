@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -27,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import machine, write_results  # noqa: E402
+from _harness import invocation, machine, utc_now, write_results  # noqa: E402
 
 from inspector.config import GOOD_CLASS  # noqa: E402
 from inspector.data.layouts import load_dataset  # noqa: E402
@@ -131,8 +130,8 @@ def main() -> None:
     text = "\n".join([
         f"## Anomaly head: unseen class `{args.held_out}`, false alarms, cost",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- machine: {machine()}; device: cpu; date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- command: `{invocation()}`",
+        f"- machine: {machine()}; device: cpu; date: {utc_now()}",
         f"- model: {predictor.version} (classes {', '.join(predictor.classes)}); anomaly threshold {t.anomaly:g} "
         f"-> {t.anomaly_verdict}; bank {bank.bank.shape[0]} x {bank.bank.shape[1]} = {bank_mb:.1f} MiB",
         "",

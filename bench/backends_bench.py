@@ -18,10 +18,8 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -29,7 +27,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _harness import DATA, busy_cpu_seconds, load_frames, machine, write_results  # noqa: E402
+from _harness import (DATA, busy_cpu_seconds, invocation, load_frames, machine, utc_now,  # noqa: E402
+                      write_results)
 from serve_bench import in_process  # noqa: E402
 from inspector.artifacts.bundle import load_bundle  # noqa: E402
 from inspector.cli.export import guard_report  # noqa: E402
@@ -132,9 +131,9 @@ def main() -> None:
     text = "\n".join([
         f"## Inference backends in process: eager, ONNX Runtime, OpenVINO, fp32 and INT8 ({len(frames)} frames)",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}` (tree at {commit} + this change)",
+        f"- command: `{invocation()}` (tree at {commit} + this change)",
         f"- machine: {machine()}; CPU {flags()}; torch threads {torch.get_num_threads()}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {utc_now()}",
         f"- served: `{args.model}` ({source.name}/{source.version}, {source.meta.backbone}, "
         f"{source.spec.height} px input, anomaly head: {'yes' if source.meta.anomaly else 'no'}); frames: {accuracy}",
         "- p50/p90 ms, 1 frame: decode + preprocess + model + postprocess of one frame per call (serve_bench's "

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -20,7 +19,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_bench import machine, write_results  # noqa: E402
+from _harness import invocation, machine, utc_now, write_results  # noqa: E402
 
 from inspector.data.demo import make_part  # noqa: E402
 from inspector.inference.options import InferenceOptions  # noqa: E402
@@ -66,8 +65,8 @@ def main() -> None:
     text = "\n".join([
         f"## Latency by frame size: resized vs tiled ({args.tile} px tiles, 12.5 % overlap)",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- machine: {machine()}; device: cpu; date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- command: `{invocation()}`",
+        f"- machine: {machine()}; device: cpu; date: {utc_now()}",
         "",
         *rows,
     ])

@@ -38,7 +38,6 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -48,7 +47,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import (  # noqa: E402
-    DATA, READINESS, Frame, Server, busy_cpu_seconds, load_frames, machine, start_server, write_results)
+    DATA, READINESS, Frame, Server, busy_cpu_seconds, invocation, load_frames, machine, start_server, utc_now,
+    write_results)
 
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402
 from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
@@ -298,9 +298,9 @@ def report(r: dict, args: argparse.Namespace, frames_what: str, model: str) -> t
     lines = [
         f"## Line scale: {args.idle} idle streams beside {args.active} active ones ({args.seconds:.0f} s per phase)",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- command: `{invocation()}`",
         f"- machine: {machine()}; device: {args.device}; open files limit (`ulimit -n`) "
-        f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; date: {utc_now()}",
         f"- model: `{model}`; frames: {frames_what}",
         f"- one `inspector serve` process for both phases (`--max-streams {args.idle + args.active}`), so the idle "
         "streams' memory is a difference within one process and both phases meet the same warm model; the loaded "

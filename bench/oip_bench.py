@@ -27,7 +27,6 @@ import struct
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -35,8 +34,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
-from _harness import (DATA, Frame, Server, busy_cpu_seconds, load_frames, machine, start_server,  # noqa: E402
-                      write_results)
+from _harness import (DATA, Frame, Server, busy_cpu_seconds, invocation, load_frames, machine,  # noqa: E402
+                      start_server, utc_now, write_results)
 from serve_bench import summary  # noqa: E402
 
 from inspector.oip import inference_pb2 as oip  # noqa: E402
@@ -179,9 +178,9 @@ def report(figures: dict[str, dict[str, float]], rounds: list[Round], frames_lin
     return "\n".join([
         f"## Open Inference Protocol vs inspector.v1: ModelInfer against Inspect ({args.clients} clients)",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- command: `{invocation()}`",
         f"- machine: {machine()}; device: cpu",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {utc_now()}",
         f"- served: {served}; frames: {frames_line}",
         (f"- {args.clients} threads, each on its own channel, in closed loops of unary calls through the generated "
          f"stubs; {args.rounds} A/B rounds of {args.seconds:g} s per API, the order alternating, after a warm-up. "

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -28,7 +27,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from _harness import machine, write_results  # noqa: E402
+from _harness import invocation, machine, utc_now, write_results  # noqa: E402
 from inspector.data.demo import make_part  # noqa: E402
 from inspector.inference.exporter import export_model  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
@@ -225,9 +224,9 @@ def main() -> None:
     text = "\n".join([
         f"## Service vs in-process ({n} frames per row)",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- command: `{invocation()}`",
         f"- machine: {machine()}; device: {device_name()}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {utc_now()}",
         "- in-process: decode + preprocess + model + postprocess through `Predictor`, one thread of calls; service:",
         "  `inspector serve` in its own process, an asyncio gRPC client, each stream a camera that sends a frame and",
         "  waits for its answer (or keeps 2 frames ahead). Ratios are to the in-process batched throughput of the",

@@ -40,14 +40,14 @@ import tempfile
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import DATA, Frame, Server, load_frames, machine, start_server, write_results  # noqa: E402
+from _harness import (DATA, Frame, Server, invocation, load_frames, machine, start_server, utc_now,  # noqa: E402
+                      write_results)
 
 from inspector.artifacts.bundle import derive_bundle, load_bundle  # noqa: E402
 from inspector.artifacts.store import promote  # noqa: E402
@@ -271,8 +271,8 @@ def report(r: dict, args: argparse.Namespace, frames_what: str) -> tuple[str, bo
         f"## Soak: {args.cameras} cameras for {args.seconds:.0f} s, streams opening and closing, "
         f"{args.bad_share:.0%} malformed or oversize frames, a promote every {args.promote_every:g} s",
         "",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- machine: {machine()}; device: cpu; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- command: `{invocation()}`",
+        f"- machine: {machine()}; device: cpu; date: {utc_now()}",
         f"- server: `inspector serve --store TMP --max-frame-mb {FRAME_MB:g}`, the bundle `{args.model}` and a version "
         f"derived from it; frames: {frames_what}",
         "",
