@@ -199,8 +199,8 @@ class AuditSink:
         now = datetime.now(timezone.utc)
         key = Path("frames") / now.strftime("%Y-%m-%d") / _key(record, now)
         files = {f"{key}.{EXTENSIONS[encoding]}": data, **_map_files(key, maps)}
-        line_budget = 2048
-        if self.used + sum(map(len, files.values())) + line_budget > self.cfg.quota_bytes:
+        size, line_budget = sum(map(len, files.values())), 2048
+        if self.used + size + line_budget > self.cfg.quota_bytes:
             return "dropped_quota"
         written = []
         try:
@@ -216,7 +216,7 @@ class AuditSink:
             for rel in written:  # unindexed files would only take space
                 (self.root / rel).unlink(missing_ok=True)
             raise
-        self.used += sum(map(len, files.values())) + len(line)
+        self.used += size + len(line)
         return "written"
 
 
