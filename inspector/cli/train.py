@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs-frozen", dest="epochs_frozen", type=COUNT, help=f"default {TrainConfig.epochs_frozen}")
     p.add_argument("--epochs-finetune", dest="epochs_finetune", type=COUNT,
                    help=f"default {TrainConfig.epochs_finetune}")
+    p.add_argument("--keep-stride", dest="keep_stride", type=int, choices=(0, 2, 4, 8),
+                   help="fine-tuning: encoder layers at this output stride or finer keep their ImageNet weights "
+                        f"(0: the whole encoder trains; default {TrainConfig.keep_stride}: the stem and first stage)")
+    p.add_argument("--val-every", dest="val_every", type=POSITIVE,
+                   help=f"validate every this many epochs of a phase and after its last (default {TrainConfig.val_every})")
     p.add_argument("--batch-size", dest="batch_size", type=POSITIVE, help=f"default {TrainConfig.batch_size}")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=COUNT, help="data loader processes")

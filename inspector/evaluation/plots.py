@@ -184,7 +184,8 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     Args:
         history: One dict per epoch, e.g. ``{"epoch": 1, "phase": "frozen", "train_loss": ..,
             "val_loss": .., "val_macro_f1": .., "val_miou": ..}``. The
-            epoch defaults to the row number (1-based). Missing and None (undefined) values are gaps. Phases
+            epoch defaults to the row number (1-based). Missing and None (undefined) values are left out and
+            the points around them joined. Phases
             are shaded and their changes marked.
         path: PNG file to write.
     """
@@ -198,7 +199,8 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     for key in keys:
         values = np.array([np.nan if row.get(key) is None else float(row[key]) for row in history])
         ax = ax_loss if "loss" in key else ax_metric
-        ax.plot(epochs, values, marker="o", ms=3, lw=1.5, label=key)
+        shown = ~np.isnan(values)  # validation runs every few epochs: its points are joined across the others
+        ax.plot(epochs[shown], values[shown], marker="o", ms=3, lw=1.5, label=key)
     _shade_phases([ax_loss, ax_metric], history, epochs)
     for ax, name in ((ax_loss, "loss"), (ax_metric, "metric")):
         ax.set_xlabel("epoch")

@@ -57,6 +57,7 @@ class DefectNet(nn.Module):
         torch.nn.init.constant_(self.segmentation_head[0].bias, MASK_PRIOR_LOGIT)  # defects are rare pixels
         self.classification_head = ClassifierHead(self.encoder.out_channels[-1], num_classes)
         self.encoder_bn_frozen = False
+        self.kept_layers: list[nn.Module] = []  # encoder layers that keep their pretrained weights in fine-tuning
         self.anomaly: MemoryBank | None = None  # set by attach_anomaly
         if pretrained:
             load_encoder_weights(self.encoder, spec.load_weights(weights_path))
@@ -77,21 +78,29 @@ class DefectNet(nn.Module):
         self.encoder.eval()
         self.encoder_bn_frozen = True  # read by train(): the encoder stays in eval mode
 
-    def unfreeze_encoder(self, bn_stats: bool = True) -> None:
+    def unfreeze_encoder(self, bn_stats: bool = True, keep_stride: int = 0) -> None:
         """Fine-tuning: encoder weights trainable again.
 
         Args:
             bn_stats: Let BatchNorm statistics update again (smp semantics). ``False`` keeps the pretrained
                 statistics (affine weights still train), which is steadier with small batches.
+            keep_stride: The layers that run at this output stride or finer (2: the stem; 4: the stem and the
+                first stage; 0: none) keep their pretrained weights and statistics, as detectron2's ``FREEZE_AT``:
+                generic edge and texture filters, and the most expensive layers to back-propagate through.
         """
         self.encoder.requires_grad_(True)
+        self.kept_layers = early_layers(self.encoder, keep_stride) if keep_stride else []
+        for layer in self.kept_layers:
+            layer.requires_grad_(False)
         self.encoder_bn_frozen = not bn_stats
-        self.encoder.train(self.training and bn_stats)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> DefectNet:
         super().train(mode)
         if self.encoder_bn_frozen:
             self.encoder.eval()
+        for layer in self.kept_layers:
+            layer.eval()
         return self
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -101,6 +110,30 @@ class DefectNet(nn.Module):
         """Decoder and both heads: everything trained from scratch."""
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder_ids]
+
+
+@torch.no_grad()
+def early_layers(encoder: nn.Module, stride: int, probe: int = 64) -> list[nn.Module]:
+    """The encoder's layers with weights, in the order they run, up to the first whose output is coarser than
+    ``stride`` (found by one forward pass of a ``probe`` px square; BatchNorm statistics are left untouched)."""
+    order: list[tuple[nn.Module, int]] = []
+    layers = [m for m in encoder.modules() if any(True for _ in m.parameters(recurse=False))]
+    hooks = [m.register_forward_hook(lambda m, _in, out: order.append((m, probe // out.shape[-1])))
+             for m in layers]
+    was_training = encoder.training
+    try:
+        encoder.eval()
+        encoder(torch.zeros(1, 3, probe, probe, device=next(encoder.parameters()).device))
+    finally:
+        encoder.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    kept = []
+    for layer, layer_stride in order:
+        if layer_stride > stride:
+            break
+        kept.append(layer)
+    return kept
 
 
 def load_encoder_weights(encoder: nn.Module, state: dict[str, torch.Tensor]) -> None:

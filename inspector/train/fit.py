@@ -113,7 +113,7 @@ def _run_phase(model, name, epochs, cfg, loaders, device, history, classes, rank
         if warmup is not None:  # over within the first epoch
             warmup.remove()
             warmup = None
-        if ranks.main:
+        if ranks.main and (epoch % cfg.val_every == 0 or epoch == epochs):  # curves to read: every point costs
             row |= evaluate(shipped, val_loader, device, classes, bf16=cfg.bf16)
         scheduler.step()
         if trace.on:
@@ -172,7 +172,7 @@ def _fit(data, out, name: str, cfg: TrainConfig, ranks: Ranks, device: torch.dev
         loaders = _loaders(train, val, classes, cfg, spec, ranks)
         model.freeze_encoder()
         _run_phase(model, "frozen", cfg.epochs_frozen, cfg, loaders, device, history, classes, ranks, trace)
-        model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats)
+        model.unfreeze_encoder(bn_stats=cfg.finetune_bn_stats, keep_stride=cfg.keep_stride)
         _run_phase(model, "finetune", cfg.epochs_finetune, cfg, loaders, device, history, classes, ranks, trace)
         if ranks.main:
             figures = _final_figures(model, loaders[1], device, classes, cfg)

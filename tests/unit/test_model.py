@@ -96,6 +96,40 @@ def test_unfreeze_can_keep_batchnorm_statistics():
     assert _bn_modes(net.decoder) == {True}
 
 
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_fine_tuning_keeps_the_layers_of_the_finest_strides(backbone):
+    """keep_stride=4: every layer whose output is at 1/2 or 1/4 of the input keeps its weights and statistics (a
+    training step leaves them equal), every later one trains; the probe pass leaves no statistics changed."""
+    torch.manual_seed(0)
+    net = DefectNet(backbone, num_classes=3, pretrained=False)
+    stats = {n: b.clone() for n, b in net.encoder.named_buffers()}
+    net.freeze_encoder()
+    net.unfreeze_encoder(bn_stats=True, keep_stride=4)
+    assert all(torch.equal(stats[n], b) for n, b in net.encoder.named_buffers())
+    net.train()
+    kept = {id(p) for layer in net.kept_layers for p in layer.parameters()}
+    strides: dict[nn.Module, int] = {}
+
+    def record(layer: nn.Module, _in, out: torch.Tensor) -> None:
+        strides[layer] = 64 // out.shape[-1]
+
+    hooks = [m.register_forward_hook(record) for m in net.kept_layers]
+    before = {n: p.detach().clone() for n, p in net.encoder.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    out = net(torch.randn(2, 3, 64, 64))
+    (out.logits.sum() + out.mask_logits.mean()).backward()
+    optimizer.step()
+    for hook in hooks:
+        hook.remove()
+    assert kept and set(strides.values()) <= {2, 4} and 4 in strides.values()
+    assert _bn_modes(nn.ModuleList(net.kept_layers)) <= {False}  # their statistics stay ImageNet's too
+    for name, p in net.encoder.named_parameters():
+        assert p.requires_grad == (id(p) not in kept)
+        assert torch.equal(p, before[name]) == (id(p) in kept), name
+    net.unfreeze_encoder(keep_stride=0)
+    assert net.kept_layers == [] and all(p.requires_grad for p in net.parameters())
+
+
 def test_mask_head_starts_from_a_rare_defect_prior():
     torch.manual_seed(0)
     net = DefectNet("efficientnet_lite0", num_classes=2, pretrained=False).eval()
