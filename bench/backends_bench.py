@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -29,13 +28,10 @@ import torch  # noqa: E402
 
 from _harness import (DATA, busy_cpu_seconds, invocation, load_frames, machine, utc_now,  # noqa: E402
                       write_results)
-from serve_bench import in_process  # noqa: E402
+from serve_bench import exported_copy, in_process  # noqa: E402
 from inspector.artifacts.bundle import load_bundle  # noqa: E402
-from inspector.cli.export import guard_report  # noqa: E402
 from inspector.imaging.preprocess import decode  # noqa: E402
-from inspector.inference.exporter import export_int8, export_model  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
-from inspector.inference.quantize import Int8Options, side_by_side  # noqa: E402
 
 BACKENDS = ("eager", "onnx", "openvino", "onnx-int8", "openvino-int8")
 QUIET = 0.1  # cores other processes may use during a round that the summary counts
@@ -96,13 +92,7 @@ def main() -> None:
     loaded, accuracy = load_frames(DATA, n)
     frames = [f.data for f in loaded if f.data[:2] == b"\xff\xd8"]  # JPEGs (in_process decodes JPEG)
     with tempfile.TemporaryDirectory(prefix="backends-bench-") as tmp:
-        model = str(shutil.copytree(source.path, Path(tmp) / source.version, ignore=shutil.ignore_patterns("export")))
-        guards = {}
-        for fmt in ("onnx", "openvino"):
-            export_model(model, fmt)
-        for fmt in ("onnx", "openvino"):
-            _, entry = export_int8(model, fmt, Int8Options(guard_report))
-            guards[fmt] = entry["accuracy"]
+        model, guard_text = exported_copy(args.model, list(BACKENDS), Path(tmp))
         rows: dict[str, list[dict[str, float]]] = {b: [] for b in BACKENDS}
         for _ in range(repeats):
             for backend in BACKENDS:
@@ -123,10 +113,6 @@ def main() -> None:
         (m, used), e = median[backend], median["eager"][0]
         lines.append(f"| {backend} | {used} | {m['p50_1']:.1f} | {m['fps_8']:.1f} | {m['model_1']:.1f} | "
                      f"{m['model_fps_8']:.1f} | {m['p50_1'] / e['p50_1']:.2f} | {m['fps_8'] / e['fps_8']:.2f} |")
-    guard_text = []
-    for fmt, acc in guards.items():
-        guard_text += [f"INT8 guard, {fmt} (validation split, {acc['n_images']} images, max drop {acc['max_drop']}):",
-                       "", "```", side_by_side(acc), "```", ""]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     text = "\n".join([
         f"## Inference backends in process: eager, ONNX Runtime, OpenVINO, fp32 and INT8 ({len(frames)} frames)",

@@ -14,9 +14,8 @@ import argparse
 import asyncio
 import os
 import resource
-import socket
-import subprocess
-import sys
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,11 +24,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import cv2  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from _harness import invocation, machine, utc_now, write_results  # noqa: E402
+from _harness import DATA, invocation, load_frames, machine, start_server, utc_now, write_results  # noqa: E402
+from inspector.artifacts.bundle import load_bundle  # noqa: E402
+from inspector.cli.export import guard_report  # noqa: E402
 from inspector.data.demo import make_part  # noqa: E402
-from inspector.inference.exporter import export_model  # noqa: E402
+from inspector.inference.exporter import export_int8, export_model  # noqa: E402
+from inspector.inference.quantize import Int8Options, side_by_side  # noqa: E402
+from inspector.inference.runtimes import BACKENDS  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
 from inspector.imaging.preprocess import decode  # noqa: E402
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402
@@ -103,57 +105,22 @@ async def _load(target: str, frames: list[bytes], streams: int, window: int) -> 
         return latencies, time.perf_counter() - start
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_service(source: list[str], max_batch: int, backend: str = "eager") -> tuple[subprocess.Popen, str]:
-    """``inspector serve`` with ``source`` (``--model B`` or ``--store S --name N``) in its own process, SERVING."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "inspector", "serve", *source, "--host", "127.0.0.1",
-           "--grpc-port", str(port), "--device", DEVICE, "--max-batch", str(max_batch), "--metrics-port", "0",
-           "--backend", backend]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = f"127.0.0.1:{port}"
-    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
-    for _ in range(240):
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                return proc, target
-        except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("service did not become SERVING within 2 minutes")
-
-
 def service(model: str, frames: list[bytes], loads: list[tuple[int, int]], max_batch: int,
             backend: str = "eager") -> tuple[dict[tuple[int, int], dict[str, float]], float]:
     """Each (streams, window) load in turn on one service process; returns figures and the server's peak RSS."""
-    proc, target = start_service(["--model", model], max_batch, backend)
+    server = start_server(["--model", model], ["--max-batch", str(max_batch), "--backend", backend], DEVICE)
     out = {}
     try:
         for streams, window in loads:
-            cpu_server0, cpu_client0 = _cpu_seconds(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
-            latencies, wall = asyncio.run(_load(target, frames, streams, window))
+            cpu_server0, cpu_client0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+            latencies, wall = asyncio.run(_load(server.target, frames, streams, window))
             client = resource.getrusage(resource.RUSAGE_SELF)
             client_cpu = client.ru_utime + client.ru_stime - cpu_client0.ru_utime - cpu_client0.ru_stime
-            out[streams, window] = summary(latencies, wall) | {"cpu": (_cpu_seconds(proc.pid) - cpu_server0) / wall,
+            out[streams, window] = summary(latencies, wall) | {"cpu": (server.cpu_seconds() - cpu_server0) / wall,
                                                                "client_cpu": client_cpu / wall}
-        rss = peak_rss_mib(proc.pid)
+        rss = server.status_kib("VmHWM") / 1024
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
     return out, rss
 
 
@@ -185,13 +152,63 @@ def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def targets(rows: dict[str, dict[str, float]], backends: list[str], batch: int) -> list[str]:
+    """Per backend: 4 streams against in-process batched throughput, one-stream p99 against the in-process median
+    single frame; and the best INT8 service against the eager one at 4 streams."""
+    out = ["| backend | service 4 streams / in-process batch " + str(batch) + " (>= 0.95) | "
+           "1-stream p99 / in-process 1-frame p50 (<= 1.2) |", "|---|---|---|"]
+    for b in backends:
+        four, one = rows[f"{b}: service, 4 streams"], rows[f"{b}: service, 1 stream"]
+        out.append(f"| {b} | {four['fps'] / rows[f'{b}: in-process, batch {batch}']['fps']:.2f} | "
+                   f"{one['p99'] / rows[f'{b}: in-process, batch 1']['p50']:.2f} |")
+    int8 = [b for b in backends if b.endswith("-int8")]
+    if "eager" in backends and int8:
+        best = max(int8, key=lambda b: rows[f"{b}: service, 4 streams"]["fps"])
+        fps, eager = rows[f"{best}: service, 4 streams"]["fps"], rows["eager: service, 4 streams"]["fps"]
+        out += ["", f"INT8 service ({best}) vs eager service, 4 streams: {fps:.1f} / {eager:.1f} frames/s = "
+                f"**{fps / eager:.2f}x**"]
+    return out
+
+
+def sized_frames(n: int, size: tuple[int, int]) -> tuple[list[bytes], str]:
+    """Real frames (``_harness.load_frames``) resized to ``size`` and re-encoded as JPEG quality 90, else synthetic."""
+    loaded, where = load_frames(DATA, n)
+    if not where.startswith(f"{len(loaded)} of the"):  # no real data here
+        return make_frames(n, size), "synthetic parts (serve_bench.make_frames)"
+    frames = []
+    for f in loaded:
+        image = cv2.resize(decode(f.data, "JPEG"), size, interpolation=cv2.INTER_LINEAR)
+        frames.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return frames, f"{where}, resized and re-encoded (JPEG quality 90)"
+
+
+def exported_copy(model: str, backends: list[str], tmp: Path) -> tuple[str, list[str]]:
+    """The bundle copied into ``tmp`` (the store left as it is) with the exports ``backends`` need, INT8 ones behind
+    their accuracy guard; and the guards' side-by-side tables."""
+    source = load_bundle(model)
+    copy = str(shutil.copytree(source.path, tmp / source.version, ignore=shutil.ignore_patterns("export")))
+    guards = []
+    for backend in backends:
+        fmt = backend.removesuffix("-int8")
+        if backend == "eager":
+            continue
+        if fmt not in {b.removesuffix("-int8") for b in backends[: backends.index(backend)]}:
+            export_model(copy, fmt)
+        if backend.endswith("-int8"):
+            _, entry = export_int8(copy, fmt, Int8Options(guard_report))
+            acc = entry["accuracy"]
+            guards += [f"INT8 guard, {fmt} (validation split, {acc['n_images']} images, max drop {acc['max_drop']}):",
+                       "", "```", side_by_side(acc), "```", ""]
+    return copy, guards
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--sizes", nargs="+", default=["512x512", "1280x1024"], help="frame sizes, WxH px")
     parser.add_argument("--frames", type=int, default=200, help="frames per measurement")
     parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
-    parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=("eager", "torchscript", "onnx"))
+    parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast)")
     parser.add_argument("--section", default="serve_bench", help="RESULTS.md section to write")
     parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
@@ -204,35 +221,41 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # as `inspector serve` sets it: the in-process rows compare like with like
     n = 24 if args.quick else args.frames
     loads = [(1, 1), (4, 1), (8, 1), (4, 2)]  # (streams, frames each stream sends ahead of its answers)
-    parts = []
-    for size in args.sizes:
-        w, h = (int(v) for v in size.split("x"))
-        frames = make_frames(n, (w, h))
-        rows, rss = [], {}
-        for backend in args.backends:
-            if backend != "eager":
-                export_model(args.model, backend)
-            rows += [(f"{backend}: in-process, batch 1", in_process(args.model, frames, 1, backend)),
-                     (f"{backend}: in-process, batch {args.batch}", in_process(args.model, frames, args.batch,
-                                                                              backend))]
-            figures, rss[backend] = service(args.model, frames, loads, args.batch, backend)
-            for (streams, window), r in figures.items():
-                ahead = f", {window} ahead" if window > 1 else ""
-                rows.append((f"{backend}: service, {streams} stream{'s' if streams > 1 else ''}{ahead}", r))
-        memory = ", ".join(f"{b} {v:.0f} MiB" for b, v in rss.items())
-        parts += [f"### {w}x{h} grayscale JPEG", "", table(rows), "", f"Peak RSS of the server process: {memory}", ""]
+    parts, source = [], load_bundle(args.model)
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
+        model, guards = exported_copy(args.model, args.backends, Path(tmp))
+        for size in args.sizes:
+            w, h = (int(v) for v in size.split("x"))
+            frames, where = sized_frames(n, (w, h))
+            rows, rss = [], {}
+            for backend in args.backends:
+                rows += [(f"{backend}: in-process, batch 1", in_process(model, frames, 1, backend)),
+                         (f"{backend}: in-process, batch {args.batch}", in_process(model, frames, args.batch,
+                                                                                  backend))]
+                figures, rss[backend] = service(model, frames, loads, args.batch, backend)
+                for (streams, window), r in figures.items():
+                    ahead = f", {window} ahead" if window > 1 else ""
+                    rows.append((f"{backend}: service, {streams} stream{'s' if streams > 1 else ''}{ahead}", r))
+                print(f"{size} {backend} done", flush=True)
+            memory = ", ".join(f"{b} {v:.0f} MiB" for b, v in rss.items())
+            parts += [f"### {w}x{h} grayscale JPEG ({where})", "", table(rows), "",
+                      *targets(dict(rows), args.backends, args.batch), "",
+                      f"Peak RSS of the server process: {memory}", ""]
     text = "\n".join([
         f"## Service vs in-process ({n} frames per row)",
         "",
         f"- command: `{invocation()}`",
         f"- machine: {machine()}; device: {device_name()}",
         f"- date: {utc_now()}",
+        f"- served: `{args.model}` ({source.name}/{source.version}, {source.meta.backbone}, "
+        f"{source.spec.height}x{source.spec.width} px input, anomaly head: {'yes' if source.meta.anomaly else 'no'})",
         "- in-process: decode + preprocess + model + postprocess through `Predictor`, one thread of calls; service:",
         "  `inspector serve` in its own process, an asyncio gRPC client, each stream a camera that sends a frame and",
         "  waits for its answer (or keeps 2 frames ahead). Ratios are to the in-process batched throughput of the",
         "  same backend.",
         "",
         *parts,
+        *guards,
         *([f"Peak GPU memory of the in-process runs: {gpu_memory_mib():.0f} MiB"] if gpu_memory_mib() else []),
     ])
     print(text)

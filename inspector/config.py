@@ -185,7 +185,8 @@ class ServeConfig:
     tile_overlap: float = 0.125  # least overlap of neighbouring tiles, fraction of their side
     roi: tuple[int, int, int, int] | None = None  # region of interest x, y, width, height in frame px
     max_batch: int = 8  # frames per forward pass
-    max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame
+    max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame (while others are
+    #   being decoded; a frame with none behind it runs at once)
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED
     max_in_flight_pixels: int = 256_000_000  # decoded pixels of those frames (a lone frame always passes)
     max_streams: int = 1024  # streams open at once; one more is refused with RESOURCE_EXHAUSTED (an idle one costs KiB)

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", action="append", help="a camera id with its own metric label (repeat); others: other")
     p.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--max-batch", dest="max_batch", type=POSITIVE, help="frames per forward pass (default 8)")
-    p.add_argument("--max-delay-ms", dest="max_delay_ms", type=NON_NEGATIVE, help="batch fill wait (default 2)")
+    p.add_argument("--max-delay-ms", dest="max_delay_ms", type=NON_NEGATIVE, help="batch fill wait while more frames are being decoded (default 2)")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=POSITIVE, help="overload bound (default 64)")
     p.add_argument("--max-streams", dest="max_streams", type=POSITIVE,
                    help="streams open at once (default 1024); one more is refused with RESOURCE_EXHAUSTED")

@@ -1,7 +1,8 @@
 """A dynamic micro-batcher: frames from all calls and streams share forward passes.
 
 Callers prepare (decode + preprocess) on their own threads and submit the model input; one thread collects up to
-``max_batch`` inputs, waiting at most ``max_delay`` after the first, and runs them together. A frame whose deadline
+``max_batch`` inputs, waiting at most ``max_delay`` after the first while more frames are on their way (being
+prepared), and runs them together: a lone camera's frame goes to the model at once. A frame whose deadline
 has passed is answered with :class:`DeadlineExpired` and not run. Inputs prepared for different predictors (a swap
 in between) are never mixed in one pass. A job whose caller gave up (its future cancelled) is dropped unrun.
 """
@@ -14,7 +15,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -57,12 +58,16 @@ class MicroBatcher:
         max_batch: Most frames per forward pass.
         max_delay: Seconds to wait for more frames after the first of a batch.
         on_batch: Optional callback ``(batch_size, infer_seconds)`` after each pass (for metrics).
+        coming: How many frames are being prepared now, on their way to :meth:`submit`; the batcher waits for more
+            only while this is positive. None: always wait up to ``max_delay``.
     """
 
-    def __init__(self, max_batch: int = 8, max_delay: float = 0.002, on_batch=None) -> None:
+    def __init__(self, max_batch: int = 8, max_delay: float = 0.002, on_batch=None,
+                 coming: Callable[[], int] | None = None) -> None:
         self.max_batch = max_batch
         self.max_delay = max_delay
         self.on_batch = on_batch
+        self.coming = coming or (lambda: 1)
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
@@ -87,8 +92,9 @@ class MicroBatcher:
         jobs, stop = [first], False
         until = time.monotonic() + self.max_delay
         while len(jobs) < self.max_batch:
+            wait = max(0.0, until - time.monotonic()) if self.coming() > 0 else 0.0  # nothing coming: run now
             try:
-                job = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+                job = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
             except queue.Empty:
                 break
             if job is None:

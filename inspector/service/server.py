@@ -245,7 +245,8 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
                           on_swap=on_swap, options=options)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
-                           on_batch=lambda size, seconds: metrics.batch_frames.observe(size))
+                           on_batch=lambda size, seconds: metrics.batch_frames.observe(size),
+                           coming=lambda: pipeline.stages["prepare"])
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
     capacity = Capacity(cfg.max_streams, pipeline.load)
     health_state = Health(capacity, lambda: models.ready and not servicer.draining)

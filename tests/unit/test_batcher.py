@@ -75,3 +75,37 @@ def test_a_cancelled_job_is_never_run(batcher):
     predictor.release.set()
     assert kept.result(10).batch_size == 1 and first.result(10).batch_size == 1
     assert [float(b[0, 0, 0, 0]) for b in predictor.batches] == [0.0, 2.0]
+
+
+class Passes:
+    """A predictor that answers at once and records the size of each pass."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def infer(self, batch: np.ndarray) -> Outputs:
+        self.sizes.append(len(batch))
+        return Outputs(batch[:, 0, 0, :2].copy(), np.zeros((len(batch), 2, 2), np.float32))
+
+
+def test_a_frame_with_nothing_behind_it_runs_at_once_whatever_the_delay():
+    predictor, b = Passes(), MicroBatcher(max_batch=8, max_delay=60.0, coming=lambda: 0)
+    try:
+        assert b.submit(job(predictor, 1.0)).result(timeout=10).batch_size == 1  # not 60 s later
+    finally:
+        b.close()
+    assert predictor.sizes == [1]
+
+
+def test_the_batcher_waits_for_frames_still_being_prepared():
+    predictor, preparing = Passes(), [1]
+    b = MicroBatcher(max_batch=8, max_delay=60.0, coming=lambda: preparing[0])
+    try:
+        first = b.submit(job(predictor, 1.0))
+        assert not first.done()  # one more frame is on its way: the pass waits for it
+        preparing[0] = 0  # it is prepared...
+        second = b.submit(job(predictor, 2.0))  # ...and submitted: nothing else is coming, the pass runs
+        assert first.result(timeout=10).batch_size == second.result(timeout=10).batch_size == 2
+    finally:
+        b.close()
+    assert predictor.sizes == [2]
