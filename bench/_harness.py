@@ -8,7 +8,6 @@ The server binds ``--grpc-port 0`` and ``--metrics-port 0``; the ports are read 
 from __future__ import annotations
 
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -17,16 +16,15 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from _results import RESULTS, invocation, machine, utc_now, write_results  # noqa: F401 - benches import them here
 from inspector.v1 import inspector_pb2 as pb
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 DATA = Path(__file__).resolve().parents[2] / "shared/data/magnetic-tile"  # real frames, read where they lie
 ENCODINGS = {".jpg": pb.JPEG, ".jpeg": pb.JPEG, ".png": pb.PNG, ".bmp": pb.BMP}
 LISTENING = re.compile(r"gRPC listening on (\S+):(\d+) .*metrics on http://(\S+):(\w+)/metrics")
@@ -175,32 +173,3 @@ def busy_cpu_seconds() -> float:
     """CPU seconds all processes of the machine have used since boot (every state but idle and iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> str:
-    """CPU model, the vector instructions that matter for inference here (:mod:`inspector.model.cpu`), cores,
-    Python."""
-    from inspector.model.cpu import describe_cpu  # here: torch stays out of the clients while they measure
-
-    cpu = describe_cpu()
-    return f"{cpu.model} ({cpu.isa}), {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def invocation() -> str:
-    """The command line that ran this benchmark, as bench/RESULTS.md quotes it."""
-    return " ".join([Path(sys.executable).name, *sys.argv])
-
-
-def utc_now() -> str:
-    """The date and time a result is written, as bench/RESULTS.md gives it."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def write_results(text: str, section: str) -> None:
-    """Replaces (or appends) a benchmark's section of bench/RESULTS.md, between its markers."""
-    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{text}\n{end}"
-    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S) if begin in old else (
-        old.rstrip() + "\n\n" + block + "\n")
-    RESULTS.write_text(new)

@@ -23,12 +23,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import cv2  # noqa: E402
 import grpc  # noqa: E402
-import numpy as np  # noqa: E402
 
+from _frames import make_frames, summary  # noqa: E402 - other benches import them from here too
 from _harness import DATA, invocation, load_frames, machine, start_server, utc_now, write_results  # noqa: E402
 from inspector.artifacts.bundle import load_bundle  # noqa: E402
 from inspector.cli.export import guard_report  # noqa: E402
-from inspector.data.demo import make_part  # noqa: E402
 from inspector.inference.exporter import export_int8, export_model  # noqa: E402
 from inspector.inference.quantize import Int8Options, side_by_side  # noqa: E402
 from inspector.inference.runtimes import BACKENDS  # noqa: E402
@@ -36,25 +35,6 @@ from inspector.inference.predictor import Predictor  # noqa: E402
 from inspector.imaging.preprocess import decode  # noqa: E402
 from inspector.v1 import inspector_pb2 as pb  # noqa: E402
 from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
-
-
-def make_frames(n: int, size: int | tuple[int, int]) -> list[bytes]:
-    """Distinct synthetic parts (grayscale JPEG, quality 90), ``size`` px square or ``(width, height)``."""
-    kinds = ("good", "scratch", "spot", "crack")
-    w, h = (size, size) if isinstance(size, int) else size
-    out = []
-    for i in range(n):
-        image, _ = make_part(kinds[i % 4], np.random.default_rng([7, i]), min(w, h, 512))
-        if image.shape != (h, w):
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        out.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-    return out
-
-
-def summary(latencies: list[float], seconds: float) -> dict[str, float]:
-    ms = np.array(latencies) * 1000.0
-    return {"fps": len(latencies) / seconds, "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-            "p99": float(np.percentile(ms, 99))}
 
 
 DEVICE = "cpu"  # set from --device
