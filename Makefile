@@ -71,6 +71,23 @@ $(CLIENTS_STAMP):
 	  $(PYTHON) -m venv $(CLIENTS_VENV) && $(CLIENTS_VENV)/bin/pip install --quiet $(CLIENTS_PACKAGES) && \
 	  echo "$(CLIENTS_PACKAGES)" > $(CLIENTS_STAMP); fi
 
+# PyTriton (NVIDIA Triton with a Python callable), for bench/peers.py (this service against Triton on the same ONNX
+# export): a venv of its own, build/peers-venv, since PyTriton needs numpy<2 and the project numpy>=2. Its Triton
+# Python stub needs $(PYTHON)'s shared libpython (bench/peers.py puts its folder on LD_LIBRARY_PATH). Installed once
+# (the stamp holds the pins, so changing one reinstalls).
+PEERS_VENV := build/peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_PACKAGES := nvidia-pytriton==0.7.0 'tritonclient[grpc]==2.73.0' numpy==1.26.4 onnxruntime==1.32.0 \
+  opencv-python-headless==4.11.0.86
+.PHONY: $(PEERS_STAMP) peers
+$(PEERS_STAMP):
+	@if [ "$$(cat $(PEERS_STAMP) 2>/dev/null)" = "$(PEERS_PACKAGES)" ]; then :; else \
+	  echo "installing $(PEERS_PACKAGES) into $(PEERS_VENV)" && \
+	  $(PYTHON) -m venv $(PEERS_VENV) && $(PEERS_VENV)/bin/pip install --quiet $(PEERS_PACKAGES) && \
+	  echo "$(PEERS_PACKAGES)" > $(PEERS_STAMP); fi
+
+peers: $(PEERS_STAMP)
+
 # @grpc/grpc-js and @grpc/proto-loader, for the test that a plant's Node.js integration would run
 # (tests/integration/test_node_client.py): pinned, from npm into build/node-clients; installed once (the stamp holds
 # the pinned versions, so changing a pin reinstalls). Without npm the Node.js client test fails and says to run this.
