@@ -50,31 +50,33 @@ def predict_paths(
     """Yields one JSON-ready dict per image; an undecodable image yields an ``error`` line and the rest go on.
 
     ``options``: tiling and region of interest (the whole frame by default); ``backend``: ``eager`` or one of the
-    bundle's exports (``inspector export``), as ``inspector serve --backend``.
+    bundle's exports (``inspector export``), as ``inspector serve --backend``. Without ``overlays`` (drawn on the
+    frame's own pixels), a large JPEG is decoded at reduced scale, as the service does.
     """
     import cv2
 
     from inspector.imaging.overlay import annotate
-    from inspector.imaging.preprocess import FrameError, read_image
+    from inspector.imaging.preprocess import FrameError, read_frame
     from inspector.inference.options import InferenceOptions
     from inspector.inference.predictor import Predictor
 
     predictor = Predictor.from_bundle(model, device, backend=backend, options=options or InferenceOptions())
+    fit = None if overlays else predictor.decode_size
     for path in expand_paths(paths):
         start = time.perf_counter()
         try:
-            image = read_image(path)
+            frame = read_frame(path, fit=fit)
         except FrameError as err:
             yield error_line(str(path), "", err.reason, str(err))
             continue
         decode_s = time.perf_counter() - start
-        pred = predictor.predict([image])[0]
+        pred = predictor.predict([frame])[0]
         line = prediction_line(str(path), pred, decode_s)
         if overlays:
             out = Path(overlays) / f"{path.stem}_overlay.png"
             out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), annotate(image, pred.mask >= predictor.thresholds.mask, pred.verdict, pred.label,
-                                           pred.defect_score, pred.regions))
+            cv2.imwrite(str(out), annotate(frame.image, pred.mask >= predictor.thresholds.mask, pred.verdict,
+                                           pred.label, pred.defect_score, pred.regions))
             line["overlay"] = str(out)
         yield line
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import NamedTuple
 
 from inspector.imaging.frame_error import FrameError
 
@@ -16,12 +17,23 @@ _JPEG_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD8)}  # stuffed zero, TEM, RST0..7
 _JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..15 (C4 DHT, C8 JPG, CC DAC are not frames)
 _FILL = re.compile(rb"\xff+")  # a marker's 0xFF and the fill bytes before its code
 _JPEG_MAX_STEPS = 4096  # markers examined before the frame header; real files have a few dozen
+JPEG_DCT = {0xC0, 0xC1, 0xC2, 0xC9, 0xCA}  # baseline, extended, progressive (Huffman or arithmetic): DCT-scalable
 
 
-def _probe_jpeg(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's first SOF, walking the markers as libjpeg does: bytes before a marker and 0xFF
-    fill bytes are skipped, segments are jumped over by their length. None when no SOF comes before the image data
-    (SOS or EOI) or the end: libjpeg cannot decode such a payload either."""
+class JpegHeader(NamedTuple):
+    """What a JPEG's frame header (SOF) declares."""
+
+    width: int
+    height: int
+    components: int  # 1: grayscale; 3 (YCbCr, RGB) or 4 (CMYK, YCCK): colour; 0 when the header ends before it
+    precision: int  # bits per sample: 8, or 12 / 16
+    process: int  # the SOF marker code: 0xC0 baseline, 0xC2 progressive, 0xC3 lossless...
+
+
+def probe_jpeg(data: bytes) -> JpegHeader | None:
+    """A JPEG's first SOF, found by walking the markers as libjpeg does: bytes before a marker and 0xFF fill bytes
+    are skipped, segments are jumped over by their length. None when no SOF comes before the image data (SOS or EOI)
+    or the end: libjpeg cannot decode such a payload either."""
     i = 2
     for _ in range(_JPEG_MAX_STEPS):
         start = data.find(b"\xff", i)
@@ -38,8 +50,9 @@ def _probe_jpeg(data: bytes) -> tuple[int, int] | None:
         if marker in _JPEG_SOF:
             if i + 7 > len(data):
                 return None
-            h, w = struct.unpack(">HH", data[i + 3 : i + 7])  # length (2), precision (1), height, width
-            return w, h
+            bits, h, w = struct.unpack(">BHH", data[i + 2 : i + 7])  # length (2), precision, height, width,
+            components = data[i + 7] if i + 7 < len(data) else 0  # then the number of components
+            return JpegHeader(w, h, components, bits, marker)
         if i + 2 > len(data):
             return None
         i += max(2, struct.unpack(">H", data[i : i + 2])[0])
@@ -72,7 +85,8 @@ def probe_size(data: bytes | memoryview, encoding: str) -> tuple[int, int] | Non
     """Reads (width, height) from an image header without decoding, the way the decoder will read it; None if the
     header is not understood (the decoder then refuses the payload too)."""
     if encoding == "JPEG":
-        return _probe_jpeg(data if isinstance(data, bytes) else bytes(data))
+        header = probe_jpeg(data if isinstance(data, bytes) else bytes(data))
+        return None if header is None else (header.width, header.height)
     head = bytes(data[:64])
     if encoding == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         return struct.unpack(">II", head[16:24])

@@ -18,7 +18,8 @@ import numpy as np
 from inspector.config import FrameLimits, PreprocessSpec
 from inspector.errors import MissingPathError
 from inspector.imaging.frame_error import FrameError
-from inspector.imaging.headers import MAGIC, check_png_chunks, probe_size
+from inspector.imaging.headers import MAGIC, check_png_chunks, probe_jpeg, probe_size
+from inspector.imaging.reduced import Fit, Frame, jpeg_reduction, reduced_size
 
 ENCODINGS = ("JPEG", "PNG", "BMP", "RAW_GRAY8", "RAW_BGR8", "RAW_RGB8")
 RAW_CHANNELS = {"RAW_GRAY8": 1, "RAW_BGR8": 3, "RAW_RGB8": 3}
@@ -46,11 +47,22 @@ def _check_size(width: int, height: int, limits: FrameLimits) -> None:
         )
 
 
-def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLimits) -> np.ndarray:
+def _imdecode(data: bytes | memoryview, flags: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:  # OpenCV raises for some malformed headers instead of returning None
+        return None
+
+
+def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLimits, fit: Fit | None) -> Frame:
     if bytes(data[: len(MAGIC[encoding])]) != MAGIC[encoding]:  # OpenCV would decode any format it recognises
         raise FrameError("encoding_mismatch", f"payload does not start like a {encoding} image "
                          f"(first bytes {bytes(data[:4]).hex()}); check the declared encoding")
-    size = probe_size(data, encoding)
+    if encoding == "JPEG":
+        jpeg = probe_jpeg(bytes(data))
+        size = None if jpeg is None else (jpeg.width, jpeg.height)
+    else:
+        jpeg, size = None, probe_size(data, encoding)
     if size is not None:
         _check_size(*size, limits)  # refuse decompression bombs before allocating
     elif encoding == "JPEG":  # no frame header before the image data: nothing to decode, and no size to check
@@ -58,10 +70,13 @@ def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLim
                          "(no frame header before the image data)")
     if encoding == "PNG":
         check_png_chunks(data)
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:  # OpenCV raises for some malformed headers instead of returning None
-        image = None
+    factor, flags = jpeg_reduction(jpeg, fit) if jpeg and fit else (1, cv2.IMREAD_UNCHANGED)
+    if factor > 1:
+        image = _imdecode(data, flags)  # uint8, gray or BGR as the header says
+        if image is not None and image.shape[:2] == reduced_size(jpeg.height, jpeg.width, factor):
+            return Frame(image, jpeg.height, jpeg.width)
+        # anything unexpected: decoded whole below, so it is refused or accepted exactly as without reduction
+    image = _imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise FrameError("undecodable", f"payload of {len(data)} bytes is not a decodable {encoding} image")
     if encoding == "PNG" and image.dtype == np.uint16:  # 16-bit PNG: keep the top 8 bits
@@ -73,7 +88,7 @@ def _decode_compressed(data: bytes | memoryview, encoding: str, limits: FrameLim
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     elif image.ndim == 3 and image.shape[2] in (1, 2):  # gray, or gray + alpha
         image = np.ascontiguousarray(image[:, :, 0])
-    return image
+    return Frame.whole(image)
 
 
 def _decode_raw(data: bytes | memoryview, encoding: str, width: int, height: int, stride: int) -> np.ndarray:
@@ -117,6 +132,25 @@ def decode(
         FrameError: The payload is empty, too large, undecodable, of an unknown encoding, of a raw size that
             does not match ``width x height x channels`` (and ``stride``), or has a side outside the limits.
     """
+    return decode_frame(data, encoding, width, height, stride, limits).image
+
+
+def decode_frame(
+    data: bytes | memoryview,
+    encoding: str,
+    width: int = 0,
+    height: int = 0,
+    stride: int = 0,
+    limits: FrameLimits = DEFAULT_LIMITS,
+    fit: Fit | None = None,
+) -> Frame:
+    """:func:`decode`, at reduced scale where ``fit`` allows (:mod:`inspector.imaging.reduced`): a JPEG is decoded
+    at the smallest 1/2, 1/4 or 1/8 scale that still covers the size ``fit`` asks for its frame size; other
+    encodings are decoded whole. Refusals are :func:`decode`'s, by the frame's own size.
+
+    Raises:
+        FrameError: As :func:`decode`.
+    """
     if encoding not in ENCODINGS:
         raise FrameError("unknown_encoding", f"unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}")
     if len(data) == 0:
@@ -127,14 +161,19 @@ def decode(
         if width <= 0 or height <= 0:
             raise FrameError("bad_dimensions", f"{encoding} frame needs positive width and height, got {width}x{height}")
         _check_size(width, height, limits)
-        return _decode_raw(data, encoding, width, height, stride)
-    image = _decode_compressed(data, encoding, limits)
-    _check_size(image.shape[1], image.shape[0], limits)
-    return image
+        return Frame.whole(_decode_raw(data, encoding, width, height, stride))
+    frame = _decode_compressed(data, encoding, limits, fit)
+    _check_size(frame.width, frame.height, limits)
+    return frame
 
 
 def read_image(path: str | Path, limits: FrameLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Reads an image file through the same checks as a network frame (encoding from the extension)."""
+    return read_frame(path, limits).image
+
+
+def read_frame(path: str | Path, limits: FrameLimits = DEFAULT_LIMITS, fit: Fit | None = None) -> Frame:
+    """:func:`read_image`, at reduced scale where ``fit`` allows (:func:`decode_frame`)."""
     path = Path(path)
     encoding = EXTENSIONS.get(path.suffix.lower())
     if encoding is None:
@@ -144,7 +183,7 @@ def read_image(path: str | Path, limits: FrameLimits = DEFAULT_LIMITS) -> np.nda
     except OSError as err:
         raise MissingPathError(f"cannot read image {path}: {err.strerror}") from err
     try:
-        return decode(data, encoding, limits=limits)
+        return decode_frame(data, encoding, limits=limits, fit=fit)
     except FrameError as err:
         raise FrameError(err.reason, f"{path}: {err}") from err
 
@@ -157,10 +196,14 @@ def letterbox_geometry(src_h: int, src_w: int, spec: PreprocessSpec) -> Letterbo
     return Letterbox(src_h, src_w, new_h, new_w, (spec.height - new_h) // 2, (spec.width - new_w) // 2)
 
 
-def letterbox(image: np.ndarray, spec: PreprocessSpec, pad_value: int | None = None) -> tuple[np.ndarray, Letterbox]:
-    """Scales ``image`` (any channel count, uint8) into the model input size, keeping its aspect ratio."""
-    geo = letterbox_geometry(image.shape[0], image.shape[1], spec)
-    shrinking = geo.new_h < geo.src_h
+def letterbox(image: np.ndarray, spec: PreprocessSpec, pad_value: int | None = None,
+              size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Scales ``image`` (any channel count, uint8) into the model input size, keeping its aspect ratio.
+
+    ``size``: the (h, w) of the frame ``image`` was decoded from at reduced scale; the geometry is that frame's.
+    """
+    geo = letterbox_geometry(*(size or image.shape[:2]), spec)
+    shrinking = geo.new_h < image.shape[0]
     resized = cv2.resize(image, (geo.new_w, geo.new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     bottom, right = spec.height - geo.new_h - geo.top, spec.width - geo.new_w - geo.left
     fill = spec.pad_value if pad_value is None else pad_value
@@ -183,12 +226,14 @@ def normalise(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(2, 0, 1))  # (3, H, W)
 
 
-def preprocess(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Letterbox]:
+def preprocess(image: np.ndarray, spec: PreprocessSpec,
+               size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """A decoded frame -> the model input ``(3, H, W) float32`` and the geometry to map masks back.
 
     Resizing happens before the colour conversion, so a large grayscale frame is converted only at model size.
+    ``size``: the frame's own (h, w) when ``image`` was decoded at reduced scale (the geometry maps to it).
     """
-    boxed, geo = letterbox(image, spec)
+    boxed, geo = letterbox(image, spec, size=size)
     return normalise(to_model_colour(boxed, spec), spec), geo
 
 

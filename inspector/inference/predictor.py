@@ -20,8 +20,9 @@ from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Threshol
 from inspector.model.devices import resolve_device
 from inspector.inference.options import InferenceOptions
 from inspector.inference.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
-from inspector.imaging.preprocess import Letterbox, mask_to_frame, preprocess
-from inspector.imaging.tiling import Window, plan, stitch
+from inspector.imaging.preprocess import Letterbox, letterbox_geometry, mask_to_frame, preprocess
+from inspector.imaging.reduced import Frame
+from inspector.imaging.tiling import Window, plan, stitch, tiles_apply
 
 
 @dataclass
@@ -65,11 +66,12 @@ class Prepared:
     owners: list[int]  # frame index of each part
     windows: list[Window]  # where each part lies in its frame
     geometry: list[Letterbox]  # how each part was letterboxed
-    shapes: list[tuple[int, int]]  # (h, w) of each frame
+    shapes: list[tuple[int, int]]  # (h, w) of each frame, its own size (also when decoded at reduced scale)
 
 
 class Predictor:
-    """Runs a bundle's model on decoded frames (grayscale or BGR uint8, any size).
+    """Runs a bundle's model on decoded frames (grayscale or BGR uint8, any size), given as arrays or as
+    :class:`~inspector.imaging.reduced.Frame` (decoded at reduced scale where :meth:`decode_size` allows it).
 
     Args:
         bundle: A loaded bundle; preprocessing and thresholds come from it, never from defaults here.
@@ -125,18 +127,41 @@ class Predictor:
     def version(self) -> str:
         return f"{self.bundle.name}/{self.bundle.version}"
 
-    def prepare(self, frames: Sequence[np.ndarray]) -> Prepared:
-        """Cuts each frame into its parts (whole, ROI or tiles), then letterboxes and normalises them by the spec."""
-        tensors, owners, windows, geometry = [], [], [], []
+    def decode_size(self, h: int, w: int) -> tuple[int, int] | None:
+        """The least (h, w) an ``h x w`` frame must be decoded at: the letterbox's inner size when the frame is
+        inspected whole; None (all its pixels) when it is cut into tiles or a region of interest."""
+        if self.options.roi is not None or tiles_apply(h, w, self.options.tile):
+            return None
+        geo = letterbox_geometry(h, w, self.spec)
+        return geo.new_h, geo.new_w
+
+    def prepare(self, frames: Sequence[np.ndarray | Frame]) -> Prepared:
+        """Cuts each frame into its parts (whole, ROI or tiles), then letterboxes and normalises them by the spec.
+
+        Raises:
+            ValueError: A frame decoded at reduced scale that this predictor would cut (see :meth:`decode_size`).
+        """
+        tensors, owners, windows, geometry, shapes = [], [], [], [], []
         for i, frame in enumerate(frames):
-            for win in plan(frame.shape[0], frame.shape[1], self.options.tile, self.options.tile_overlap,
-                            self.options.roi):
-                tensor, geo = preprocess(frame[win.y : win.y + win.h, win.x : win.x + win.w], self.spec)
+            frame = frame if isinstance(frame, Frame) else Frame.whole(frame)
+            for win, tensor, geo in self._parts(frame):
                 tensors.append(tensor)
                 owners.append(i)
                 windows.append(win)
                 geometry.append(geo)
-        return Prepared(np.stack(tensors), owners, windows, geometry, [f.shape[:2] for f in frames])
+            shapes.append((frame.height, frame.width))
+        return Prepared(np.stack(tensors), owners, windows, geometry, shapes)
+
+    def _parts(self, frame: Frame) -> list[tuple[Window, np.ndarray, Letterbox]]:
+        """(window, model input, geometry) of each part of one frame."""
+        h, w, image = frame.height, frame.width, frame.image
+        if frame.reduced:  # the whole frame, letterboxed by its own size from fewer pixels
+            if self.decode_size(h, w) is None:
+                raise ValueError(f"a {w}x{h} px frame decoded at reduced scale cannot be cut into tiles or a region "
+                                 "of interest; decode it whole")
+            return [(Window(0, 0, w, h), *preprocess(image, self.spec, (h, w)))]
+        windows = plan(h, w, self.options.tile, self.options.tile_overlap, self.options.roi)
+        return [(win, *preprocess(image[win.y : win.y + win.h, win.x : win.x + win.w], self.spec)) for win in windows]
 
     @torch.inference_mode()
     def infer(self, batch: np.ndarray) -> Outputs:
@@ -202,7 +227,7 @@ class Predictor:
         return stitch(h, w, [prepared.windows[k] for k in parts],
                       [mask_to_frame(maps[k], prepared.geometry[k]) for k in parts])
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[Prediction]:
+    def predict(self, frames: Sequence[np.ndarray | Frame]) -> list[Prediction]:
         """Runs a batch of frames of any sizes through all three stages."""
         if not frames:
             return []

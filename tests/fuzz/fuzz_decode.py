@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     if not any(arg.startswith("-artifact_prefix=") for arg in argv[1:]):  # findings out of the working tree
         argv.append(f"-artifact_prefix={work}/")
     print(f"corpus and findings under {work}", file=sys.stderr)
-    for name in ("decode", "_decode_compressed", "_decode_raw", "_check_size"):
+    for name in ("decode", "decode_frame", "_decode_compressed", "_decode_raw", "_check_size"):
         atheris.instrument_func(getattr(preprocess, name))
-    for name in ("probe_size", "_probe_jpeg", "check_png_chunks"):
+    for name in ("probe_size", "probe_jpeg", "check_png_chunks"):
         atheris.instrument_func(getattr(headers, name))
     atheris.instrument_func(parse)
     atheris.Setup(argv, one_input)

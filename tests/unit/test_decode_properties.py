@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.config import FrameLimits
-from inspector.imaging.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode
+from inspector.imaging.preprocess import ENCODINGS, MAGIC, RAW_CHANNELS, FrameError, decode, decode_frame
+from inspector.imaging.reduced import Frame
 
 REASONS = {"empty", "too_large", "unknown_encoding", "encoding_mismatch", "undecodable", "size_mismatch",
            "bad_dimensions"}
@@ -93,6 +94,25 @@ def test_arbitrary_bytes_in_every_encoding(data, limits):
     for encoding in ENCODINGS:
         assert_contract(lambda: decode(data, encoding, 64, 48, 0, limits), limits)
         assert_contract(lambda: decode(memoryview(data), encoding, 48, 32, 0, limits), limits)
+
+
+def _outcome(call) -> tuple:
+    """("refused", reason, message), or ("decoded", frame height, frame width)."""
+    try:
+        frame = call()
+    except FrameError as err:
+        return "refused", err.reason, str(err)
+    return "decoded", frame.height, frame.width
+
+
+@SETTINGS
+@given(data=PAYLOADS, limits=LIMITS)
+def test_reduced_decoding_refuses_and_accepts_as_the_whole_decoding(data, limits):
+    """At reduced scale (1/8 wherever the JPEG allows it) a payload is refused for the same reason, with the same
+    message, as when decoded whole, or accepted as a frame of the same size."""
+    whole = _outcome(lambda: Frame.whole(decode(data, "JPEG", limits=limits)))
+    reduced = _outcome(lambda: decode_frame(data, "JPEG", limits=limits, fit=lambda h, w: (1, 1)))
+    assert reduced == whole
 
 
 @st.composite
