@@ -47,7 +47,6 @@ if not SERVING_TRITON:  # the benchmark, under .venv
 
     from inspector.artifacts.bundle import load_bundle
     from inspector.artifacts.export import EXPORT_DIR, read_record, verified_file
-    from inspector.imaging import preprocess as imaging
     from inspector.inference.exporter import export_model
     from inspector.oip import inference_pb2 as oip
     from inspector.oip import inference_pb2_grpc as oip_grpc
@@ -63,7 +62,7 @@ def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports:
     from pytriton.triton import Triton, TritonConfig
 
     from inspector.config import PreprocessSpec, Thresholds, from_dict
-    from inspector.imaging.preprocess import decode, mask_to_frame, preprocess
+    from inspector.imaging.preprocess import decode_frame, letterbox_geometry, mask_to_frame, preprocess
     from inspector.inference.postprocess import ACCEPT, decide, find_regions, mask_pixels
 
     record = json.loads((onnx.parent / "export.json").read_text())  # the bundle's preprocessing, classes, thresholds
@@ -73,9 +72,17 @@ def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports:
     options.intra_op_num_threads = threads  # as the service's OnnxModel: torch.get_num_threads()
     session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
+    def fit(h: int, w: int) -> tuple[int, int]:  # as Predictor.decode_size for a whole frame: decoded reduced
+        geo = letterbox_geometry(h, w, spec)
+        return geo.new_h, geo.new_w
+
+    def prepare(data: bytes) -> tuple[np.ndarray, Any]:
+        frame = decode_frame(data, "JPEG", fit=fit)
+        return preprocess(frame.image, spec, (frame.height, frame.width))
+
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
-        prepared = [preprocess(decode(bytes(b), "JPEG"), spec) for b in image[:, 0]]
+        prepared = [prepare(bytes(b)) for b in image[:, 0]]
         out = session.run(None, {"image": np.stack([x for x, _ in prepared])})
         exp = np.exp(out[0] - out[0].max(axis=1, keepdims=True))
         probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -264,8 +271,6 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
     pins = (PEERS / ".installed").read_text().strip().replace("'", "")  # what `make peers` installed
     others = sum(r["others"] for loads in raw.values() for r in loads.values()) / sum(
         r["wall"] for loads in raw.values() for r in loads.values())
-    reduced = hasattr(imaging, "decode_frame")  # the service decodes a JPEG at reduced scale where it can
-    why = " (the service decodes these JPEGs at reduced scale, the callable decodes them whole)" if reduced else ""
     rows = ["| clients | server | frames | frames/s | x inspector | p50 ms | p99 ms | server CPU ms/frame | "
             "client CPU ms/frame | other processes (cores) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows += [f"| {c} | {side} | {r['frames']} | {r['fps']:.1f} | {r['fps'] / figures['inspector'][c]['fps']:.2f} | "
@@ -282,11 +287,12 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
         "`Inspect` with `return_mask`: decode, letterbox, ONNX Runtime, verdict, regions, mask PNG at frame size",
         f"- triton: PyTriton ({pins}), a `@batch` callable, `max_batch_size={args.max_batch}`, `DynamicBatcher("
         f"max_queue_delay_microseconds={args.delay_us})`, ONNX Runtime with the service's {setup['threads']} "
-        "threads; the same work with inspector's functions, but a batch's decode, preprocessing and postprocessing "
+        "threads; the same work with inspector's functions (JPEGs decoded at the reduced scale the letterbox allows, as "
+        "the service), but a batch's decode, preprocessing and postprocessing "
         "on one thread (the service: worker threads beside its batcher). Answers probabilities, verdict, mask PNG, "
         "anomaly peak, the number of regions (the service: also the regions, thresholds, timings); called with "
         "KServe v2 `ModelInfer`, the protocol tritonclient speaks",
-        f"- same answers: on {len(answers['triton'])} frames, class probabilities within {gap:.1e}{why}, "
+        f"- same answers: on {len(answers['triton'])} frames, class probabilities within {gap:.1e}, "
         f"{same}/{len(answers['triton'])} verdicts equal",
         "- server CPU: /proc of the server's processes (Triton: PyTriton's, tritonserver, its Python stub); other "
         "processes: the machine's busy CPU less the servers' and this process's",
