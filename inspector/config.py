@@ -140,7 +140,7 @@ class TrainConfig:
     #   the training images' median aspect ratio with about image_size² px (inspector.data.geometry)
     tile: int | None = None  # train on, and inspect as, tiles of this side, frame px; 0: whole frames; None: chosen
     #   from the defect masks' sizes (tiles when defects are small against the frame)
-    epochs_frozen: int = 4  # phase 1: heads and decoder only
+    epochs_frozen: int = 2  # phase 1: heads and decoder only
     epochs_finetune: int = 12  # phase 2: whole network
     batch_size: int = 16
     lr_heads: float = 1e-3  # Adam, phase 1 and the heads/decoder group of phase 2
