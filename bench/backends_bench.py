@@ -92,15 +92,15 @@ def main() -> None:
     loaded, accuracy = load_frames(DATA, n)
     frames = [f.data for f in loaded if f.data[:2] == b"\xff\xd8"]  # JPEGs (in_process decodes JPEG)
     with tempfile.TemporaryDirectory(prefix="backends-bench-") as tmp:
-        model, guard_text = exported_copy(args.model, list(BACKENDS), Path(tmp))
-        rows: dict[str, list[dict[str, float]]] = {b: [] for b in BACKENDS}
+        model, guard_text, backends = exported_copy(args.model, list(BACKENDS), Path(tmp))
+        rows: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
         for _ in range(repeats):
-            for backend in BACKENDS:
+            for backend in backends:
                 rows[backend].append(measure(model, frames, backend, rounds))
                 print(backend, rows[backend][-1], flush=True)
     lines = ["| backend | round | p50 ms, 1 frame | p90 ms, 1 frame | frames/s, batch 8 | model ms, 1 | "
              "model ms, 8 | model frames/s, 8 | other processes (cores) |", "|---|---|---|---|---|---|---|---|---|"]
-    for backend in BACKENDS:
+    for backend in rows:
         for i, r in enumerate(rows[backend]):
             lines.append(f"| {backend} | {i + 1} | {r['p50_1']:.1f} | {r['p90_1']:.1f} | {r['fps_8']:.1f} | "
                          f"{r['model_1']:.1f} | {r['model_8']:.1f} | {r['model_fps_8']:.1f} | {r['others']:.2f} |")
@@ -108,8 +108,8 @@ def main() -> None:
               "none was quiet), and the ratio to eager's:", "",
               "| backend | rounds | p50 ms, 1 frame | frames/s, batch 8 | model ms, 1 | model frames/s, 8 | "
               "x eager latency, 1 frame | x eager frames/s, batch 8 |", "|---|---|---|---|---|---|---|---|"]
-    median = {b: quiet_median(rows[b]) for b in BACKENDS}
-    for backend in BACKENDS:
+    median = {b: quiet_median(rows[b]) for b in rows}
+    for backend in rows:
         (m, used), e = median[backend], median["eager"][0]
         lines.append(f"| {backend} | {used} | {m['p50_1']:.1f} | {m['fps_8']:.1f} | {m['model_1']:.1f} | "
                      f"{m['model_fps_8']:.1f} | {m['p50_1'] / e['p50_1']:.2f} | {m['fps_8'] / e['fps_8']:.2f} |")

@@ -57,6 +57,8 @@ class OnnxModel:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # idle threads sleep instead of spinning: in the service, decoding and postprocessing run beside each pass
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
