@@ -150,7 +150,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     finetune_bn_stats: bool = False  # update encoder BatchNorm statistics in phase 2 (False: keep ImageNet's)
     keep_stride: int = 4  # phase 2: encoder layers at this output stride or finer (the stem and first stage) keep
-    #   their ImageNet weights (0: the whole encoder trains): a third less work per fine-tuning step
+    #   their ImageNet weights (0: the whole encoder trains): a fifth less CPU time per fine-tuning step
     val_every: int = 2  # validate every this many epochs of a phase, and after its last
     val_fraction: float = 0.2  # stratified, seeded
     group_by: str | None = None  # regex on the file name: images whose match is equal share a side of the split
