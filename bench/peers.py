@@ -69,7 +69,8 @@ def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports:
     spec, classes = from_dict(PreprocessSpec, record["preprocess"]), tuple(record["classes"])
     thresholds = from_dict(Thresholds, record["thresholds"])
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # as the service's OnnxModel: torch.get_num_threads()
+    options.intra_op_num_threads = threads  # as the service's OnnxModel: torch.get_num_threads(), no spinning
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
     def fit(h: int, w: int) -> tuple[int, int]:  # as Predictor.decode_size for a whole frame: decoded reduced
