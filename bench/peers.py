@@ -40,10 +40,9 @@ if not SERVING_TRITON:  # the benchmark, under .venv
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import grpc
     import torch
-    from _harness import (DATA, busy_cpu_seconds, invocation, load_frames, machine, start_server, utc_now,
-                          write_results)
+    from _harness import busy_cpu_seconds, invocation, machine, start_server, utc_now, write_results
     from oip_bench import closed_loops
-    from serve_bench import make_frames, summary
+    from serve_bench import sized_frames, summary
 
     from inspector.artifacts.bundle import load_bundle
     from inspector.artifacts.export import EXPORT_DIR, read_record, verified_file
@@ -62,7 +61,7 @@ def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports:
     from pytriton.triton import Triton, TritonConfig
 
     from inspector.config import PreprocessSpec, Thresholds, from_dict
-    from inspector.imaging.preprocess import decode_frame, letterbox_geometry, mask_to_frame, preprocess
+    from inspector.imaging.preprocess import decode_frame, inner_size, mask_to_frame, preprocess
     from inspector.inference.postprocess import ACCEPT, decide, find_regions, mask_pixels
 
     record = json.loads((onnx.parent / "export.json").read_text())  # the bundle's preprocessing, classes, thresholds
@@ -73,12 +72,8 @@ def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
-    def fit(h: int, w: int) -> tuple[int, int]:  # as Predictor.decode_size for a whole frame: decoded reduced
-        geo = letterbox_geometry(h, w, spec)
-        return geo.new_h, geo.new_w
-
-    def prepare(data: bytes) -> tuple[np.ndarray, Any]:
-        frame = decode_frame(data, "JPEG", fit=fit)
+    def prepare(data: bytes) -> tuple[np.ndarray, Any]:  # decoded at reduced scale, as the service decodes
+        frame = decode_frame(data, "JPEG", fit=lambda h, w: inner_size(h, w, spec))
         return preprocess(frame.image, spec, (frame.height, frame.width))
 
     @batch
@@ -243,16 +238,6 @@ def run_side(side: str, args: argparse.Namespace, setup: dict[str, Any], frames:
             stop_group(proc)
 
 
-def frames_512(n: int) -> tuple[list[bytes], str]:
-    """``n`` magnetic-tile images spread over its classes, resized to 512x512 JPEGs (quality 90); else synthetic."""
-    if not list((DATA / "images").glob("*/*.jpg")):
-        return make_frames(n, 512), f"{n} synthetic 512x512 JPEGs (serve_bench.make_frames; {DATA} not found)"
-    out = [cv2.imencode(".jpg", cv2.resize(cv2.imdecode(np.frombuffer(f.data, np.uint8), cv2.IMREAD_UNCHANGED),
-                                           (512, 512)), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-           for f in load_frames(DATA, n)[0]]
-    return out, f"{len(out)} images of {DATA} spread over its classes, resized to 512x512 JPEGs (quality 90)"
-
-
 def onnx_export(model: str) -> tuple[Path, str]:
     """The bundle's recorded ONNX export (its checksums verified), exported first when it has none."""
     bundle = load_bundle(model)
@@ -319,7 +304,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the `finally`s that stop the servers
     seconds, n, args.rounds = (3.0, 8, 1) if args.quick else (args.seconds, args.frames, args.rounds)
     setup: dict[str, Any] = {"started": time.monotonic(), "seconds": seconds, "threads": torch.get_num_threads()}
-    frames, setup["frames"] = frames_512(n)
+    frames, setup["frames"] = sized_frames(n, (512, 512))
     setup["onnx"], setup["served"] = onnx_export(args.model)
     classes = json.loads((setup["onnx"].parent / "export.json").read_text())["classes"]
     sides, answers = ("inspector", "triton"), {}

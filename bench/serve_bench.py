@@ -157,9 +157,9 @@ def targets(rows: dict[str, dict[str, float]], backends: list[str], batch: int) 
 
 def sized_frames(n: int, size: tuple[int, int]) -> tuple[list[bytes], str]:
     """Real frames (``_harness.load_frames``) resized to ``size`` and re-encoded as JPEG quality 90, else synthetic."""
+    if not any((DATA / "images").glob("*/*.jpg")):  # no real data here
+        return make_frames(n, size), f"synthetic parts (_frames.make_frames; {DATA} not found)"
     loaded, where = load_frames(DATA, n)
-    if not where.startswith(f"{len(loaded)} of the"):  # no real data here
-        return make_frames(n, size), "synthetic parts (serve_bench.make_frames)"
     frames = []
     for f in loaded:
         image = cv2.resize(decode(f.data, "JPEG"), size, interpolation=cv2.INTER_LINEAR)

@@ -196,6 +196,12 @@ def letterbox_geometry(src_h: int, src_w: int, spec: PreprocessSpec) -> Letterbo
     return Letterbox(src_h, src_w, new_h, new_w, (spec.height - new_h) // 2, (spec.width - new_w) // 2)
 
 
+def inner_size(src_h: int, src_w: int, spec: PreprocessSpec) -> tuple[int, int]:
+    """(h, w) of a ``src_h x src_w`` frame scaled inside the letterbox: the least it must be decoded at, whole."""
+    geo = letterbox_geometry(src_h, src_w, spec)
+    return geo.new_h, geo.new_w
+
+
 def letterbox(image: np.ndarray, spec: PreprocessSpec, pad_value: int | None = None,
               size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """Scales ``image`` (any channel count, uint8) into the model input size, keeping its aspect ratio.

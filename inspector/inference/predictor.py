@@ -20,7 +20,7 @@ from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Threshol
 from inspector.model.devices import resolve_device
 from inspector.inference.options import InferenceOptions
 from inspector.inference.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
-from inspector.imaging.preprocess import Letterbox, letterbox_geometry, mask_to_frame, preprocess
+from inspector.imaging.preprocess import Letterbox, inner_size, mask_to_frame, preprocess
 from inspector.imaging.reduced import Frame
 from inspector.imaging.tiling import Window, plan, stitch, tiles_apply
 
@@ -132,8 +132,7 @@ class Predictor:
         inspected whole; None (all its pixels) when it is cut into tiles or a region of interest."""
         if self.options.roi is not None or tiles_apply(h, w, self.options.tile):
             return None
-        geo = letterbox_geometry(h, w, self.spec)
-        return geo.new_h, geo.new_w
+        return inner_size(h, w, self.spec)
 
     def prepare(self, frames: Sequence[np.ndarray | Frame]) -> Prepared:
         """Cuts each frame into its parts (whole, ROI or tiles), then letterboxes and normalises them by the spec.
