@@ -49,12 +49,13 @@ SECTION = "gpu_check"
 SIZE = 512  # frame side, px
 INPUT = "image"  # the ONNX export's input (exporter._write_onnx)
 # (key, label, time limit in s) of each row, in the order they run
-GPU_ROWS = [("fp32", "PyTorch eager, fp32", 150), ("fp16", "PyTorch eager, fp16 autocast", 150)]
+GRAPHS_ROW = ("graphs", "PyTorch eager, fp16 autocast, CUDA graphs (serve --cuda-graphs)", 150)
+GPU_ROWS = [("fp32", "PyTorch eager, fp32", 150), ("fp16", "PyTorch eager, fp16 autocast", 150), GRAPHS_ROW]
 ORT_ROWS = [("ort:cuda", "ONNX Runtime, CUDA EP (fp32 graph)", 180),
             ("ort:trt", "ONNX Runtime, TensorRT EP fp16 (+CUDA EP)", 300)]
 DRY_ROWS = [("fp32", "PyTorch eager, fp32 (CPU)", 120), ("fp16", "PyTorch eager, fp16 autocast", 120),
             ("compile:eager", "torch.compile, backend eager (CPU: dynamo only)", 120),
-            ("ort:cpu", "ONNX Runtime, CPU EP (fp32 graph)", 120), *ORT_ROWS]
+            ("ort:cpu", "ONNX Runtime, CPU EP (fp32 graph)", 120), GRAPHS_ROW, *ORT_ROWS]
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "trt": "TensorrtExecutionProvider"}
 
 
@@ -281,6 +282,8 @@ def run_row(key: str, args: argparse.Namespace) -> dict:
     device = "cuda" if cuda else "cpu"
     if key == "fp16" and not cuda:
         raise NotAvailable("the predictor's fp16 autocast runs on CUDA only (off on the CPU)")
+    if key == "graphs" and not cuda:
+        raise NotAvailable("CUDA graphs need a CUDA device")
     if key.startswith("ort:") and args.onnx is None:
         raise NotAvailable(f"no ONNX export: {args.onnx_note}")
     frames = make_frames(args.frames, SIZE)
@@ -296,8 +299,8 @@ def run_row(key: str, args: argparse.Namespace) -> dict:
             if not torch.isfinite(x @ x).all():
                 raise RuntimeError("fp16 matmul on the GPU gave non-finite values")
             out["gpu"] = f"{torch.cuda.get_device_name()}, fp16 matmul ok"
-        if key in ("fp32", "fp16"):
-            predictor = Predictor(bundle, device, fp16=key == "fp16")
+        if key in ("fp32", "fp16", "graphs"):
+            predictor = Predictor(bundle, device, fp16=key != "fp32", cuda_graphs=key == "graphs")
         elif key.startswith("compile:"):
             mode = key.split(":", 1)[1]
             predictor = Predictor(bundle, device, fp16=True)  # autocast on CUDA (the service's), off on the CPU
@@ -311,6 +314,8 @@ def run_row(key: str, args: argparse.Namespace) -> dict:
             raise ValueError(f"unknown row {key!r}")
         built = time.perf_counter() - t0
         figures = measure(predictor, frames, args.batch, args.warmup, args.warmup_batches)
+        if key == "graphs":
+            out["parity"] = parity(predictor, Predictor(bundle, device, fp16=True), frames[:16])
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     out |= figures | {"status": "ok", "setup_s": built + figures["warmup_s"]}
@@ -382,6 +387,22 @@ def prepare_onnx(model: str) -> tuple[str | None, str]:
                        f"{entry['parity']['max_abs_error']:.1e} on golden frames")
 
 
+def parity(predictor, reference, frames: list[bytes]) -> str:
+    """How far ``predictor``'s answers are from ``reference``'s on ``frames``, at batch 1 and 3 (a padded batch)."""
+    import numpy as np
+
+    from inspector.imaging.preprocess import decode
+
+    images = [decode(f, "JPEG") for f in frames]
+    pairs = [(a, b) for batch in (images[:1], images[1:4], images[4:])
+             for a, b in zip(predictor.predict(batch), reference.predict(batch))]
+    scores = max(abs(a.class_scores[c] - b.class_scores[c]) for a, b in pairs for c in a.class_scores)
+    masks = max(float(np.abs(a.mask - b.mask).max()) for a, b in pairs)
+    same = sum(a.verdict == b.verdict for a, b in pairs)
+    return (f"vs eager fp16 on {len(pairs)} frames (batches of 1, 3, {len(images) - 4}): verdicts equal {same}/"
+            f"{len(pairs)}, class scores max diff {scores:.2g}, mask max diff {masks:.2g}")
+
+
 def rows_to_run(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     if args.cpu_dry_run:
         return DRY_ROWS
@@ -434,6 +455,7 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]], gpu: str, 
         "  cuDNN/cuBLAS workspaces, ONNX Runtime's arena included). setup: building the predictor (compile, engine",
         "  build) and the warm-up. ONNX Runtime rows: the `onnx` backend's runner (`runtimes.OnnxModel.__call__`)",
         "  on a session with the providers named; the predictor stays on the host and ONNX Runtime copies in and out.",
+        *[f"- {label}: {r['parity']}" for label, r in results if r.get("parity")],
         "",
         table(results, args.batch),
     ])

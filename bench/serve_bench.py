@@ -39,15 +39,17 @@ from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
 
 
 DEVICE = "cpu"  # set from --device
+GRAPHS = False  # set from --cuda-graphs
 
 
 def in_process(model: str, frames: list[bytes], batch: int, backend: str = "eager") -> dict[str, float]:
-    predictor = Predictor.from_bundle(model, DEVICE, backend=backend)
+    predictor = Predictor.from_bundle(model, DEVICE, backend=backend, cuda_graphs=GRAPHS)
 
     def decoded(chunk: list[bytes]) -> list[Frame]:  # as the service decodes: at reduced scale where it can
         return [decode_frame(f, "JPEG", fit=predictor.decode_size) for f in chunk]
 
-    predictor.predict(decoded(frames[:batch]))  # warm-up
+    predictor.warm_up(batch)  # as the service: every batch shape
+    predictor.predict(decoded(frames[:batch]))
     latencies, cpu0, start = [], time.process_time(), time.perf_counter()
     for i in range(0, len(frames), batch):
         t = time.perf_counter()
@@ -93,7 +95,8 @@ async def _load(target: str, frames: list[bytes], streams: int, window: int) -> 
 def service(model: str, frames: list[bytes], loads: list[tuple[int, int]], max_batch: int,
             backend: str = "eager") -> tuple[dict[tuple[int, int], dict[str, float]], float]:
     """Each (streams, window) load in turn on one service process; returns figures and the server's peak RSS."""
-    server = start_server(["--model", model], ["--max-batch", str(max_batch), "--backend", backend], DEVICE)
+    extra = ["--cuda-graphs"] if GRAPHS else []
+    server = start_server(["--model", model], ["--max-batch", str(max_batch), "--backend", backend, *extra], DEVICE)
     out = {}
     try:
         for streams, window in loads:
@@ -113,7 +116,7 @@ def device_name() -> str:
     if DEVICE.startswith("cuda"):
         import torch
 
-        return f"{DEVICE} ({torch.cuda.get_device_name()}, fp16 autocast)"
+        return f"{DEVICE} ({torch.cuda.get_device_name()}, fp16 autocast{', CUDA graphs' if GRAPHS else ''})"
     return DEVICE
 
 
@@ -199,11 +202,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
     parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="CUDA: the network replayed as CUDA graphs")
     parser.add_argument("--section", default="serve_bench", help="RESULTS.md section to write")
     parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
+    global DEVICE, GRAPHS
+    DEVICE, GRAPHS = args.device, args.cuda_graphs
     if DEVICE.startswith("cuda"):
         import torch
 

@@ -15,7 +15,8 @@ BACKENDS = ("eager", "torchscript", "onnx", "openvino", "onnx-int8", "openvino-i
 SERVE_FIELDS = ("host", "grpc_port", "health_port", "metrics_host", "metrics_port", "device", "max_batch",
                 "max_delay_ms", "max_in_flight", "max_streams", "max_frame_mb", "grace_seconds", "health_plaintext",
                 "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second", "tls_cert",
-                "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap")
+                "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap",
+                "cuda_graphs")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,8 +38,12 @@ def run(args: argparse.Namespace) -> None:
             raise MissingPathError(f"model store {args.store} has no active model {name!r} (found: {names or 'none'})")
     start_torch(inference=True)
     from inspector.artifacts.bundle import load_bundle
+    from inspector.model.devices import resolve_device
     from inspector.service.server import serve
 
+    if cfg.cuda_graphs and resolve_device(cfg.device).type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA device; --device {cfg.device} is "
+                         f"{resolve_device(cfg.device)} here")
     if args.model:
         load_bundle(args.model)  # a foreign or damaged folder fails here, not in the background
         serve(cfg, bundle=Path(args.model))
@@ -89,5 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="eager (default) or an export of the bundle (inspector export): onnx and onnx-int8 run on ONNX "
                         "Runtime, openvino and openvino-int8 on OpenVINO's CPU device ($INSPECTOR_OPENVINO_DEVICE: "
                         "another, e.g. GPU)")
+    p.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_true", default=None,
+                   help="CUDA: replay the network as CUDA graphs (one launch per batch; each batch shape captured "
+                        "at load)")
     add_tiling(p)
     p.set_defaults(func=run)

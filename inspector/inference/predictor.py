@@ -18,11 +18,22 @@ import torch
 from inspector.artifacts.bundle import Bundle, BundleMeta, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
 from inspector.model.devices import resolve_device
+from inspector.errors import UsageError
+from inspector.inference.cuda_graphs import CudaGraphs
 from inspector.inference.options import InferenceOptions
 from inspector.inference.postprocess import ACCEPT, Region, anomaly_probability, decide, find_regions
 from inspector.imaging.preprocess import Letterbox, inner_size, mask_to_frame, preprocess
 from inspector.imaging.reduced import Frame
 from inspector.imaging.tiling import Window, plan, stitch, tiles_apply
+
+
+def cuda_rows(n: int) -> int:
+    """Rows a batch of ``n`` parts runs as on CUDA: the next power of two up to 8, then the next multiple of 8.
+
+    With ``cudnn.benchmark`` each new batch shape chooses its kernels on its first pass, which took 5 s on an H200
+    in fp16; padding keeps the shapes few enough to warm them all (:meth:`Predictor.warm_up`).
+    """
+    return 1 << (n - 1).bit_length() if n <= 8 else -(-n // 8) * 8
 
 
 @dataclass
@@ -82,6 +93,7 @@ class Predictor:
             ``$INSPECTOR_OPENVINO_DEVICE`` names another), ``onnx-int8`` or ``openvino-int8`` (``export --int8``).
         options: Tiling, region of interest and test-time augmentation (by default the bundle's tile, which is 0,
             the whole frame, unless the model was trained on tiles; no region; once).
+        cuda_graphs: Replay the network as CUDA graphs, one per padded batch shape (:mod:`cuda_graphs`; CUDA only).
         network: Runs this network (an nn.Module in eval mode, or an export's callable) instead of loading one by
             ``backend``: a model in training before its bundle exists, an export being checked before it is
             recorded. It takes ``(b, 3, H, W)`` and returns (logits, mask_logits[, anomaly_map]) like DefectNet.
@@ -89,7 +101,8 @@ class Predictor:
 
     def __init__(self, bundle: Bundle, device: str = "auto", fp16: bool = True, backend: str = "eager",
                  options: InferenceOptions = InferenceOptions(),
-                 network: Callable[[torch.Tensor], Sequence[torch.Tensor | None]] | None = None) -> None:
+                 network: Callable[[torch.Tensor], Sequence[torch.Tensor | None]] | None = None,
+                 cuda_graphs: bool = False) -> None:
         if options.tile is None:  # a model trained on tiles inspects tiles of the same side unless told otherwise
             options = dataclasses.replace(options, tile=bundle.spec.tile)
         self.options = options
@@ -108,12 +121,17 @@ class Predictor:
             from inspector.inference.runtimes import load_export
 
             self.model = load_export(bundle, backend, self.device)
+        self._forward: Callable[[torch.Tensor], list[torch.Tensor]] = self._probabilities
+        if cuda_graphs:
+            if self.device.type != "cuda":
+                raise UsageError(f"CUDA graphs need a CUDA device; this predictor runs on {self.device}")
+            self._forward = CudaGraphs(self._probabilities)
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",
-                    options: InferenceOptions = InferenceOptions()) -> Predictor:
+                    options: InferenceOptions = InferenceOptions(), cuda_graphs: bool = False) -> Predictor:
         """The predictor of the bundle at ``path`` (a bundle folder, or a model folder's active version)."""
-        return cls(load_bundle(path), device, fp16, backend, options)
+        return cls(load_bundle(path), device, fp16, backend, options, cuda_graphs=cuda_graphs)
 
     @classmethod
     def for_network(cls, network: torch.nn.Module, classes: Sequence[str], spec: PreprocessSpec,
@@ -165,19 +183,31 @@ class Predictor:
     @torch.inference_mode()
     def infer(self, batch: np.ndarray) -> Outputs:
         """``(b, 3, H, W)`` -> class probabilities, defect probabilities and anomaly maps of each part."""
+        n = len(batch)
         x = torch.from_numpy(batch)
         if self.device.type == "cuda":
+            if cuda_rows(n) > n:  # blank rows: one of a few shapes, each warmed at start
+                x = torch.cat([x, x.new_zeros((cuda_rows(n) - n, *x.shape[1:]))])
             x = x.pin_memory()  # page-locked: the copy below overlaps with the host
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        out = self._probabilities(x)
+        out = self._forward(x)
         if self.options.tta:  # test-time horizontal flip: average the two views, the flipped maps flipped back
-            flipped = self._probabilities(x.flip(-1))
+            flipped = self._forward(x.flip(-1))
             out = [(a + (b if a.dim() == 2 else b.flip(-1))) / 2 for a, b in zip(out, flipped)]
-        return Outputs(*(t.cpu().numpy() for t in out))
+        return Outputs(*(t[:n].cpu().numpy() for t in out))
+
+    def warm_up(self, max_batch: int) -> None:
+        """Runs every batch shape a batcher of ``max_batch`` whole frames will form (on CUDA each shape's first pass
+        chooses its kernels, seconds each) or, on the CPU, one pass of two frames (first passes are slow)."""
+        frame = np.full((self.spec.height, self.spec.width), 127, np.uint8)
+        sizes = sorted({cuda_rows(n) for n in range(1, max_batch + 1)}) if self.device.type == "cuda" else [2]
+        for size in sizes:
+            self.predict([frame] * size)
 
     def _probabilities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(b, n_classes) class probabilities, (b, H, W) defect probabilities[, (b, H, W) anomaly map]."""
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast):
+        # no cast cache: it lives for one autocast block anyway, and CUDA graph captures need it off
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast, cache_enabled=False):
             out = [t for t in self.model(x) if t is not None]  # a DefectOutput, or the plain tuple of an export
         maps = [out[1].float().sigmoid()] + [a.float() for a in out[2:]]
         return [out[0].float().softmax(dim=1)] + [m[:, 0] for m in maps]

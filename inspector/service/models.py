@@ -17,7 +17,6 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from inspector.artifacts.bundle import check_identity
 from inspector.config import Thresholds
@@ -53,12 +52,15 @@ class ModelManager:
         device: Torch device for the predictors.
         backend: ``eager``, ``torchscript`` or ``onnx`` (each version's export).
         options: Tiling and region of interest (:class:`InferenceOptions`) of every version's predictor.
+        max_batch: The batcher's largest batch: each version is warmed at every batch shape it will run.
+        cuda_graphs: Each version's network replayed as CUDA graphs (``Predictor(cuda_graphs=True)``).
         on_swap: Called with ``"success"`` and the new predictor, or ``"failure"`` and None, after each swap.
     """
 
     def __init__(self, model_dir: Path | None = None, bundle: Path | None = None, device: str = "auto",
                  on_swap: Callable[[str, Predictor | None], None] | None = None, backend: str = "eager",
-                 options: InferenceOptions = InferenceOptions()) -> None:
+                 options: InferenceOptions = InferenceOptions(), max_batch: int = 8,
+                 cuda_graphs: bool = False) -> None:
         if (model_dir is None) == (bundle is None):
             raise ValueError("serve either a model of a store or one bundle")
         self.model_dir = Path(model_dir) if model_dir else None
@@ -66,6 +68,8 @@ class ModelManager:
         self.device = device
         self.backend = backend
         self.options = options
+        self.max_batch = max_batch
+        self.cuda_graphs = cuda_graphs
         self.on_swap = on_swap or (lambda result, predictor: None)
         self._current: Predictor | None = None
         self.drift = DriftMonitor({})  # replaced with each swap: the new model's validation reference
@@ -94,9 +98,9 @@ class ModelManager:
         return thresholds
 
     def _build(self, path: Path) -> Predictor:
-        predictor = Predictor.from_bundle(path, self.device, backend=self.backend, options=self.options)
-        spec = predictor.spec
-        predictor.predict([np.full((spec.height, spec.width), 127, np.uint8)] * 2)  # warm-up: first passes are slow
+        predictor = Predictor.from_bundle(path, self.device, backend=self.backend, options=self.options,
+                                          cuda_graphs=self.cuda_graphs)
+        predictor.warm_up(self.max_batch)
         return predictor
 
     def _swap(self, path: Path, before_switch: Callable[[], None] = lambda: None) -> Predictor:

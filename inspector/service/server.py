@@ -224,8 +224,9 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
 
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
-    Frame limits default to ``cfg.max_frame_mb``. Sets ``torch.backends.cudnn.benchmark`` for the process (the
-    service's input sizes are fixed by the bundle's spec, so cuDNN tunes its kernels once; no effect on the CPU).
+    Frame limits default to ``cfg.max_frame_mb``. Sets ``torch.backends.cudnn.benchmark`` for the process (input
+    sizes are fixed by the bundle's spec and batches padded to a few shapes, so cuDNN tunes its kernels for each
+    shape while the model is warmed; no effect on the CPU).
     """
     torch.backends.cudnn.benchmark = True  # here, not in the predictor: a process-wide flag set where serving starts
     limits = limits or FrameLimits(max_bytes=int(cfg.max_frame_mb * 2**20))
@@ -243,7 +244,8 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
 
     options = InferenceOptions(cfg.tile, cfg.tile_overlap, Window(*cfg.roi) if cfg.roi else None)
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
-                          on_swap=on_swap, options=options)
+                          on_swap=on_swap, options=options, max_batch=cfg.max_batch,
+                          cuda_graphs=cfg.cuda_graphs)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size),
                            coming=lambda: pipeline.stages["prepare"])

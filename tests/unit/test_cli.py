@@ -173,6 +173,14 @@ def test_cuda_without_cuda_is_a_user_error(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
 
 
+def test_cuda_graphs_without_cuda_is_a_user_error(monkeypatch, tiny_bundle, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["serve", "--model", str(tiny_bundle), "--cuda-graphs", "--grpc-port", "0"]) == 2
+    assert "--cuda-graphs needs a CUDA device; --device auto is cpu here" in capsys.readouterr().err
+
+
 def test_client_against_no_service_is_one_line(tmp_path, capsys):
     image = tmp_path / "part.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n")  # never decoded: the call fails first

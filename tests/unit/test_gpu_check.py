@@ -68,12 +68,15 @@ def test_cpu_dry_run_runs_every_row_and_writes_nothing(tiny_bundle, add_version,
             rows[cells[0]] = cells[1:]
     assert list(rows) == ["PyTorch eager, fp32 (CPU)", "PyTorch eager, fp16 autocast",
                           "torch.compile, backend eager (CPU: dynamo only)", "ONNX Runtime, CPU EP (fp32 graph)",
+                          "PyTorch eager, fp16 autocast, CUDA graphs (serve --cuda-graphs)",
                           "ONNX Runtime, CUDA EP (fp32 graph)", "ONNX Runtime, TensorRT EP fp16 (+CUDA EP)"]
     for measured in ("PyTorch eager, fp32 (CPU)", "torch.compile, backend eager (CPU: dynamo only)",
                      "ONNX Runtime, CPU EP (fp32 graph)"):
         p50, p99, model, fps1, fps8 = (float(v) for v in rows[measured][:5])
         assert 0 < model <= p50 <= p99 and fps1 > 0 and fps8 > 0, (measured, rows[measured])
     assert rows["PyTorch eager, fp16 autocast"][0].startswith("not available: ")
+    assert rows["PyTorch eager, fp16 autocast, CUDA graphs (serve --cuda-graphs)"][0] == \
+        "not available: CUDA graphs need a CUDA device"
     assert re.match(r"not available: .*CUDAExecutionProvider", rows["ONNX Runtime, CUDA EP (fp32 graph)"][0])
     assert re.match(r"not available: .*Tensorrt", rows["ONNX Runtime, TensorRT EP fp16 (+CUDA EP)"][0])
     assert "exported now by `export_model" in run.stdout and (bundle / "export" / "model.onnx").is_file()
