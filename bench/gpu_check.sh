@@ -9,8 +9,9 @@
 #   bash bench/gpu_check.sh [MODEL] [OPTIONS]   MODEL: a bundle or models/<name> (default models/default)
 #   bash bench/gpu_check.sh BUNDLE --cpu-dry-run   the same flow on the CPU, a few frames, nothing written
 #   bash bench/gpu_check.sh [MODEL] --service      then also the service on the GPU (bench/serve_bench.py --device cuda,
-#                                                  sections gpu_check_batch_8 and _32: several minutes more, and the
-#                                                  service's packages: grpcio-health-checking, -reflection, -status...)
+#                                                  with CUDA graphs and without: sections gpu_serve_graphs and
+#                                                  gpu_serve_eager; about 3 minutes more, and the service's packages:
+#                                                  grpcio, -health-checking, -reflection, -status, protobuf 7)
 # OPTIONS go to bench/gpu_bench.py: --compile-modes reduce-overhead max-autotune-no-cudagraphs (a row each; autotune
 # takes minutes), --budget S (all rows, default 480), --logs DIR (each row's output), --frames N, --no-write.
 #
@@ -25,8 +26,10 @@
 #  - .venv does not travel: the script runs python3 there (PY=... to choose). The repo root goes on PYTHONPATH, so
 #    `inspector` imports from the tree. Of what it imports, that machine lacks segmentation-models-pytorch (pure
 #    Python, 155 KB); grpc and the generated protobuf code (older there) are not needed: gpu_bench.py imports only
-#    bench/_results.py and bench/_frames.py, not bench/_harness.py or bench/serve_bench.py (--service needs them).
-#  - models/ is ignored by git: carry the model (models/default: 18 MiB).
+#    bench/_results.py and bench/_frames.py, not bench/_harness.py or bench/serve_bench.py (--service needs them,
+#    and these wheels: grpcio==1.85.3 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1
+#    grpcio-status==1.85.3 protobuf==7.36.2 googleapis-common-protos==1.76.0, 8 MB with smp's).
+#  - models/ is ignored by git: carry the model (models/default: 18 MiB, 35 with its exports).
 #  - here, once: `echo /.whl/ >> .git/info/exclude`, then the wheels (Python 3.12, manylinux x86-64):
 #      W='python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
 #         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
@@ -48,6 +51,8 @@
 #        .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PY=python3 bash bench/gpu_check.sh --logs $OUT/logs;
 #      cp bench/RESULTS.md $OUT/
 #    then take the gpu_check section from the RESULTS.md under files_at into this tree's bench/RESULTS.md.
+#    Measured 2026-11-30 on an H200 (bench/RESULTS.md): the machine's start took about 30 s, the rows 4 minutes
+#    with the torch.compile row (1 minute of it), serve_bench about 1.5 minutes per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${PY:-}" ]]; then
@@ -68,8 +73,9 @@ if trt_libs=$("$PY" -c 'import os, tensorrt_libs; print(os.path.dirname(tensorrt
 fi
 "$PY" bench/gpu_bench.py --model "$MODEL" ${args[@]+"${args[@]}"}
 if [[ $service == 1 && " ${args[*]-} " != *" --cpu-dry-run "* ]]; then
-  for batch in 8 32; do
-    "$PY" bench/serve_bench.py --model "$MODEL" --device cuda --batch "$batch" --backends eager --sizes 512x512 \
-      --frames 400 --section "gpu_check_batch_$batch"
+  for graphs in --cuda-graphs --no-cuda-graphs; do
+    section=gpu_serve_graphs; [[ $graphs == --no-cuda-graphs ]] && section=gpu_serve_eager
+    "$PY" bench/serve_bench.py --model "$MODEL" --device cuda --batch 8 --backends eager --sizes 512x512 \
+      --frames 200 --section "$section" "$graphs"
   done
 fi

@@ -95,7 +95,7 @@ async def _load(target: str, frames: list[bytes], streams: int, window: int) -> 
 def service(model: str, frames: list[bytes], loads: list[tuple[int, int]], max_batch: int,
             backend: str = "eager") -> tuple[dict[tuple[int, int], dict[str, float]], float]:
     """Each (streams, window) load in turn on one service process; returns figures and the server's peak RSS."""
-    extra = ["--cuda-graphs"] if GRAPHS else []
+    extra = ["--cuda-graphs" if GRAPHS else "--no-cuda-graphs"]  # the same as in process, whatever the default
     server = start_server(["--model", model], ["--max-batch", str(max_batch), "--backend", backend, *extra], DEVICE)
     out = {}
     try:
@@ -202,7 +202,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="server max batch and in-process batch")
     parser.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast)")
-    parser.add_argument("--cuda-graphs", action="store_true", help="CUDA: the network replayed as CUDA graphs")
+    parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=False,
+                        help="CUDA: the network replayed as CUDA graphs, in process and in the service")
     parser.add_argument("--section", default="serve_bench", help="RESULTS.md section to write")
     parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
     args = parser.parse_args()
@@ -211,7 +212,7 @@ def main() -> None:
     if DEVICE.startswith("cuda"):
         import torch
 
-        torch.backends.cudnn.benchmark = True  # as `inspector serve` sets it: the in-process rows compare like with like
+        torch.backends.cudnn.benchmark = GRAPHS  # as `inspector serve` sets it: the in-process rows compare like with like
     n = 24 if args.quick else args.frames
     loads = [(1, 1), (4, 1), (8, 1), (4, 2)]  # (streams, frames each stream sends ahead of its answers)
     parts, source = [], load_bundle(args.model)

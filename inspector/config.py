@@ -181,7 +181,8 @@ class ServeConfig:
     cameras: tuple[str, ...] = ()  # camera ids with their own metric label; others count as "other"
     device: str = "auto"
     backend: str = "eager"  # or torchscript, onnx, openvino, onnx-int8, openvino-int8: the bundle's checked export
-    cuda_graphs: bool = False  # CUDA: the network replayed as CUDA graphs, one per padded batch shape
+    cuda_graphs: bool | None = None  # the network replayed as CUDA graphs; None: where the device is CUDA and the
+    #   backend eager
     tile: int | None = None  # tile side in frame px (0: whole frame resized); None: the bundle's (PreprocessSpec.tile)
     tile_overlap: float = 0.125  # least overlap of neighbouring tiles, fraction of their side
     roi: tuple[int, int, int, int] | None = None  # region of interest x, y, width, height in frame px

@@ -94,8 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="eager (default) or an export of the bundle (inspector export): onnx and onnx-int8 run on ONNX "
                         "Runtime, openvino and openvino-int8 on OpenVINO's CPU device ($INSPECTOR_OPENVINO_DEVICE: "
                         "another, e.g. GPU)")
-    p.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_true", default=None,
-                   help="CUDA: replay the network as CUDA graphs (one launch per batch; each batch shape captured "
-                        "at load)")
+    p.add_argument("--cuda-graphs", dest="cuda_graphs", action=argparse.BooleanOptionalAction,
+                   help="replay the network as CUDA graphs: one launch per batch, each batch shape captured at load "
+                        "(default: on with a CUDA device and the eager backend)")
     add_tiling(p)
     p.set_defaults(func=run)

@@ -30,8 +30,9 @@ from inspector.imaging.tiling import Window, plan, stitch, tiles_apply
 def cuda_rows(n: int) -> int:
     """Rows a batch of ``n`` parts runs as on CUDA: the next power of two up to 8, then the next multiple of 8.
 
-    With ``cudnn.benchmark`` each new batch shape chooses its kernels on its first pass, which took 5 s on an H200
-    in fp16; padding keeps the shapes few enough to warm them all (:meth:`Predictor.warm_up`).
+    Each batch shape costs on its first pass (a CUDA graph's capture; with ``cudnn.benchmark``, the kernels' tuning:
+    5 s on an H200 in fp16), so batches are padded to a few shapes, all warmed before serving
+    (:meth:`Predictor.warm_up`). Padding rows cost little on a GPU, where a small batch leaves it mostly idle.
     """
     return 1 << (n - 1).bit_length() if n <= 8 else -(-n // 8) * 8
 
@@ -197,8 +198,8 @@ class Predictor:
         return Outputs(*(t[:n].cpu().numpy() for t in out))
 
     def warm_up(self, max_batch: int) -> None:
-        """Runs every batch shape a batcher of ``max_batch`` whole frames will form (on CUDA each shape's first pass
-        chooses its kernels, seconds each) or, on the CPU, one pass of two frames (first passes are slow)."""
+        """Runs every batch shape a batcher of ``max_batch`` whole frames will form on CUDA (captures their CUDA
+        graphs) or, on the CPU, one pass of two frames (first passes are slow)."""
         frame = np.full((self.spec.height, self.spec.width), 127, np.uint8)
         sizes = sorted({cuda_rows(n) for n in range(1, max_batch + 1)}) if self.device.type == "cuda" else [2]
         for size in sizes:

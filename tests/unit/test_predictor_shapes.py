@@ -46,3 +46,16 @@ def test_warm_up_predicts_on_the_cpu():
 def test_cuda_graphs_on_the_cpu_are_refused():
     with pytest.raises(UsageError, match="CUDA graphs need a CUDA device; this predictor runs on cpu"):
         Predictor(_predictor().bundle, "cpu", network=Tiny().eval(), cuda_graphs=True)
+
+
+def test_the_service_replays_cuda_graphs_by_default_only_for_eager_on_cuda(monkeypatch):
+    from inspector.config import ServeConfig
+    from inspector.service.server import uses_cuda_graphs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert uses_cuda_graphs(ServeConfig()) is True  # device auto: CUDA here
+    assert uses_cuda_graphs(ServeConfig(backend="onnx")) is False
+    assert uses_cuda_graphs(ServeConfig(device="cpu")) is False
+    assert uses_cuda_graphs(ServeConfig(cuda_graphs=False)) is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert uses_cuda_graphs(ServeConfig()) is False
