@@ -5,6 +5,8 @@ Callers prepare (decode + preprocess) on their own threads and submit the model 
 prepared), and runs them together: a lone camera's frame goes to the model at once. A frame whose deadline
 has passed is answered with :class:`DeadlineExpired` and not run. Inputs prepared for different predictors (a swap
 in between) are never mixed in one pass. A job whose caller gave up (its future cancelled) is dropped unrun.
+:meth:`MicroBatcher.call` runs other work on the same thread between passes: warming a model where what the warm-up
+caches is kept per thread (PyTorch's cuDNN execution plans).
 """
 
 from __future__ import annotations
@@ -51,6 +53,22 @@ class Job:
     queued_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class Call:
+    """A function the batcher's thread runs between passes; its future gets the result or the exception."""
+
+    fn: Callable[[], object]
+    future: Future = field(default_factory=Future)
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            self.future.set_result(self.fn())
+        except BaseException as err:  # noqa: BLE001 - the caller hears of it, the batcher goes on
+            self.future.set_exception(err)
+
+
 class MicroBatcher:
     """Runs submitted jobs in batches on one thread.
 
@@ -68,7 +86,7 @@ class MicroBatcher:
         self.max_delay = max_delay
         self.on_batch = on_batch
         self.coming = coming or (lambda: 1)
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue: queue.Queue[Job | Call | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
         self._thread.start()
@@ -82,14 +100,22 @@ class MicroBatcher:
         self._queue.put(job)
         return job.future
 
+    def call(self, fn: Callable[[], object]) -> Future:
+        """Runs ``fn`` on the batcher's thread after the jobs queued before it; the future holds its result."""
+        if self._closed:
+            raise BatcherClosed("the service is shutting down")
+        item = Call(fn)
+        self._queue.put(item)
+        return item.future
+
     def close(self) -> None:
         """Finishes what is queued, then stops the thread."""
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout=30)
 
-    def _collect(self, first: Job) -> tuple[list[Job], bool]:
-        jobs, stop = [first], False
+    def _collect(self, first: Job) -> tuple[list[Job], list[Call], bool]:
+        jobs, calls, stop = [first], [], False
         until = time.monotonic() + self.max_delay
         while len(jobs) < self.max_batch:
             wait = max(0.0, until - time.monotonic()) if self.coming() > 0 else 0.0  # nothing coming: run now
@@ -100,8 +126,11 @@ class MicroBatcher:
             if job is None:
                 stop = True
                 break
+            if isinstance(job, Call):  # after this pass, before the jobs queued behind it
+                calls.append(job)
+                break
             jobs.append(job)
-        return jobs, stop
+        return jobs, calls, stop
 
     def _run(self) -> None:
         stop = False
@@ -109,7 +138,10 @@ class MicroBatcher:
             first = self._queue.get()
             if first is None:
                 break
-            jobs, stop = self._collect(first)
+            if isinstance(first, Call):
+                first.run()
+                continue
+            jobs, calls, stop = self._collect(first)
             now = time.monotonic()
             live = []
             for job in jobs:
@@ -121,6 +153,8 @@ class MicroBatcher:
                     live.append(job)
             for predictor in {id(j.predictor): j.predictor for j in live}.values():
                 self._infer(predictor, [j for j in live if j.predictor is predictor])
+            for call in calls:
+                call.run()
 
     def _infer(self, predictor: Predictor, jobs: list[Job]) -> None:
         start = time.monotonic()

@@ -233,13 +233,15 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
 
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
-    Frame limits default to ``cfg.max_frame_mb``. Sets ``torch.backends.cudnn.benchmark`` for the process: on with
-    CUDA graphs (:func:`uses_cuda_graphs`), whose captures tune each shape's kernels while a model loads, else off:
-    PyTorch keeps cuDNN's tuning per thread, so a model warmed on the loading thread would be tuned again on the
-    batcher's, a stall of seconds at each new batch shape mid-stream. No effect on the CPU.
+    Frame limits default to ``cfg.max_frame_mb``. Sets ``torch.backends.cudnn.benchmark`` for the process (input
+    sizes are fixed by the bundle's spec and batches padded to a few shapes, each tuned while a model is warmed).
+    PyTorch keeps cuDNN's execution plans per thread: with CUDA graphs (:func:`uses_cuda_graphs`) replays need none,
+    and the loading thread warms; without them the model is warmed on the batcher's thread, which would otherwise
+    stall seconds at each new batch shape mid-stream (2.8-5 s on an H200). No effect on the CPU.
     """
     graphs = uses_cuda_graphs(cfg)
-    torch.backends.cudnn.benchmark = graphs  # here, not in the predictor: a process-wide flag set where serving starts
+    torch.backends.cudnn.benchmark = True  # here, not in the predictor: a process-wide flag set where serving starts
+    on_batcher = resolve_device(cfg.device).type == "cuda" and not graphs
     limits = limits or FrameLimits(max_bytes=int(cfg.max_frame_mb * 2**20))
     metrics = metrics or Metrics(cameras=cfg.cameras)
     loaded = threading.Event()
@@ -255,8 +257,8 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
 
     options = InferenceOptions(cfg.tile, cfg.tile_overlap, Window(*cfg.roi) if cfg.roi else None)
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
-                          on_swap=on_swap, options=options, max_batch=cfg.max_batch,
-                          cuda_graphs=graphs)
+                          on_swap=on_swap, options=options, max_batch=cfg.max_batch, cuda_graphs=graphs,
+                          warm_on=(lambda warm: batcher.call(warm).result()) if on_batcher else None)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size),
                            coming=lambda: pipeline.stages["prepare"])

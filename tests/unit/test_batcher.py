@@ -109,3 +109,20 @@ def test_the_batcher_waits_for_frames_still_being_prepared():
     finally:
         b.close()
     assert predictor.sizes == [2]
+
+
+def test_a_call_runs_on_the_batchers_thread_between_passes(batcher):
+    predictor, order = FakePredictor(), []
+    first = batcher.submit(job(predictor, 0.0))
+    assert predictor.entered.wait(10)  # busy: what follows queues up
+    queued = batcher.submit(job(predictor, 1.0))
+    call = batcher.call(lambda: order.append(("call", len(predictor.batches))) or threading.current_thread().name)
+    behind = batcher.submit(job(predictor, 2.0))
+    predictor.release.set()
+    assert call.result(10) == "batcher"  # the thread that runs every pass
+    assert order == [("call", 2)]  # after the job queued before it, before the one behind it
+    assert [f.result(10).batch_size for f in (first, queued, behind)] == [1, 1, 1]
+    failing = batcher.call(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(10)
+    assert batcher.submit(job(predictor, 3.0)).result(10).batch_size == 1  # and the batcher goes on

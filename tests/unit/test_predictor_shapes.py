@@ -59,3 +59,17 @@ def test_the_service_replays_cuda_graphs_by_default_only_for_eager_on_cuda(monke
     assert uses_cuda_graphs(ServeConfig(cuda_graphs=False)) is False
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert uses_cuda_graphs(ServeConfig()) is False
+
+
+def test_each_version_is_warmed_where_the_service_says(tiny_bundle):
+    from inspector.service.models import ModelManager
+
+    warmed = []
+
+    def on_the_model_thread(warm):  # the service passes the batcher's thread here on CUDA without graphs
+        warmed.append(warm)
+        return warm()
+
+    models = ModelManager(bundle=tiny_bundle, device="cpu", warm_on=on_the_model_thread)
+    models.load()
+    assert len(warmed) == 1 and models.ready
