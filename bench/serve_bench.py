@@ -212,7 +212,7 @@ def main() -> None:
     if DEVICE.startswith("cuda"):
         import torch
 
-        torch.backends.cudnn.benchmark = GRAPHS  # as `inspector serve` sets it: the in-process rows compare like with like
+        torch.backends.cudnn.benchmark = True  # as `inspector serve` sets it: the in-process rows compare like with like
     n = 24 if args.quick else args.frames
     loads = [(1, 1), (4, 1), (8, 1), (4, 2)]  # (streams, frames each stream sends ahead of its answers)
     parts, source = [], load_bundle(args.model)
