@@ -12,13 +12,16 @@ A JPEG the model looks at whole, and smaller than it is, is decoded at reduced s
 the model's input): a 5 MP frame for a 320 px model decodes 64x fewer pixels. Masks and regions are still at the
 frame's size. Of the drift statistics of the frame, brightness and contrast come out the same at any decoding scale
 (within 1 % measured); sharpness (the Laplacian's variance) does not (-40 % to +140 %), so it is taken only from
-frames decoded whole, and one frame in :data:`SHARPNESS_EVERY` is, while the model's reference tracks sharpness.
+frames decoded whole: for one reduced frame in :data:`SHARPNESS_EVERY`, while the model's reference tracks
+sharpness, a worker decodes it again whole after the frame is answered (one at a time, off the answer's path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import threading
 import time
 from collections import Counter
@@ -32,7 +35,7 @@ import numpy as np
 
 from inspector.config import FrameLimits, Thresholds
 from inspector.errors import UsageError
-from inspector.inference.drift import frame_values
+from inspector.inference.drift import frame_statistics, frame_values
 from inspector.imaging.headers import MAGIC, probe_size
 from inspector.service.metrics import PIPELINE_STAGES as STAGES
 from inspector.inference.postprocess import anomaly_pixels, mask_pixels
@@ -44,7 +47,8 @@ from inspector.service.batcher import BatcherClosed, BatchResult, DeadlineExpire
 from inspector.service.models import ModelManager, ModelUnavailable
 from inspector.service.refusal import Kind, Rejected
 
-SHARPNESS_EVERY = 16  # frames; one of them is decoded whole for the drift monitor's sharpness (see above)
+log = logging.getLogger(__name__)
+SHARPNESS_EVERY = 16  # frames; one of them is decoded whole again for the drift monitor's sharpness (see above)
 
 
 @dataclass
@@ -130,7 +134,8 @@ class Pipeline:
         self.stages: Counter[str] = Counter({stage: 0 for stage in STAGES})
         self._count = self._pixels = 0
         self._lock = threading.Lock()
-        self._frames = itertools.count(1)  # frames decoded (next() is atomic)
+        self._frames = itertools.count(1)  # frames answered (next() is atomic)
+        self._measuring = threading.Lock()  # held while a frame is decoded whole for its sharpness
 
     @property
     def in_flight(self) -> int:
@@ -184,7 +189,7 @@ class Pipeline:
         except ModelUnavailable as err:
             self._decode(frame, None)  # a bad frame is refused as such before the missing model
             raise Rejected(Kind.UNAVAILABLE, "not_ready", str(err)) from err
-        decoded = self._decode(frame, self._fit(predictor))
+        decoded = self._decode(frame, predictor.decode_size)
         t1 = time.monotonic()
         try:
             parts = predictor.prepare([decoded])  # one part, or a region of interest, or tiles
@@ -192,12 +197,20 @@ class Pipeline:
             raise Rejected(Kind.INVALID, "outside_roi", str(err)) from err
         return Decoded(decoded.image, predictor, parts, started, t1 - t0, time.monotonic() - t1, decoded.reduced)
 
-    def _fit(self, predictor: Predictor) -> Fit | None:
-        """The size the model needs each frame at (reduced decoding), or None (decoded whole) for one frame in
-        :data:`SHARPNESS_EVERY` while the drift reference tracks sharpness."""
-        if next(self._frames) % SHARPNESS_EVERY == 0 and "sharpness" in self.models.drift.ref:
-            return None
-        return predictor.decode_size
+    def measure_sharpness(self, frame: FrameIn) -> None:
+        """Adds the sharpness of ``frame`` decoded whole to the drift monitor, for one reduced frame in
+        :data:`SHARPNESS_EVERY` (call it after the frame is answered); skipped while another is being measured."""
+        if next(self._frames) % SHARPNESS_EVERY or "sharpness" not in self.models.drift.ref:
+            return
+        if not self._measuring.acquire(blocking=False):
+            return
+        try:
+            whole = decode_frame(frame.data, frame.encoding, frame.width, frame.height, frame.stride, self.limits)
+            self.models.drift.add({"sharpness": frame_statistics(whole.image)["sharpness"]})
+        except Exception as err:  # noqa: BLE001 - nobody waits for this: say it, and go on
+            log.warning("sharpness of a frame not measured for drift: %s", err)
+        finally:
+            self._measuring.release()
 
     def _decode(self, frame: FrameIn, fit: Fit | None) -> Frame:
         try:
@@ -255,5 +268,9 @@ class Pipeline:
                                    f"the forward pass of this frame's batch failed ({type(err).__name__}: {err}); "
                                    "the service goes on, resend the frame") from err
             with self._stage("finish"):
-                return await loop.run_in_executor(workers, self.finish, frame, decoded, results)
+                inspection = await loop.run_in_executor(workers, self.finish, frame, decoded, results)
+        if decoded.reduced:
+            with contextlib.suppress(RuntimeError):  # the workers shut down meanwhile: the answer still goes out
+                workers.submit(self.measure_sharpness, frame)
+        return inspection
 

@@ -89,11 +89,13 @@ def test_drift_sharpness_comes_from_whole_frames_only(make_store, servers, image
     assert "sharpness" in running.models.drift.ref  # the bundle's reference tracks it
     for i in range(4):
         stub.Inspect(_request(_large(images["good_0000"]), f"big-{i}"), timeout=TIMEOUT)
+        if i == 2:  # the 3rd is decoded again, whole, after its answer
+            wait_until(lambda: running.models.drift.frames()["sharpness"] == 1)
     stub.Inspect(png_request(images["good_0001"], "small"), timeout=TIMEOUT)  # 64 px: whole anyway
-    assert [f.reduced for f in decoded_frames] == [True, True, False, True, False]  # the 3rd decoded whole
+    assert [f.reduced for f in decoded_frames] == [True, True, True, False, True, False]
     windows = running.models.drift.frames()
     assert windows["brightness"] == windows["contrast"] == windows["defect_score"] == 5
-    assert windows["sharpness"] == 2  # the 3rd and the small one
+    assert windows["sharpness"] == 2  # the 3rd, decoded whole again, and the small one
 
 
 def test_cli_predict_decodes_reduced_unless_it_draws_overlays(tiny_bundle, images, tmp_path):
