@@ -38,10 +38,14 @@ from inspector.inference.predictor import Predictor
 
 MAX_CALIBRATION = 300  # training frames the quantizers see at most (NNCF's default subset), spread over the split
 MAX_DROP = 0.005  # largest fall of any guarded figure below fp32's that an INT8 export may have
-GUARDED = {  # figure name -> its path in report.json; None where undefined (no defect in the split, no head)
+# figure name -> its path in report.json; None where undefined (no defect in the split, no head). mIoU is the
+# segmentation head's own (ungated): the served one zeroes the mask of an accepted part, so a verdict flipping at a
+# threshold, which macro-F1 and AUROC already count, moves it by a whole mask. The fp32 ONNX graph in OpenVINO
+# (outputs within 5e-5 of PyTorch's) flipped one of 215 magnetic-tile images and moved the served mIoU by 0.035.
+GUARDED = {
     "auroc_defect": ("image", "auroc_defect"),
     "macro_f1": ("image", "macro_f1"),
-    "miou": ("pixel", "miou"),
+    "miou": ("pixel_ungated", "miou"),
     "anomaly_auroc": ("anomaly", "image_auroc"),
 }
 WEIGHTED = {"Conv", "Gemm", "MatMul", "Convolution", "GroupConvolution"}  # layer types with weights, ONNX and OpenVINO
