@@ -31,8 +31,8 @@ from inspector.artifacts.manifest import file_digest
 from inspector.data.demo import DEMO_CLASSES, make_part
 from inspector.errors import UsageError
 from inspector.inference.predictor import Predictor
-from inspector.inference.quantize import (Control, Int8Options, calibration_batches, guarded_figures, judge,
-                                          quantize_onnx, quantize_openvino, split_samples, worst_change)
+from inspector.inference.quantize import (Int8Options, calibration_batches, guarded_figures, judge, quantize_onnx,
+                                          quantize_openvino, split_samples)
 from inspector.inference.runtimes import GRAPHS, OpenVinoModel, import_openvino, load_file, runtime_of
 
 TOLERANCE = 1e-4  # max abs difference of class and mask probabilities and anomaly maps, fp32 on the CPU
@@ -97,17 +97,15 @@ def _fp32_onnx(bundle: Bundle, example: torch.Tensor, scratch: Path) -> tuple[Pa
     return scratch / "model.onnx", "an onnx export of the bundle"
 
 
-def _write_int8(fmt: str, bundle: Bundle, example: torch.Tensor, path: Path, batches: list[np.ndarray],
-                control: Control | None) -> dict[str, Any]:
+def _write_int8(fmt: str, bundle: Bundle, example: torch.Tensor, path: Path,
+                batches: list[np.ndarray]) -> dict[str, Any]:
     """Writes the INT8 ``fmt`` export (``model.int8.onnx``, or ``model.int8.xml`` + ``.bin``) quantized from the
-    fp32 ONNX graph on ``batches`` (OpenVINO's under NNCF's accuracy ``control``); returns how (see
-    :mod:`inspector.inference.quantize`)."""
+    fp32 ONNX graph on ``batches``; returns how (see :mod:`inspector.inference.quantize`)."""
     with tempfile.TemporaryDirectory(prefix=STAGING, dir=path.parent.parent) as tmp:
         fp32, source = _fp32_onnx(bundle, example, Path(tmp))
         if fmt == "onnx":
             return quantize_onnx(fp32, batches, path) | {"from": source}
-        model = import_openvino().Core().read_model(str(fp32))
-        return quantize_openvino(model, batches, path, control) | {"from": source}
+        return quantize_openvino(import_openvino().Core().read_model(str(fp32)), batches, path) | {"from": source}
 
 
 FORMATS = ("torchscript", "onnx", "openvino")  # what `inspector export --format` writes
@@ -188,17 +186,10 @@ def export_int8(model_path: str | Path, fmt: str, options: Int8Options) -> tuple
     staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=folder))
     try:
         example = torch.from_numpy(reference.prepare(golden_frames(1)).batch)  # (1, 3, H, W)
-        fp32 = guarded_figures(options.measure(reference, val))
-
-        def score(network: Any) -> float:  # a candidate's worst figure against fp32's
-            candidate = Predictor(bundle, "cpu", fp16=False, network=network)
-            return worst_change(fp32, guarded_figures(options.measure(candidate, val)))
-
-        control = Control(calibration_batches(reference, val, len(val)), score, options.max_drop) \
-            if fmt == "openvino" and options.max_drop >= 0 else None  # ONNX Runtime's quantizer has none
-        how = _write_int8(fmt, bundle, example, staging / GRAPHS[name], batches, control)
+        how = _write_int8(fmt, bundle, example, staging / GRAPHS[name], batches)
         exported = Predictor(bundle, "cpu", fp16=False, network=_load_staged(staging / GRAPHS[name], name))
-        accuracy = judge(fp32, guarded_figures(options.measure(exported, val)), options.max_drop, split="val",
+        accuracy = judge(guarded_figures(options.measure(reference, val)),
+                         guarded_figures(options.measure(exported, val)), options.max_drop, split="val",
                          n_images=len(val))
         entry = {"file": GRAPHS[name], "files": _digests(staging), "precision": "int8",
                  "quantization": how | {"calibration": {"split": "train", "images": len(batches), "data": str(root)}},

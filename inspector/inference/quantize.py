@@ -24,7 +24,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -216,40 +216,14 @@ def quantize_onnx(fp32: Path, batches: Sequence[np.ndarray], out: Path) -> dict[
             "fp32_nodes": fp32_nodes}
 
 
-@dataclass(frozen=True)
-class Control:
-    """What NNCF's accuracy control needs besides the calibration frames.
-
-    Args:
-        inputs: The validation frames as model inputs, one ``(parts, 3, H, W)`` batch each.
-        score: A network (called like the bundle's) -> the change of its worst guarded figure from fp32's on those
-            frames (:func:`worst_change`): at least ``-max_drop`` passes the guard.
-        max_drop: The guard's largest fall.
-    """
-
-    inputs: Sequence[np.ndarray]
-    score: Callable[[Callable], float]
-    max_drop: float
-
-
-def worst_change(fp32: Mapping[str, float | None], int8: Mapping[str, float | None]) -> float:
-    """The smallest ``int8 - fp32`` over the figures fp32 defines (-1 where int8 leaves one undefined)."""
-    return min((int8[n] - ref if int8.get(n) is not None else -1.0) for n, ref in fp32.items() if ref is not None)
-
-
-def quantize_openvino(model: Any, batches: Sequence[np.ndarray], out: Path,
-                      control: Control | None = None) -> dict[str, Any]:
+def quantize_openvino(model: Any, batches: Sequence[np.ndarray], out: Path) -> dict[str, Any]:
     """Writes ``out`` (``.xml`` + ``.bin``), the OpenVINO ``model`` quantized with NNCF on ``batches``.
 
     Activation ranges are the min and max over the calibration frames: NNCF's default (the mean of each frame's
     min and max) clipped activations enough to cost the 192 px Lite0 model (models/default) 0.28 of its validation
     mIoU (0.684 -> 0.405) and 0.03 of its macro-F1, where min-max keeps every figure within 0.001.
-
-    With ``control``, NNCF's accuracy control follows: while the worst guarded figure falls more than
-    ``control.max_drop``, it returns the layers whose quantization changes the outputs most (ranked on the
-    validation frames) to fp32, one group at a time, scoring each step with ``control.score``.
     """
-    from inspector.inference.runtimes import OpenVinoModel, import_openvino
+    from inspector.inference.runtimes import import_openvino
 
     ov = import_openvino()  # first: NNCF imports OpenVINO's telemetry too
     fp32_nodes = keep_fp32(*_openvino_nodes(model))
@@ -259,30 +233,12 @@ def quantize_openvino(model: Any, batches: Sequence[np.ndarray], out: Path,
         from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
         advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-        common = {"preset": nncf.QuantizationPreset.MIXED, "subset_size": len(batches),
-                  "ignored_scope": nncf.IgnoredScope(names=fp32_nodes)}
-        if control is None:
-            quantized = nncf.quantize(model, nncf.Dataset(list(batches)), advanced_parameters=advanced, **common)
-        else:
-            def validate(compiled: Any, items: Iterable[int]) -> float:
-                if len(list(items)) < len(control.inputs):  # one frame has no AUROC: NNCF then ranks by outputs
-                    raise ValueError("the guarded figures are measured on the whole validation split")
-                import torch
-
-                # 1 + the change: NNCF also divides by the fp32 model's metric (for a relative drop), so never 0
-                return 1.0 + control.score(OpenVinoModel.of_compiled(compiled, torch.device("cpu")))
-
-            frames = nncf.Dataset(list(range(len(control.inputs))), lambda i: control.inputs[i])
-            quantized = nncf.quantize_with_accuracy_control(
-                model, nncf.Dataset(list(batches)), frames, validate, max_drop=control.max_drop,
-                advanced_quantization_parameters=advanced, **common)
+        quantized = nncf.quantize(model, nncf.Dataset(list(batches)), preset=nncf.QuantizationPreset.MIXED,
+                                  subset_size=len(batches), ignored_scope=nncf.IgnoredScope(names=fp32_nodes),
+                                  advanced_parameters=advanced)
     ov.save_model(quantized, str(out), compress_to_fp16=False)
-    how = {"tool": f"nncf {nncf.__version__} quantize", "preset": "mixed", "weights": "int8, per output channel",
-           "activations": "per tensor, min-max range", "fp32_nodes": fp32_nodes,
-           "quantizers": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())}
-    if control is not None:
-        how |= {"tool": f"nncf {nncf.__version__} quantize_with_accuracy_control", "max_drop": control.max_drop}
-    return how
+    return {"tool": f"nncf {nncf.__version__} quantize", "preset": "mixed", "weights": "int8, per output channel",
+            "activations": "per tensor, min-max range", "fp32_nodes": fp32_nodes}
 
 
 def guarded_figures(report: Mapping[str, Any]) -> dict[str, float | None]:

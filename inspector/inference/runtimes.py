@@ -14,7 +14,7 @@ import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -105,13 +105,6 @@ class OpenVinoModel:
         self.compiled = core.compile_model(core.read_model(str(path)), self.ov_device, config)
         self.device = device
         self._local = threading.local()  # an InferRequest serves one thread at a time: one per calling thread
-
-    @classmethod
-    def of_compiled(cls, compiled: Any, device: torch.device) -> OpenVinoModel:
-        """One around a model OpenVINO has compiled already (NNCF's, while it restores accuracy)."""
-        model = cls.__new__(cls)
-        model.ov_device, model.compiled, model.device, model._local = "CPU", compiled, device, threading.local()
-        return model
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         request = getattr(self._local, "request", None)

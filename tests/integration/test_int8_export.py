@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import inspector.cli.export as export_command
 from inspector.artifacts.bundle import derive_bundle, load_bundle
@@ -162,35 +161,6 @@ def test_the_service_serves_the_int8_export(exported, demo_data):
                 assert response.defect_score == pytest.approx(pred.defect_score, abs=1e-4)
     finally:
         running.stop(grace=0.5)
-
-
-def test_accuracy_control_returns_layers_to_fp32_until_the_score_passes(with_onnx):
-    """NNCF scores the fp32 model, then the fully quantized one: the score given says the latter falls 1.0 (over
-    the 0.005 allowed), then that each later step passes, so quantizers are removed (ranked by the outputs on the
-    validation frames) and the export records the accuracy control."""
-    from inspector.inference.quantize import Control, calibration_batches, quantize_openvino, split_samples
-    from inspector.inference.runtimes import OpenVinoModel, import_openvino
-
-    bundle = load_bundle(with_onnx)
-    train, val, _ = split_samples(bundle, None)
-    reference = Predictor(bundle, "cpu", fp16=False)
-    batches, inputs = calibration_batches(reference, train, 8), calibration_batches(reference, val, len(val))
-    scored = []
-
-    def score(network) -> float:
-        assert isinstance(network, OpenVinoModel)  # NNCF's compiled candidate, called like the network
-        assert len(network(torch.from_numpy(inputs[0]))) == 3  # class logits, mask logits, anomaly map
-        scored.append(network)
-        return -1.0 if len(scored) == 2 else 0.0
-
-    def model():
-        return import_openvino().Core().read_model(str(with_onnx / "export" / "model.onnx"))
-
-    plain = quantize_openvino(model(), batches, with_onnx.parent / "plain.xml")
-    controlled = quantize_openvino(model(), batches, with_onnx.parent / "controlled.xml", Control(inputs, score, 0.005))
-    assert len(scored) >= 3 and controlled["max_drop"] == 0.005
-    assert "quantize_with_accuracy_control" in controlled["tool"] and "accuracy_control" not in plain["tool"]
-    assert 0 < controlled["quantizers"] < plain["quantizers"]
 
 
 # --- the pieces, without a model ------------------------------------------------------------------------------------
