@@ -17,7 +17,6 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-
 from inspector.artifacts.bundle import check_identity
 from inspector.config import Thresholds
 from inspector.inference.drift import DriftMonitor
