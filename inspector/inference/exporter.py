@@ -31,8 +31,10 @@ from inspector.artifacts.manifest import file_digest
 from inspector.data.demo import DEMO_CLASSES, make_part
 from inspector.errors import UsageError
 from inspector.inference.predictor import Predictor
-from inspector.inference.quantize import (Int8Options, calibration_batches, guarded_figures, judge, quantize_onnx,
-                                          quantize_openvino, split_samples)
+from inspector.data.layouts import Sample
+from inspector.inference.quantize import (Int8Options, calibration_batches, good_batches, guarded_figures, judge,
+                                          quantize_onnx, quantize_openvino, split_samples)
+from inspector.inference.rebank import rebuild_bank
 from inspector.inference.runtimes import GRAPHS, OpenVinoModel, import_openvino, load_file, runtime_of
 
 TOLERANCE = 1e-4  # max abs difference of class and mask probabilities and anomaly maps, fp32 on the CPU
@@ -97,15 +99,20 @@ def _fp32_onnx(bundle: Bundle, example: torch.Tensor, scratch: Path) -> tuple[Pa
     return scratch / "model.onnx", "an onnx export of the bundle"
 
 
-def _write_int8(fmt: str, bundle: Bundle, example: torch.Tensor, path: Path,
-                batches: list[np.ndarray]) -> dict[str, Any]:
+def _write_int8(fmt: str, reference: Predictor, example: torch.Tensor, path: Path, batches: list[np.ndarray],
+                train: list[Sample]) -> dict[str, Any]:
     """Writes the INT8 ``fmt`` export (``model.int8.onnx``, or ``model.int8.xml`` + ``.bin``) quantized from the
-    fp32 ONNX graph on ``batches``; returns how (see :mod:`inspector.inference.quantize`)."""
+    fp32 ONNX graph on ``batches``; returns how (see :mod:`inspector.inference.quantize`). OpenVINO's export with an
+    anomaly head gets a memory bank of its own features on the good parts of ``train`` (:mod:`rebank`)."""
     with tempfile.TemporaryDirectory(prefix=STAGING, dir=path.parent.parent) as tmp:
-        fp32, source = _fp32_onnx(bundle, example, Path(tmp))
+        fp32, source = _fp32_onnx(reference.bundle, example, Path(tmp))
         if fmt == "onnx":
             return quantize_onnx(fp32, batches, path) | {"from": source}
-        return quantize_openvino(import_openvino().Core().read_model(str(fp32)), batches, path) | {"from": source}
+        how = quantize_openvino(import_openvino().Core().read_model(str(fp32)), batches, path) | {"from": source}
+    anomaly = getattr(reference.model, "anomaly", None)
+    if anomaly is not None:
+        how["anomaly_bank"] = rebuild_bank(path, tuple(anomaly.bank.shape), good_batches(reference, train))
+    return how
 
 
 FORMATS = ("torchscript", "onnx", "openvino")  # what `inspector export --format` writes
@@ -186,7 +193,7 @@ def export_int8(model_path: str | Path, fmt: str, options: Int8Options) -> tuple
     staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=folder))
     try:
         example = torch.from_numpy(reference.prepare(golden_frames(1)).batch)  # (1, 3, H, W)
-        how = _write_int8(fmt, bundle, example, staging / GRAPHS[name], batches)
+        how = _write_int8(fmt, reference, example, staging / GRAPHS[name], batches, train)
         exported = Predictor(bundle, "cpu", fp16=False, network=_load_staged(staging / GRAPHS[name], name))
         accuracy = judge(guarded_figures(options.measure(reference, val)),
                          guarded_figures(options.measure(exported, val)), options.max_drop, split="val",

@@ -32,6 +32,7 @@ from inspector.artifacts.bundle import Bundle
 from inspector.artifacts.export import ExportError
 from inspector.data.layouts import Sample, load_dataset
 from inspector.data.split import samples_from_record
+from inspector.config import GOOD_CLASS
 from inspector.errors import MissingPathError
 from inspector.imaging.preprocess import read_image
 from inspector.inference.predictor import Predictor
@@ -106,6 +107,13 @@ def calibration_batches(predictor: Predictor, samples: Sequence[Sample], n: int 
     """Up to ``n`` of ``samples``, evenly spread over them, each preprocessed as the service does it: one ``(parts, 3, H, W)`` float32 batch per frame (a tiled bundle's frame has several parts)."""
     chosen = [samples[i] for i in np.linspace(0, len(samples) - 1, min(n, len(samples))).round().astype(int)]
     return [predictor.prepare([read_image(s.image)]).batch for s in chosen]
+
+
+def good_batches(predictor: Predictor, samples: Sequence[Sample], size: int = 16) -> Iterator[np.ndarray]:
+    """The good parts of ``samples`` preprocessed as the service does, ``size`` frames a batch, read as needed."""
+    good = [s for s in samples if s.label == GOOD_CLASS]
+    for i in range(0, len(good), size):
+        yield predictor.prepare([read_image(s.image) for s in good[i : i + size]]).batch
 
 
 def keep_fp32(nodes: Mapping[str, tuple[str, Sequence[str]]], outputs: Sequence[str]) -> list[str]:

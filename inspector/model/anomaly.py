@@ -21,6 +21,7 @@ GRID_POOL = 2  # patch grid = stride of the first stage x GRID_POOL
 SMOOTH_SIGMA = 0.5  # Gaussian smoothing of the patch-grid map, in grid cells
 CHUNK_BYTES = 8 * 2**20  # one query chunk's fp32 distance block in eager mode on the CPU (see query_chunk)
 GPU_CHUNK_BYTES = 128 * 2**20  # on a GPU, where kernel launches count, not caches: 4096 patches x 8192 bank rows
+PATCH_POOL = 100_000  # good patches drawn at random before a bank's coreset: bounds memory and coreset time
 MIN_CHUNK = 64  # fewest query rows per chunk: each matmul call re-packs the whole bank, which few rows waste
 
 

@@ -24,13 +24,12 @@ from inspector.evaluation.conformal import OperatingPoint, conformal_threshold
 from inspector.evaluation.runner import run_over
 from inspector.model import DefectNet
 from inspector.imaging.preprocess import read_image
-from inspector.model.anomaly import STAGES, MemoryBank, greedy_coreset, patch_features
+from inspector.model.anomaly import PATCH_POOL, STAGES, MemoryBank, greedy_coreset, patch_features
 from inspector.inference.predictor import Predictor
 from inspector.progress import progress
 
 log = logging.getLogger(__name__)
 
-PATCH_POOL = 100_000  # good patches drawn at random before the coreset: bounds memory and coreset time
 FOLDS = 2  # out-of-fold scoring of the good training images: banks built on the other half
 BATCH = 16  # images per forward pass of the bank's features
 

@@ -163,6 +163,45 @@ def test_the_service_serves_the_int8_export(exported, demo_data):
         running.stop(grace=0.5)
 
 
+def test_openvino_int8_bank_holds_the_int8_encoders_own_good_patches(exported, demo_data):
+    """Each row of the INT8 export's memory bank is a patch feature that the INT8 graph itself computes on a good
+    training part (not the fp32 encoder's), and the rebuild is recorded."""
+    from inspector.inference.quantize import good_batches, split_samples
+    from inspector.inference.rebank import _bank_and_query
+    from inspector.inference.runtimes import import_openvino
+
+    bundle, _ = exported
+    entry = json.loads((bundle / "export" / "export.json").read_text())["formats"]["openvino-int8"]
+    fp32_bank = Predictor.from_bundle(bundle, device="cpu").model.anomaly.bank.numpy()
+    rebuilt = entry["quantization"]["anomaly_bank"]
+    assert rebuilt["size"] == len(fp32_bank) and rebuilt["patches"] >= rebuilt["size"]
+    core = import_openvino().Core()
+    model = core.read_model(str(bundle / "export" / "model.int8.xml"))
+    bank_node, query = _bank_and_query(model, fp32_bank.shape)
+    bank = bank_node.get_data()
+    model.add_outputs([query])
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    train, _, _ = split_samples(load_bundle(bundle), None)
+    reference = Predictor.from_bundle(bundle, device="cpu", fp16=False)
+    patches = np.concatenate([np.asarray(compiled.create_infer_request().infer({0: b})[compiled.outputs[-1]])
+                              for b in good_batches(reference, train)])
+    bank64, patches64 = bank.astype(np.float64), patches.astype(np.float64)
+    nearest = ((bank64**2).sum(1)[:, None] - 2 * bank64 @ patches64.T + (patches64**2).sum(1)[None]).min(1)
+    assert nearest.max() < 1e-6  # every bank row is one of the INT8 graph's own patches
+    assert not np.allclose(np.sort(bank, 0), np.sort(fp32_bank, 0), atol=1e-4)  # not the fp32 encoder's
+
+
+def test_a_graph_without_one_bank_cannot_be_rebuilt(exported):
+    from inspector.artifacts.export import ExportError
+    from inspector.inference.rebank import _bank_and_query
+    from inspector.inference.runtimes import import_openvino
+
+    bundle, _ = exported
+    model = import_openvino().Core().read_model(str(bundle / "export" / "model.int8.xml"))
+    with pytest.raises(ExportError, match=r"has 0 constants of the memory bank's shape \(7, 3\), not one"):
+        _bank_and_query(model, (7, 3))
+
+
 # --- the pieces, without a model ------------------------------------------------------------------------------------
 
 def test_keep_fp32_keeps_the_anomaly_head_and_each_heads_last_layer():
