@@ -235,7 +235,9 @@ class Predictor:
             if decision.by_anomaly:  # the classifier saw nothing: mask and regions show where it differs from good
                 frame_mask = anomaly_probability(anomaly_map)
             anomalous = decision.by_anomaly or self.anomaly_only
-            regions = find_regions(frame_mask, ANOMALY_CLASS if anomalous else decision.defect_class, thresholds)
+            blank = decision.verdict == ACCEPT and not decision.by_anomaly  # no area: no pass over the mask
+            regions = [] if blank else find_regions(frame_mask, ANOMALY_CLASS if anomalous else decision.defect_class,
+                                                    thresholds)
             preds.append(Prediction(
                 verdict=decision.verdict,
                 label=decision.label,
