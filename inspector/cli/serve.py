@@ -41,9 +41,8 @@ def run(args: argparse.Namespace) -> None:
     from inspector.model.devices import resolve_device
     from inspector.service.server import serve
 
-    if cfg.cuda_graphs and resolve_device(cfg.device).type != "cuda":
-        raise UsageError(f"--cuda-graphs needs a CUDA device; --device {cfg.device} is "
-                         f"{resolve_device(cfg.device)} here")
+    if cfg.cuda_graphs and (device := resolve_device(cfg.device)).type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA device; --device {cfg.device} is {device} here")
     if args.model:
         load_bundle(args.model)  # a foreign or damaged folder fails here, not in the background
         serve(cfg, bundle=Path(args.model))

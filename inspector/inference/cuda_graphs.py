@@ -30,11 +30,6 @@ class CudaGraphs:
         self._pool = None  # one memory pool for all shapes: they never run at once
         self._lock = threading.Lock()
 
-    @property
-    def shapes(self) -> list[tuple[int, ...]]:
-        """Input shapes captured so far."""
-        return list(self._graphs)
-
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         with self._lock:
             graph, static_in, static_out = self._graphs.get(tuple(x.shape)) or self._capture(x)

@@ -187,8 +187,8 @@ class Predictor:
         n = len(batch)
         x = torch.from_numpy(batch)
         if self.device.type == "cuda":
-            if cuda_rows(n) > n:  # blank rows: one of a few shapes, each warmed at start
-                x = torch.cat([x, x.new_zeros((cuda_rows(n) - n, *x.shape[1:]))])
+            if (rows := cuda_rows(n)) > n:  # blank rows: one of a few shapes, each warmed at start
+                x = torch.cat([x, x.new_zeros((rows - n, *x.shape[1:]))])
             x = x.pin_memory()  # page-locked: the copy below overlaps with the host
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         out = self._forward(x)

@@ -134,7 +134,7 @@ class Pipeline:
         self.stages: Counter[str] = Counter({stage: 0 for stage in STAGES})
         self._count = self._pixels = 0
         self._lock = threading.Lock()
-        self._frames = itertools.count(1)  # frames answered (next() is atomic)
+        self._frames = itertools.count(1)  # reduced frames answered (next() is atomic)
         self._measuring = threading.Lock()  # held while a frame is decoded whole for its sharpness
 
     @property
