@@ -9,6 +9,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,12 +225,26 @@ def to_model_colour(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if spec.color_order == "RGB" else image
 
 
+@functools.lru_cache(maxsize=16)
+def normalising_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(3, 1, 256) float32``: row ``c`` holds every uint8 value of channel ``c`` normalised, ``(v - mean) / std``
+    computed in float32 (so a lookup gives exactly what the arithmetic on each pixel gives)."""
+    values = np.arange(256, dtype=np.float32)[None, :]
+    table = (values - np.asarray(mean, np.float32)[:, None]) * (1.0 / np.asarray(std, np.float32))[:, None]
+    table = np.ascontiguousarray(table[:, None, :])
+    table.setflags(write=False)  # shared by every caller
+    return table
+
+
 def normalise(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """``(H, W, 3) uint8`` in model colour order -> ``(3, H, W) float32`` normalised by the spec."""
-    mean = np.asarray(spec.mean, np.float32)
-    inv_std = 1.0 / np.asarray(spec.std, np.float32)
-    out = (image.astype(np.float32) - mean) * inv_std  # (H, W, 3)
-    return np.ascontiguousarray(out.transpose(2, 0, 1))  # (3, H, W)
+    """``(H, W, 3) uint8`` in model colour order, or ``(H, W)`` grayscale (three equal channels) -> ``(3, H, W)
+    float32`` normalised by the spec: one table lookup per value (``cv2.LUT``), written in place into each plane."""
+    table = normalising_table(tuple(spec.mean), tuple(spec.std))
+    planes = [image] * 3 if image.ndim == 2 else cv2.split(image)
+    out = np.empty((3, *image.shape[:2]), np.float32)
+    for c, plane in enumerate(planes):
+        cv2.LUT(plane, table[c], dst=out[c])
+    return out
 
 
 def preprocess(image: np.ndarray, spec: PreprocessSpec,
@@ -240,7 +255,7 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec,
     ``size``: the frame's own (h, w) when ``image`` was decoded at reduced scale (the geometry maps to it).
     """
     boxed, geo = letterbox(image, spec, size=size)
-    return normalise(to_model_colour(boxed, spec), spec), geo
+    return normalise(boxed if boxed.ndim == 2 else to_model_colour(boxed, spec), spec), geo
 
 
 def mask_to_frame(mask: np.ndarray, geo: Letterbox) -> np.ndarray:

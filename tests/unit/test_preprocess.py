@@ -18,6 +18,7 @@ from inspector.imaging.preprocess import (
     letterbox,
     letterbox_geometry,
     mask_to_frame,
+    normalise,
     preprocess,
     read_image,
 )
@@ -382,6 +383,17 @@ def test_preprocess_uses_per_channel_mean_and_std() -> None:
     spec = PreprocessSpec(32, 32, color_order="BGR", mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 5.0))
     tensor, _ = preprocess(np.full((32, 32, 3), 50, np.uint8), spec)
     np.testing.assert_allclose(tensor[:, 5, 5], [20.0, 7.5, 4.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (37, 53)])
+def test_normalise_by_table_equals_the_arithmetic_on_every_pixel(shape: tuple[int, ...]) -> None:
+    spec = PreprocessSpec(32, 64, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+    image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    colour = image if image.ndim == 3 else np.stack([image] * 3, axis=-1)
+    expected = (colour.astype(np.float32) - np.float32(spec.mean)) * (1.0 / np.float32(spec.std))
+    out = normalise(image, spec)
+    assert out.shape == (3, 37, 53) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, expected.transpose(2, 0, 1))
 
 
 @pytest.mark.parametrize("order,blue_channel", [("RGB", 2), ("BGR", 0)])
