@@ -39,6 +39,9 @@ def start_torch(inference: bool = False) -> None:
     if inference:
         import torch
 
+        from inspector.memory import keep_freed_memory
+
+        keep_freed_memory()  # frames' large arrays reuse the same pages instead of faulting in fresh ones
         torch.backends.cudnn.benchmark = True  # input sizes are fixed by the bundle's spec: tune the kernels once
 
 

@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "inspector"
 # lowest first; a module may import its own package and any package of a lower layer
 LAYERS = [
-    {"config", "errors", "progress", "status_details", "v1", "oip"},
+    {"config", "errors", "progress", "status_details", "v1", "oip", "memory"},
     {"imaging", "model", "data"},
     {"artifacts"},
     {"inference"},
