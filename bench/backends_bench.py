@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from _harness import (DATA, busy_cpu_seconds, invocation, load_frames, machine, utc_now,  # noqa: E402
                       write_results)
-from serve_bench import exported_copy, in_process  # noqa: E402
+from serve_bench import exported_copy, in_process, load_predictor  # noqa: E402
 from inspector.artifacts.bundle import load_bundle  # noqa: E402
 from inspector.imaging.preprocess import decode  # noqa: E402
 from inspector.inference.predictor import Predictor  # noqa: E402
@@ -53,7 +53,8 @@ def model_only(model: str, frames: list[bytes], batch: int, backend: str, rounds
 
 def measure(model: str, frames: list[bytes], backend: str, rounds: int) -> dict[str, float]:
     busy0, own0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
-    one, eight = in_process(model, frames, 1, backend), in_process(model, frames, 8, backend)
+    predictor = load_predictor(model, backend, 8)
+    one, eight = in_process(predictor, frames, 1), in_process(predictor, frames, 8)
     alone1, alone8 = model_only(model, frames, 1, backend, rounds), model_only(model, frames, 8, backend, rounds // 4)
     wall = time.perf_counter() - t0
     others = (busy_cpu_seconds() - busy0 - (time.process_time() - own0)) / wall

@@ -4,8 +4,11 @@
 
 (a) in process: decode + preprocess + model + postprocess through ``Predictor`` at batch 1 and at the server's
 batch size; (b) the service (``inspector serve`` in its own process) under 1 and 4 concurrent streams from an
-asyncio gRPC client, each stream sending a frame and waiting for its answer (a camera's closed loop). Prints a
-table and writes it to bench/RESULTS.md between markers, with the machine, date and command.
+asyncio gRPC client, each stream sending a frame and waiting for its answer (a camera's closed loop). (a) and (b)
+alternate over ``--rounds`` rounds, so that each ratio compares figures taken within minutes of each other on a
+machine whose speed drifts (one-frame model times of 18 to 25 ms were seen a few minutes apart on this project's
+2-core machines). Prints a table and writes it to bench/RESULTS.md between markers, with the machine, date and
+command.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import cv2  # noqa: E402
 import grpc  # noqa: E402
+import numpy as np  # noqa: E402
 
 from _frames import make_frames, summary  # noqa: E402 - other benches import them from here too
-from _harness import DATA, invocation, load_frames, machine, start_server, utc_now, write_results  # noqa: E402
+from _harness import DATA, Server, invocation, load_frames, machine, start_server, utc_now, write_results  # noqa: E402
+from inspector.memory import keep_freed_memory  # noqa: E402
 from inspector.artifacts.bundle import load_bundle  # noqa: E402
 from inspector.cli.export import guard_report  # noqa: E402
 from inspector.inference.exporter import export_int8, export_model  # noqa: E402
@@ -40,15 +45,20 @@ from inspector.v1 import inspector_pb2_grpc as pb_grpc  # noqa: E402
 
 DEVICE = "cpu"  # set from --device
 GRAPHS = False  # set from --cuda-graphs
+LOADS = [(1, 1), (4, 1), (8, 1), (4, 2)]  # (streams, frames each stream sends ahead of its answers)
 
 
-def in_process(model: str, frames: list[bytes], batch: int, backend: str = "eager") -> dict[str, float]:
+def load_predictor(model: str, backend: str, batch: int) -> Predictor:
+    """The predictor the in-process rows use, every batch shape warmed as the service warms it."""
     predictor = Predictor.from_bundle(model, DEVICE, backend=backend, cuda_graphs=GRAPHS)
+    predictor.warm_up(batch)
+    return predictor
 
+
+def in_process(predictor: Predictor, frames: list[bytes], batch: int) -> dict[str, float]:
     def decoded(chunk: list[bytes]) -> list[Frame]:  # as the service decodes: at reduced scale where it can
         return [decode_frame(f, "JPEG", fit=predictor.decode_size) for f in chunk]
 
-    predictor.warm_up(batch)  # as the service: every batch shape
     predictor.predict(decoded(frames[:batch]))
     latencies, cpu0, start = [], time.process_time(), time.perf_counter()
     for i in range(0, len(frames), batch):
@@ -92,24 +102,45 @@ async def _load(target: str, frames: list[bytes], streams: int, window: int) -> 
         return latencies, time.perf_counter() - start
 
 
-def service(model: str, frames: list[bytes], loads: list[tuple[int, int]], max_batch: int,
-            backend: str = "eager") -> tuple[dict[tuple[int, int], dict[str, float]], float]:
-    """Each (streams, window) load in turn on one service process; returns figures and the server's peak RSS."""
+def start_service(model: str, max_batch: int, backend: str) -> Server:
     extra = ["--cuda-graphs" if GRAPHS else "--no-cuda-graphs"]  # the same as in process, whatever the default
-    server = start_server(["--model", model], ["--max-batch", str(max_batch), "--backend", backend, *extra], DEVICE)
-    out = {}
+    return start_server(["--model", model], ["--max-batch", str(max_batch), "--backend", backend, *extra], DEVICE)
+
+
+def service(server: Server, frames: list[bytes], streams: int, window: int) -> dict[str, float]:
+    """One load on the running service: figures, its CPU and the client's."""
+    cpu_server0, cpu_client0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+    latencies, wall = asyncio.run(_load(server.target, frames, streams, window))
+    client = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = client.ru_utime + client.ru_stime - cpu_client0.ru_utime - cpu_client0.ru_stime
+    return summary(latencies, wall) | {"cpu": (server.cpu_seconds() - cpu_server0) / wall,
+                                       "client_cpu": client_cpu / wall}
+
+
+def backend_rounds(model: str, frames: list[bytes], backend: str, batch: int,
+                   rounds: int) -> tuple[list[dict[str, dict[str, float]]], float]:
+    """Each round: the in-process rows, then every load on the service (one process, started once), so that a
+    ratio compares figures taken minutes apart at most; returns the rows of each round and the server's peak RSS."""
+    predictor, server = load_predictor(model, backend, batch), start_service(model, batch, backend)
+    out = []
     try:
-        for streams, window in loads:
-            cpu_server0, cpu_client0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
-            latencies, wall = asyncio.run(_load(server.target, frames, streams, window))
-            client = resource.getrusage(resource.RUSAGE_SELF)
-            client_cpu = client.ru_utime + client.ru_stime - cpu_client0.ru_utime - cpu_client0.ru_stime
-            out[streams, window] = summary(latencies, wall) | {"cpu": (server.cpu_seconds() - cpu_server0) / wall,
-                                                               "client_cpu": client_cpu / wall}
+        for _ in range(rounds):
+            rows = {f"{backend}: in-process, batch 1": in_process(predictor, frames, 1),
+                    f"{backend}: in-process, batch {batch}": in_process(predictor, frames, batch)}
+            for streams, window in LOADS:
+                ahead = f", {window} ahead" if window > 1 else ""
+                name = f"{backend}: service, {streams} stream{'s' if streams > 1 else ''}{ahead}"
+                rows[name] = service(server, frames, streams, window)
+            out.append(rows)
         rss = server.status_kib("VmHWM") / 1024
     finally:
         server.stop()
     return out, rss
+
+
+def medians(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each figure of each row: its median over the rounds."""
+    return {name: {k: float(np.median([r[name][k] for r in rounds])) for k in rounds[0][name]} for name in rounds[0]}
 
 
 def device_name() -> str:
@@ -140,21 +171,30 @@ def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: dict[str, dict[str, float]], backends: list[str], batch: int) -> list[str]:
-    """Per backend: 4 streams against in-process batched throughput, one-stream p99 against the in-process median
-    single frame; and the best INT8 service against the eager one at 4 streams."""
+def spread(values: list[float]) -> str:
+    """The median of per-round values, and their range when there are several."""
+    median = f"{np.median(values):.2f}"
+    return median if len(values) == 1 else f"{median} ({min(values):.2f}-{max(values):.2f})"
+
+
+def targets(rounds: dict[str, list[dict[str, dict[str, float]]]], batch: int) -> list[str]:
+    """Per backend, each ratio taken within a round (median and range over the rounds): 4 streams against
+    in-process batched throughput, one-stream p99 against the in-process median single frame; and the best INT8
+    service against the eager one at 4 streams."""
     out = ["| backend | service 4 streams / in-process batch " + str(batch) + " (>= 0.95) | "
-           "1-stream p99 / in-process 1-frame p50 (<= 1.2) |", "|---|---|---|"]
-    for b in backends:
-        four, one = rows[f"{b}: service, 4 streams"], rows[f"{b}: service, 1 stream"]
-        out.append(f"| {b} | {four['fps'] / rows[f'{b}: in-process, batch {batch}']['fps']:.2f} | "
-                   f"{one['p99'] / rows[f'{b}: in-process, batch 1']['p50']:.2f} |")
-    int8 = [b for b in backends if b.endswith("-int8")]
-    if "eager" in backends and int8:
-        best = max(int8, key=lambda b: rows[f"{b}: service, 4 streams"]["fps"])
-        fps, eager = rows[f"{best}: service, 4 streams"]["fps"], rows["eager: service, 4 streams"]["fps"]
-        out += ["", f"INT8 service ({best}) vs eager service, 4 streams: {fps:.1f} / {eager:.1f} frames/s = "
-                f"**{fps / eager:.2f}x**"]
+           "1-stream p99 / in-process 1-frame p50 (<= 1.2) | 1-stream p99 / in-process 1-frame p99 |",
+           "|---|---|---|---|"]
+    for b, runs in rounds.items():
+        four = [r[f"{b}: service, 4 streams"]["fps"] / r[f"{b}: in-process, batch {batch}"]["fps"] for r in runs]
+        one = [r[f"{b}: service, 1 stream"]["p99"] / r[f"{b}: in-process, batch 1"]["p50"] for r in runs]
+        tail = [r[f"{b}: service, 1 stream"]["p99"] / r[f"{b}: in-process, batch 1"]["p99"] for r in runs]
+        out.append(f"| {b} | {spread(four)} | {spread(one)} | {spread(tail)} |")
+    int8 = [b for b in rounds if b.endswith("-int8")]
+    if "eager" in rounds and int8:
+        fps = {b: medians(rounds[b])[f"{b}: service, 4 streams"]["fps"] for b in ["eager", *int8]}
+        best = max(int8, key=fps.get)
+        out += ["", f"INT8 service ({best}) vs eager service, 4 streams: {fps[best]:.1f} / {fps['eager']:.1f} frames/s "
+                f"= **{fps[best] / fps['eager']:.2f}x**"]
     return out
 
 
@@ -205,38 +245,35 @@ def main() -> None:
     parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=False,
                         help="CUDA: the network replayed as CUDA graphs, in process and in the service")
     parser.add_argument("--section", default="serve_bench", help="RESULTS.md section to write")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, results not written")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per backend, each the in-process rows then the service's; medians reported")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 24 frames, one round, results not written")
     args = parser.parse_args()
     global DEVICE, GRAPHS
     DEVICE, GRAPHS = args.device, args.cuda_graphs
+    keep_freed_memory()  # as `inspector serve` (and predict, evaluate) set it: in process compares like with like
     if DEVICE.startswith("cuda"):
         import torch
 
         torch.backends.cudnn.benchmark = True  # as `inspector serve` sets it: the in-process rows compare like with like
     n = 24 if args.quick else args.frames
-    loads = [(1, 1), (4, 1), (8, 1), (4, 2)]  # (streams, frames each stream sends ahead of its answers)
+    args.rounds = 1 if args.quick else args.rounds
     parts, source = [], load_bundle(args.model)
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         model, guards, backends = exported_copy(args.model, args.backends, Path(tmp))
         for size in args.sizes:
             w, h = (int(v) for v in size.split("x"))
             frames, where = sized_frames(n, (w, h))
-            rows, rss = [], {}
+            rounds, rss = {}, {}
             for backend in backends:
-                rows += [(f"{backend}: in-process, batch 1", in_process(model, frames, 1, backend)),
-                         (f"{backend}: in-process, batch {args.batch}", in_process(model, frames, args.batch,
-                                                                                  backend))]
-                figures, rss[backend] = service(model, frames, loads, args.batch, backend)
-                for (streams, window), r in figures.items():
-                    ahead = f", {window} ahead" if window > 1 else ""
-                    rows.append((f"{backend}: service, {streams} stream{'s' if streams > 1 else ''}{ahead}", r))
+                rounds[backend], rss[backend] = backend_rounds(model, frames, backend, args.batch, args.rounds)
                 print(f"{size} {backend} done", flush=True)
+            rows = [row for b in backends for row in medians(rounds[b]).items()]
             memory = ", ".join(f"{b} {v:.0f} MiB" for b, v in rss.items())
-            parts += [f"### {w}x{h} grayscale JPEG ({where})", "", table(rows), "",
-                      *targets(dict(rows), backends, args.batch), "",
+            parts += [f"### {w}x{h} grayscale JPEG ({where})", "", table(rows), "", *targets(rounds, args.batch), "",
                       f"Peak RSS of the server process: {memory}", ""]
     text = "\n".join([
-        f"## Service vs in-process ({n} frames per row)",
+        f"## Service vs in-process ({n} frames per row, median of {args.rounds} round{'s' * (args.rounds > 1)})",
         "",
         f"- command: `{invocation()}`",
         f"- machine: {machine()}; device: {device_name()}",
@@ -246,7 +283,8 @@ def main() -> None:
         "- in-process: decode + preprocess + model + postprocess through `Predictor`, one thread of calls; service:",
         "  `inspector serve` in its own process, an asyncio gRPC client, each stream a camera that sends a frame and",
         "  waits for its answer (or keeps 2 frames ahead). Ratios are to the in-process batched throughput of the",
-        "  same backend.",
+        "  same backend. Each round runs the in-process rows, then the service's, on one server process; rows give",
+        "  each figure's median over the rounds, and the targets' ratios are taken within each round (median, range).",
         "",
         *parts,
         *guards,
