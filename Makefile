@@ -123,6 +123,7 @@ MODEL ?= $(STORE)/default
 bench: demo-model
 	$(BIN)/python bench/serve_bench.py --model $(MODEL)
 	$(BIN)/python bench/frame_size_bench.py --model $(MODEL)
+	$(BIN)/python bench/frame_work_bench.py --model $(MODEL)
 	$(BIN)/python bench/soak.py --model $(MODEL)
 	$(BIN)/python bench/many_streams.py --model $(MODEL)
 	$(BIN)/python bench/oip_bench.py --model $(MODEL)

@@ -47,6 +47,7 @@ if not SERVING_TRITON:  # the benchmark, under .venv
     from inspector.artifacts.bundle import load_bundle
     from inspector.artifacts.export import EXPORT_DIR, read_record, verified_file
     from inspector.inference.exporter import export_model
+    from inspector.inference.runtimes import BACKENDS
     from inspector.oip import inference_pb2 as oip
     from inspector.oip import inference_pb2_grpc as oip_grpc
     from inspector.v1 import inspector_pb2 as pb
@@ -225,7 +226,8 @@ def run_side(side: str, args: argparse.Namespace, setup: dict[str, Any], frames:
              classes: list[str]) -> tuple[dict[int, dict[str, Any]], list[tuple[list[float], str]]]:
     """Starts one server, measures it, stops it (the Triton side's processes and workspace too)."""
     if side == "inspector":
-        server = start_server(["--model", args.model], ["--max-batch", str(args.max_batch), "--backend", "onnx"])
+        server = start_server(["--model", args.model],
+                              ["--max-batch", str(args.max_batch), "--backend", args.inspector_backend])
         try:
             return measure(side, server.target, server.pid, frames, setup["seconds"], classes)
         finally:
@@ -262,15 +264,23 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
     rows += [f"| {c} | {side} | {r['frames']} | {r['fps']:.1f} | {r['fps'] / figures['inspector'][c]['fps']:.2f} | "
              f"{r['p50']:.1f} | {r['p99']:.1f} | {r['cpu_ms']:.1f} | {r['client_ms']:.2f} | {r['others']:.2f} |"
              for c in LOADS for side, r in ((s, figures[s][c]) for s in ("inspector", "triton"))]
+    alike = args.inspector_backend == "onnx"
+    title = "same ONNX export, frames and clients" if alike else \
+        f"this service on its `{args.inspector_backend}` export, Triton on the ONNX export; same frames and clients"
     return "\n".join([
-        "## This service vs NVIDIA Triton (PyTriton): same ONNX export, frames and clients", "",
+        f"## This service vs NVIDIA Triton (PyTriton): {title}", "",
         f"- command: `{invocation()}`", f"- machine: {machine()}; device: cpu", f"- date: {utc_now()}",
         f"- model: `{args.model}` ({setup['served']}), export `{os.path.relpath(setup['onnx'], ROOT)}`; frames: "
         f"{setup['frames']}",
         f"- one server at a time, {args.rounds} round(s), the order alternating; per round and load a warm-up, then "
         f"{setup['seconds']:g} s of closed loops (send a frame, wait for the answer), a thread and gRPC channel each",
-        f"- inspector: `inspector serve --backend onnx --max-batch {args.max_batch}` (batcher wait 2 ms), unary "
-        "`Inspect` with `return_mask`: decode, letterbox, ONNX Runtime, verdict, regions, mask PNG at frame size",
+        f"- inspector: `inspector serve --backend {args.inspector_backend} --max-batch {args.max_batch}` (batcher wait "
+        "2 ms), unary `Inspect` with `return_mask`: decode, letterbox, the model, verdict, regions, mask PNG at frame "
+        "size",
+        *([] if alike else [f"- **not like for like**: each server as it comes with this bundle, the service on its "
+                            f"`{args.inspector_backend}` export (behind the INT8 accuracy guard where INT8), Triton on "
+                            "the fp32 ONNX export a plant would hand it; the like-for-like comparison is the "
+                            "`peers` section"]),
         f"- triton: PyTriton ({pins}), a `@batch` callable, `max_batch_size={args.max_batch}`, `DynamicBatcher("
         f"max_queue_delay_microseconds={args.delay_us})`, ONNX Runtime with the service's {setup['threads']} "
         "threads; the same work with inspector's functions (JPEGs decoded at the reduced scale the letterbox allows, as "
@@ -296,6 +306,9 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=8, help="both servers' largest batch")
     parser.add_argument("--delay-us", type=int, default=2000, help="Triton's batcher wait (the service's: 2 ms)")
     parser.add_argument("--triton-timeout", type=float, default=180.0, help="seconds Triton may take to be ready")
+    parser.add_argument("--inspector-backend", default="onnx", choices=BACKENDS,
+                        help="the service's backend (Triton always runs the ONNX export); other than onnx, results go "
+                             "to the section peers_<backend>")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s, 8 frames, nothing written")
     args = parser.parse_args()
     if not (PEERS / ".installed").exists():
@@ -319,7 +332,7 @@ def main() -> None:
     text = report(args, raw, answers, setup)
     print(text)
     if not args.quick:
-        write_results(text, "peers")
+        write_results(text, "peers" if args.inspector_backend == "onnx" else f"peers_{args.inspector_backend}")
 
 
 if __name__ == "__main__":
