@@ -2,19 +2,13 @@
 Protocol, health and reflection on one port, the batcher, and drains it on shutdown.
 
 Threads: the event loop (every RPC, health, streams), the batcher (forward passes), ``workers`` threads (decode,
-postprocess), the model watcher and the metrics HTTP server. Open streams cost memory, not threads. On Linux the
-``workers`` threads run at the lowest priority (:data:`FRAME_NICE`): on the CPU a forward pass takes every core its
-runtime was given, and a frame thread that preempts one of its threads delays the whole pass, so frames are decoded
-and finished around the passes instead (with 4 cameras of OpenVINO INT8 on 2 cores: +6 % frames/s at 512x512,
-+12 % at 1280x1024, ``bench/RESULTS.md``). Idle cores still go to the frame threads at once.
+postprocess), the model watcher and the metrics HTTP server. Open streams cost memory, not threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -57,7 +51,6 @@ SERVICE_NAMES = (
 ADMIN_TOKEN_ENV, INFERENCE_TOKEN_ENV = "INSPECTOR_ADMIN_TOKEN", "INSPECTOR_TOKEN"
 STREAMS_CLOSE_AT = 0.8  # share of the grace period after which open streams stop being read and are ended
 TRANSPORT_HEADROOM = 64 * 1024  # bytes of a request's fields besides its frame
-FRAME_NICE = 19  # niceness of the frame threads (see above); the event loop and the batcher keep the process's
 # Clients may ping every 10 s on an idle connection (keepalive of long-lived streams); faster pings get GOAWAY.
 KEEPALIVE_OPTIONS = [("grpc.keepalive_permit_without_calls", 1),
                      ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
@@ -235,13 +228,6 @@ def _metrics_host(cfg: ServeConfig) -> str:
     return cfg.metrics_host or cfg.host.strip("[]")
 
 
-def _yield_to_passes() -> None:
-    """Lowers the calling thread's priority to :data:`FRAME_NICE` (Linux: a thread's own niceness; elsewhere, or
-    where refused, it stays as it is)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FRAME_NICE)
-
-
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
                  limits: FrameLimits | None = None, metrics: Metrics | None = None) -> InspectionServer:
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
@@ -279,7 +265,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
     capacity = Capacity(cfg.max_streams, pipeline.load)
     health_state = Health(capacity, lambda: models.ready and not servicer.draining)
-    workers = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="frame", initializer=_yield_to_passes)
+    workers = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="frame")
     audit = None if cfg.audit_dir is None else AuditSink(
         AuditConfig(cfg.audit_dir, cfg.audit_sample_accept, int(cfg.audit_quota_mb * 2**20), cfg.audit_max_per_second),
         on_result=lambda result: metrics.audit.labels(result).inc())

@@ -1,17 +1,15 @@
-"""The served process: where metrics listen, its frame threads' priority, and the drain on SIGTERM."""
+"""The served process: where metrics listen, and the drain on SIGTERM."""
 
 import os
 import queue
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import grpc
 import pytest
 
-from inspector.service.server import FRAME_NICE
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 from service_support import (MODEL_NAME, SERVING, NOT_SERVING, wait_until, png_request, assert_valid, health_status,
@@ -21,17 +19,6 @@ from service_support import (MODEL_NAME, SERVING, NOT_SERVING, wait_until, png_r
 def test_metrics_listen_where_grpc_does(make_store, servers):
     running = servers.start(make_store(), metrics_host=None)  # serve_config binds 127.0.0.1
     assert running.metrics_server.server_address[0] == "127.0.0.1"
-
-
-def _niceness() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-def test_frame_threads_yield_the_cores_to_forward_passes(make_store, servers):
-    """Decode and postprocess run at the lowest priority; the caller's (and so the batcher's) is unchanged."""
-    running = servers.start(make_store())
-    assert running.workers.submit(_niceness).result(timeout=30) == FRAME_NICE
-    assert running.batcher.call(_niceness).result(timeout=30) == _niceness() < FRAME_NICE
 
 
 def test_sigterm_drains_the_served_process(make_store, images, tmp_path):
