@@ -1,12 +1,12 @@
 """Process memory of the commands that inspect frames: glibc's allocator keeps freed memory for reuse.
 
-Every frame allocates and frees arrays of megabytes (decoded pixels, masks and anomaly maps at the
-frame's size). glibc may serve such a block with a fresh ``mmap`` and unmap it when it is freed, and then each frame
-pays a page fault per 4 KiB it touches: postprocessing a 1280x1024 frame on the main thread (``inspector predict``,
-``evaluate``, a library caller) took 8.7 ms per frame that way and 3.2 ms with the thresholds set. Setting them keeps
-blocks under 32 MiB on the heap and up to 64 MiB of free memory there, so a steady stream of frames reuses the same
-pages on every thread, by setting rather than by the chance of glibc's adaptive threshold (the service's worker
-threads already measured the same either way).
+Every frame allocates and frees arrays of megabytes (decoded pixels, masks and anomaly maps at the frame's size).
+glibc may serve such a block with a fresh ``mmap`` and unmap it when it is freed, and then each frame pays a page
+fault per 4 KiB it touches: postprocessing a 1280x1024 frame from OpenVINO's outputs on the main thread
+(``inspector predict``, ``evaluate``, a library caller) took 12.6 ms that way and 3.0 ms with the thresholds set
+(``bench/frame_work_bench.py``). Setting them keeps blocks under 32 MiB on the heap and up to 64 MiB of free memory
+there, so a steady stream of frames reuses the same pages on every thread by setting, not by the chance of glibc's
+adaptive threshold (the service's worker threads measured the same either way).
 """
 
 from __future__ import annotations
@@ -31,4 +31,3 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
