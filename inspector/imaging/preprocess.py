@@ -219,10 +219,11 @@ def letterbox(image: np.ndarray, spec: PreprocessSpec, pad_value: int | None = N
 
 
 def to_model_colour(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Grayscale or BGR ``uint8`` -> 3 channels in the spec's colour order."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if spec.color_order == "RGB" else cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if spec.color_order == "RGB" else image
+    """BGR ``uint8`` -> the spec's colour order; grayscale stays one plane (:func:`normalise` repeats it, and its
+    three channels are the same in any order)."""
+    if image.ndim == 2 or spec.color_order != "RGB":
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @functools.lru_cache(maxsize=16)
@@ -251,11 +252,12 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec,
                size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """A decoded frame -> the model input ``(3, H, W) float32`` and the geometry to map masks back.
 
-    Resizing happens before the colour conversion, so a large grayscale frame is converted only at model size.
+    Resizing happens before the colour conversion, so a large frame is converted only at model size; a grayscale
+    frame is never expanded to three channels (:func:`normalise` reads its one plane three times).
     ``size``: the frame's own (h, w) when ``image`` was decoded at reduced scale (the geometry maps to it).
     """
     boxed, geo = letterbox(image, spec, size=size)
-    return normalise(boxed if boxed.ndim == 2 else to_model_colour(boxed, spec), spec), geo
+    return normalise(to_model_colour(boxed, spec), spec), geo
 
 
 def mask_to_frame(mask: np.ndarray, geo: Letterbox) -> np.ndarray:
