@@ -31,6 +31,7 @@ def rebuild_bank(path: Path, shape: tuple[int, int], batches: Iterable[np.ndarra
     ov = import_openvino()
     core = ov.Core()
     model = core.read_model(str(path))
+    fresh = model.clone()  # written back with the new bank; `model` gets the output the features are read from
     model.add_outputs([_bank_and_query(model, shape)[1]])
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
@@ -40,7 +41,6 @@ def rebuild_bank(path: Path, shape: tuple[int, int], batches: Iterable[np.ndarra
         drawn = torch.rand(len(patches), generator=torch.Generator().manual_seed(seed)) < PATCH_POOL / len(patches)
         patches = patches[drawn]
     chosen = patches[greedy_coreset(patches, shape[0], seed)].numpy().astype(np.float32)
-    fresh = core.read_model(str(path))
     bank, _ = _bank_and_query(fresh, shape)
     from openvino import opset13  # after import_openvino: its telemetry is off
 
