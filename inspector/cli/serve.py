@@ -16,7 +16,7 @@ SERVE_FIELDS = ("host", "grpc_port", "health_port", "metrics_host", "metrics_por
                 "max_delay_ms", "max_in_flight", "max_streams", "max_frame_mb", "grace_seconds", "health_plaintext",
                 "backend", "audit_dir", "audit_sample_accept", "audit_quota_mb", "audit_max_per_second", "tls_cert",
                 "tls_key", "tls_client_ca", "admin_token_file", "inference_token_file", "tile", "tile_overlap",
-                "cuda_graphs")
+                "cuda_graphs", "lanes")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -69,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--max-batch", dest="max_batch", type=POSITIVE, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=NON_NEGATIVE, help="batch fill wait while more frames are being decoded (default 2)")
+    p.add_argument("--lanes", type=POSITIVE,
+                   help="forward passes at once on the CPU, one thread each, when frames queue up (default: torch's "
+                        "threads, the CPU budget; 1: one pass at a time on all of them). A lone frame always runs on "
+                        "all of them")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=POSITIVE, help="overload bound (default 64)")
     p.add_argument("--max-streams", dest="max_streams", type=POSITIVE,
                    help="streams open at once (default 1024); one more is refused with RESOURCE_EXHAUSTED")

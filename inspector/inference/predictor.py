@@ -7,7 +7,9 @@ The three stages (``prepare``, ``infer``, ``finish``) are public so a server can
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +19,7 @@ import torch
 
 from inspector.artifacts.bundle import Bundle, BundleMeta, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
+from inspector.model.cpu import one_thread_here
 from inspector.model.devices import resolve_device
 from inspector.errors import UsageError
 from inspector.inference.cuda_graphs import CudaGraphs
@@ -123,6 +126,8 @@ class Predictor:
 
             self.model = load_export(bundle, backend, self.device)
         self._forward: Callable[[torch.Tensor], list[torch.Tensor]] = self._probabilities
+        self.lanes = 1  # passes that may run at once, one CPU thread each (open_lanes)
+        self._lane_model: Callable | None = None
         if cuda_graphs:
             if self.device.type != "cuda":
                 raise UsageError(f"CUDA graphs need a CUDA device; this predictor runs on {self.device}")
@@ -181,35 +186,66 @@ class Predictor:
         windows = plan(h, w, self.options.tile, self.options.tile_overlap, self.options.roi)
         return [(win, *preprocess(image[win.y : win.y + win.h, win.x : win.x + win.w], self.spec)) for win in windows]
 
+    def open_lanes(self, n: int) -> int:
+        """Readies :meth:`infer` with ``lane=True``: up to ``n`` passes at once, from as many threads, each on one
+        CPU thread (an ONNX Runtime session of one thread, OpenVINO streams, PyTorch set to one thread on the calling
+        thread). On 2 cores two such passes give 1.3x the frames/s of one pass on both, and keep it while frames
+        are decoded beside them (bench/RESULTS.md). Returns the lanes open: 1 (none) off the CPU, or for an export
+        whose runtime has none (OpenVINO on another device)."""
+        if n < 2 or self.device.type != "cpu":
+            return self.lanes
+        if isinstance(self.model, torch.nn.Module):
+            self._lane_model = self.model  # the same module: the calling thread's torch threads make the lane
+        else:
+            self._lane_model = getattr(self.model, "lanes", lambda n: None)(n)
+        self.lanes = n if self._lane_model is not None else 1
+        return self.lanes
+
     @torch.inference_mode()
-    def infer(self, batch: np.ndarray) -> Outputs:
-        """``(b, 3, H, W)`` -> class probabilities, defect probabilities and anomaly maps of each part."""
+    def infer(self, batch: np.ndarray, lane: bool = False) -> Outputs:
+        """``(b, 3, H, W)`` -> class probabilities, defect probabilities and anomaly maps of each part.
+
+        ``lane``: run on one CPU thread, beside passes on other threads (:meth:`open_lanes` first).
+        """
         n = len(batch)
         x = torch.from_numpy(batch)
-        if self.device.type == "cuda":
+        forward = self._forward
+        if lane:
+            if self._lane_model is None:
+                raise UsageError("no lanes are open on this predictor: call open_lanes first")
+            one_thread_here()
+            forward = partial(self._probabilities, model=self._lane_model)
+        elif self.device.type == "cuda":
             if (rows := cuda_rows(n)) > n:  # blank rows: one of a few shapes, each warmed at start
                 x = torch.cat([x, x.new_zeros((rows - n, *x.shape[1:]))])
             x = x.pin_memory()  # page-locked: the copy below overlaps with the host
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        out = self._forward(x)
+        out = forward(x)
         if self.options.tta:  # test-time horizontal flip: average the two views, the flipped maps flipped back
-            flipped = self._forward(x.flip(-1))
+            flipped = forward(x.flip(-1))
             out = [(a + (b if a.dim() == 2 else b.flip(-1))) / 2 for a, b in zip(out, flipped)]
         return Outputs(*(t[:n].cpu().numpy() for t in out))
 
     def warm_up(self, max_batch: int) -> None:
         """Runs every batch shape a batcher of ``max_batch`` whole frames will form on CUDA (captures their CUDA
-        graphs) or, on the CPU, one pass of two frames (first passes are slow)."""
+        graphs) or, on the CPU, one pass of two frames (first passes are slow), and one in a lane where lanes are
+        open."""
         frame = np.full((self.spec.height, self.spec.width), 127, np.uint8)
         sizes = sorted({cuda_rows(n) for n in range(1, max_batch + 1)}) if self.device.type == "cuda" else [2]
         for size in sizes:
             self.predict([frame] * size)
+        if self._lane_model is not None:  # on a thread of its own: a thread that ran a lane keeps one torch thread
+            warm = threading.Thread(target=self.infer, args=(self.prepare([frame]).batch, True), name="warm-lane")
+            warm.start()
+            warm.join()
 
-    def _probabilities(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(b, n_classes) class probabilities, (b, H, W) defect probabilities[, (b, H, W) anomaly map]."""
+    def _probabilities(self, x: torch.Tensor, model: Callable | None = None) -> list[torch.Tensor]:
+        """(b, n_classes) class probabilities, (b, H, W) defect probabilities[, (b, H, W) anomaly map] from ``model``
+        (the predictor's by default)."""
+        model = self.model if model is None else model
         # no cast cache: it lives for one autocast block anyway, and CUDA graph captures need it off
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.autocast, cache_enabled=False):
-            out = [t for t in self.model(x) if t is not None]  # a DefectOutput, or the plain tuple of an export
+            out = [t for t in model(x) if t is not None]  # a DefectOutput, or the plain tuple of an export
         maps = [out[1].float().sigmoid()] + [a.float() for a in out[2:]]
         return [out[0].float().softmax(dim=1)] + [m[:, 0] for m in maps]
 

@@ -50,20 +50,23 @@ def import_openvino() -> ModuleType:
 
 
 class OnnxModel:
-    """An ONNX Runtime session called like the network: ``(b, 3, H, W)`` tensor -> (logits, mask_logits[, anomaly])."""
+    """An ONNX Runtime session called like the network: ``(b, 3, H, W)`` tensor -> (logits, mask_logits[, anomaly]).
 
-    def __init__(self, path: Path, device: torch.device) -> None:
+    ``threads``: its intra-op threads; None: ``torch.get_num_threads()``, the budget every runtime shares.
+    """
+
+    def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         # idle threads sleep instead of spinning: in the service, decoding and postprocessing run beside each pass
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.device = device
+        self.path, self.device = path, device
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.session.run(None, {"image": x.detach().cpu().float().contiguous().numpy()})
@@ -71,6 +74,11 @@ class OnnxModel:
 
     def eval(self) -> OnnxModel:
         return self
+
+    def lanes(self, n: int) -> OnnxModel | None:
+        """A session of one thread that ``n`` threads call at once (a session runs concurrent calls); None on
+        CUDA."""
+        return None if self.device.type == "cuda" else OnnxModel(self.path, self.device, threads=1)
 
 
 class OpenVinoModel:
@@ -83,10 +91,12 @@ class OpenVinoModel:
             ``$INSPECTOR_OPENVINO_DEVICE`` when None. Only ``CPU`` reproduces fp32 within the export tolerance: the
             GPU plugin runs in fp16 by default.
         threads: Inference threads on the CPU; None: ``torch.get_num_threads()``, the budget every runtime shares.
+        streams: Passes that run at once on the CPU, from as many calling threads, the threads shared among them
+            (OpenVINO's streams); 1: one pass at a time on all the threads.
     """
 
     def __init__(self, path: Path, device: torch.device, ov_device: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, streams: int = 1) -> None:
         ov = import_openvino()
         self.ov_device = (ov_device or os.environ.get(OPENVINO_DEVICE_ENV) or "CPU").upper()
         core = ov.Core()
@@ -94,16 +104,16 @@ class OpenVinoModel:
         if self.ov_device.split(":")[0].split(".")[0] not in {d.split(".")[0] for d in available} | {"AUTO"}:
             raise UsageError(f"OpenVINO device {self.ov_device!r} is not on this machine; available: "
                              f"{', '.join(available)} (or AUTO); set ${OPENVINO_DEVICE_ENV}")
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}  # one stream: the batcher sends one batch at a time
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT"}
         if self.ov_device == "CPU":
             config |= {
                 "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                "NUM_STREAMS": 1,
+                "NUM_STREAMS": streams,
                 "INFERENCE_PRECISION_HINT": "f32",  # OpenVINO may pick bf16 on CPUs with it; parity is in fp32
                 "ENABLE_CPU_PINNING": False,  # threads pinned to cores would fight the decode threads for them
             }
         self.compiled = core.compile_model(core.read_model(str(path)), self.ov_device, config)
-        self.device = device
+        self.path, self.device = path, device
         self._local = threading.local()  # an InferRequest serves one thread at a time: one per calling thread
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -116,6 +126,13 @@ class OpenVinoModel:
 
     def eval(self) -> OpenVinoModel:
         return self
+
+    def lanes(self, n: int) -> OpenVinoModel | None:
+        """The model compiled again as ``n`` streams of one thread each, for ``n`` calling threads at once; None
+        on a device other than the CPU."""
+        if self.ov_device != "CPU":
+            return None
+        return OpenVinoModel(self.path, self.device, self.ov_device, threads=n, streams=n)
 
 
 def _torchscript(path: Path, device: torch.device) -> Callable:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -94,3 +95,26 @@ def hardware_line(record: dict[str, Any]) -> str:
     flags = " ".join(cpu["flags"]) or "no AVX2/AVX-512/AMX"
     return (f"{record['device']}{gpu}, {precision}; CPU {cpu['model']} ({flags}; torch {cpu['capability']}), "
             f"{cpu['threads']} torch threads")
+
+
+_thread = threading.local()
+_setting = threading.Lock()  # one thread at a time changes torch's counts
+
+
+def one_thread_here() -> None:
+    """Makes torch's CPU operators use one thread when called from the calling thread, every other thread's
+    count unchanged: each of several threads then runs a forward pass of its own on one core (the service's
+    batcher lanes).
+
+    With OpenMP, ``torch.set_num_threads`` sets the calling thread's count, and also the count threads started
+    later take; a short-lived thread sets the latter back.
+    """
+    if getattr(_thread, "single", False):
+        return
+    with _setting:
+        budget = torch.get_num_threads()
+        torch.set_num_threads(1)
+        restore = threading.Thread(target=torch.set_num_threads, args=(budget,), name="torch-threads")
+        restore.start()
+        restore.join()
+    _thread.single = True

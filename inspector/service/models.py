@@ -54,13 +54,15 @@ class ModelManager:
         max_batch: The batcher's largest batch: each version is warmed at every batch shape it will run.
         cuda_graphs: Each version's network replayed as CUDA graphs (``Predictor(cuda_graphs=True)``).
         warm_on: Runs a version's warm-up (a function) where its forward passes will run; None: on the loading thread.
+        lanes: Lanes each version opens (:meth:`Predictor.open_lanes`; the batcher's).
         on_swap: Called with ``"success"`` and the new predictor, or ``"failure"`` and None, after each swap.
     """
 
     def __init__(self, model_dir: Path | None = None, bundle: Path | None = None, device: str = "auto",
                  on_swap: Callable[[str, Predictor | None], None] | None = None, backend: str = "eager",
                  options: InferenceOptions = InferenceOptions(), max_batch: int = 8,
-                 cuda_graphs: bool = False, warm_on: Callable[[Callable[[], None]], object] | None = None) -> None:
+                 cuda_graphs: bool = False, warm_on: Callable[[Callable[[], None]], object] | None = None,
+                 lanes: int = 1) -> None:
         if (model_dir is None) == (bundle is None):
             raise ValueError("serve either a model of a store or one bundle")
         self.model_dir = Path(model_dir) if model_dir else None
@@ -70,6 +72,7 @@ class ModelManager:
         self.options = options
         self.max_batch = max_batch
         self.cuda_graphs = cuda_graphs
+        self.lanes = lanes
         self.warm_on = warm_on or (lambda warm: warm())
         self.on_swap = on_swap or (lambda result, predictor: None)
         self._current: Predictor | None = None
@@ -101,6 +104,7 @@ class ModelManager:
     def _build(self, path: Path) -> Predictor:
         predictor = Predictor.from_bundle(path, self.device, backend=self.backend, options=self.options,
                                           cuda_graphs=self.cuda_graphs)
+        predictor.open_lanes(self.lanes)
         self.warm_on(lambda: predictor.warm_up(self.max_batch))
         return predictor
 

@@ -228,6 +228,13 @@ def _metrics_host(cfg: ServeConfig) -> str:
     return cfg.metrics_host or cfg.host.strip("[]")
 
 
+def lanes(cfg: ServeConfig) -> int:
+    """``cfg.lanes``, or by default: torch's threads (the process's CPU budget) on the CPU, 1 on a GPU."""
+    if cfg.lanes is not None:
+        return cfg.lanes
+    return torch.get_num_threads() if resolve_device(cfg.device).type == "cpu" else 1
+
+
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
                  limits: FrameLimits | None = None, metrics: Metrics | None = None) -> InspectionServer:
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
@@ -258,10 +265,12 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     options = InferenceOptions(cfg.tile, cfg.tile_overlap, Window(*cfg.roi) if cfg.roi else None)
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
                           on_swap=on_swap, options=options, max_batch=cfg.max_batch, cuda_graphs=graphs,
-                          warm_on=(lambda warm: batcher.call(warm).result()) if on_batcher else None)
+                          warm_on=(lambda warm: batcher.call(warm).result()) if on_batcher else None,
+                          lanes=lanes(cfg))
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size),
-                           coming=lambda: pipeline.stages["prepare"])
+                           coming=lambda: pipeline.stages["prepare"], lanes=models.lanes,
+                           in_flight=lambda: pipeline.in_flight)
     pipeline = Pipeline(models, batcher, cfg.max_in_flight, limits, cfg.max_in_flight_pixels)
     capacity = Capacity(cfg.max_streams, pipeline.load)
     health_state = Health(capacity, lambda: models.ready and not servicer.draining)

@@ -214,14 +214,16 @@ class HeldInfer:
     def __init__(self, predictor: Predictor) -> None:
         self.original = predictor.infer
         self.batches: list[np.ndarray] = []
+        self.in_lane: list[bool] = []  # each pass: on a lane (one thread, beside others) or on all the threads
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, batch: np.ndarray):
+    def __call__(self, batch: np.ndarray, lane: bool = False):
         self.batches.append(batch.copy())
+        self.in_lane.append(lane)
         self.entered.set()
         assert self.release.wait(30), "test never released inference"
-        return self.original(batch)
+        return self.original(batch, lane=lane)
 
 
 def hold_inference(running, monkeypatch) -> HeldInfer:

@@ -170,8 +170,11 @@ def test_expired_frame_is_not_run(make_store, servers, monkeypatch, images):
     assert np.array_equal(held.batches[1], running.models.current.prepare([images["spot_0000"]]).batch)
 
 
-def test_frames_of_different_calls_share_forward_passes(make_store, servers, monkeypatch, images):
-    running = servers.start(make_store())
+@pytest.mark.parametrize("lanes, passes", [(1, [(1, False), (5, False)]), (2, [(1, False), (2, True), (3, True)])])
+def test_frames_of_different_calls_share_forward_passes(make_store, servers, monkeypatch, images, lanes, passes):
+    """A lone frame runs on all the threads; the 5 that queue behind it share one pass, or with 2 lanes two passes
+    side by side, one thread each."""
+    running = servers.start(make_store(), lanes=lanes)
     stub = pb_grpc.InspectorStub(servers.channel(running))
     held = hold_inference(running, monkeypatch)
     try:
@@ -183,7 +186,8 @@ def test_frames_of_different_calls_share_forward_passes(make_store, servers, mon
         held.release.set()
     for call in [first, *calls]:
         assert_valid(call.result(timeout=TIMEOUT), (64, 64))
-    assert [len(b) for b in held.batches] == [1, 5]
+    ran = [(len(b), lane) for b, lane in zip(held.batches, held.in_lane)]
+    assert ran[:1] + sorted(ran[1:]) == passes  # the lanes' passes run at once: either may enter first
     responses = [call.result() for call in calls]
     assert {r.frame_id for r in responses} == {f"c{i}" for i in range(5)}
 
@@ -194,11 +198,11 @@ def test_a_failing_forward_pass_answers_each_of_its_frames_once(make_store, serv
     predictor = running.models.current
     original, calls = predictor.infer, []
 
-    def infer_failing_once(batch):
+    def infer_failing_once(batch, lane=False):
         calls.append(len(batch))
         if len(calls) == 1:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return original(batch)
+        return original(batch, lane=lane)
 
     monkeypatch.setattr(predictor, "infer", infer_failing_once)
     stub = pb_grpc.InspectorStub(servers.channel(running))

@@ -1,6 +1,7 @@
 """The micro-batcher: shared passes, versions never mixed, failures and cancellations answered once."""
 
 import threading
+import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -80,6 +81,8 @@ def test_a_cancelled_job_is_never_run(batcher):
 class Passes:
     """A predictor that answers at once and records the size of each pass."""
 
+    lanes = 1
+
     def __init__(self) -> None:
         self.sizes: list[int] = []
 
@@ -126,3 +129,83 @@ def test_a_call_runs_on_the_batchers_thread_between_passes(batcher):
     with pytest.raises(ZeroDivisionError):
         failing.result(10)
     assert batcher.submit(job(predictor, 3.0)).result(10).batch_size == 1  # and the batcher goes on
+
+
+class Laned:
+    """A predictor with 2 lanes: records each pass (size, lane, thread, lanes busy beside it); with ``meet``, lane
+    passes wait until both lanes are inside, so passes that did not run side by side fail the test."""
+
+    lanes = 2
+
+    def __init__(self, meet: bool = False) -> None:
+        self.passes: list[tuple[int, bool, str, int]] = []
+        self.meet = threading.Barrier(2, timeout=10) if meet else None
+        self.release = threading.Event()  # lane passes end once it is set
+        self.release.set()
+        self.busy = 0
+        self._lock = threading.Lock()
+
+    def infer(self, batch: np.ndarray, lane: bool = False) -> Outputs:
+        with self._lock:
+            self.passes.append((len(batch), lane, threading.current_thread().name, self.busy))
+            self.busy += lane
+        if lane:
+            if self.meet:
+                self.meet.wait()
+            assert self.release.wait(10)
+            with self._lock:
+                self.busy -= 1
+        return Outputs(batch[:, 0, 0, :2].copy(), np.zeros((len(batch), 2, 2), np.float32))
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def test_a_lone_frame_runs_on_all_threads_and_frames_in_flight_share_two_lanes_side_by_side():
+    predictor, in_flight = Laned(meet=True), [1]
+    b = MicroBatcher(max_batch=8, max_delay=0.0, coming=lambda: 0, lanes=2, in_flight=lambda: in_flight[0])
+    try:
+        assert b.submit(job(predictor, 0.0)).result(10).batch_size == 1  # alone in the service: one wide pass
+        in_flight[0] = 4  # four cameras: 2 frames a lane, both lanes at once
+        futures = [b.submit(job(predictor, float(i))) for i in range(1, 5)]
+        results = [f.result(10) for f in futures]
+    finally:
+        b.close()
+    wide, *lanes = predictor.passes
+    assert wide == (1, False, "batcher", 0)
+    assert sum(size for size, *_ in lanes) == 4 and all(size <= 2 for size, *_ in lanes)
+    assert {lane for _, lane, *_ in lanes} == {True} and {t for *_, t, _ in lanes} <= {"batcher-lane-0", "batcher-lane-1"}
+    assert sorted(float(r.outputs.probs[0, 0]) for r in results) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_frame_behind_busy_lanes_takes_the_next_free_one_and_a_pass_on_all_threads_runs_alone():
+    laned, plain, in_flight = Laned(), Passes(), [3]
+    laned.release.clear()
+    b = MicroBatcher(max_batch=1, max_delay=0.0, coming=lambda: 0, lanes=2, in_flight=lambda: in_flight[0])
+    try:
+        held = [b.submit(job(laned, float(i))) for i in range(2)]  # one lane each, held inside their passes
+        wait_until(lambda: laned.busy == 2)
+        in_flight[0] = 1
+        late = b.submit(job(laned, 2.0))  # alone now, but the lanes are busy: the first lane to be free takes it
+        laned.release.set()
+        assert [f.result(10).batch_size for f in (*held, late)] == [1, 1, 1]
+        alone = b.submit(job(laned, 3.0))  # alone and the lanes idle: all the threads
+        other = b.submit(job(plain, 5.0))  # a swap to a model without lanes: on the batcher's thread
+        assert alone.result(10).batch_size == other.result(10).batch_size == 1
+    finally:
+        b.close()
+    assert [p[:2] for p in laned.passes] == [(1, True), (1, True), (1, True), (1, False)]
+    assert laned.passes[-1][2:] == ("batcher", 0)  # no lane was busy during the pass on all threads
+    assert plain.sizes == [1]
+
+
+def test_closing_answers_what_the_lanes_hold():
+    predictor = Laned()
+    b = MicroBatcher(max_batch=1, max_delay=0.0, coming=lambda: 0, lanes=2, in_flight=lambda: 2)
+    futures = [b.submit(job(predictor, float(i))) for i in range(2)]
+    b.close()
+    assert all(f.done() and f.result().batch_size == 1 for f in futures)
