@@ -124,6 +124,7 @@ bench: demo-model
 	$(BIN)/python bench/serve_bench.py --model $(MODEL)
 	$(BIN)/python bench/frame_size_bench.py --model $(MODEL)
 	$(BIN)/python bench/frame_work_bench.py --model $(MODEL)
+	$(BIN)/python bench/lanes_bench.py --model $(MODEL) --backends eager onnx openvino
 	$(BIN)/python bench/soak.py --model $(MODEL)
 	$(BIN)/python bench/many_streams.py --model $(MODEL)
 	$(BIN)/python bench/oip_bench.py --model $(MODEL)

@@ -54,8 +54,10 @@ if not SERVING_TRITON:  # the benchmark, under .venv
     from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 
-def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports: list[int], workspace: Path) -> None:
-    """The Triton side: binds the callable, prints READY once Triton serves it, serves until SIGTERM."""
+def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports: list[int], workspace: Path,
+                 instances: int = 1) -> None:
+    """The Triton side: binds the callable (``instances`` of it, each with a session of its share of the threads),
+    prints READY once Triton serves it, serves until SIGTERM."""
     import onnxruntime as ort
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -68,36 +70,41 @@ def serve_triton(onnx: Path, threads: int, max_batch: int, delay_us: int, ports:
     record = json.loads((onnx.parent / "export.json").read_text())  # the bundle's preprocessing, classes, thresholds
     spec, classes = from_dict(PreprocessSpec, record["preprocess"]), tuple(record["classes"])
     thresholds = from_dict(Thresholds, record["thresholds"])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # as the service's OnnxModel: torch.get_num_threads(), no spinning
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
     def prepare(data: bytes) -> tuple[np.ndarray, Any]:  # decoded at reduced scale, as the service decodes
         frame = decode_frame(data, "JPEG", fit=lambda h, w: inner_size(h, w, spec))
         return preprocess(frame.image, spec, (frame.height, frame.width))
 
-    @batch
-    def infer(image: np.ndarray) -> dict[str, np.ndarray]:
-        prepared = [prepare(bytes(b)) for b in image[:, 0]]
-        out = session.run(None, {"image": np.stack([x for x, _ in prepared])})
-        exp = np.exp(out[0] - out[0].max(axis=1, keepdims=True))
-        probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
-        verdicts, pngs, peaks, counts = [], [], [], []
-        for k, (_, geo) in enumerate(prepared):  # as Predictor.finish for a whole frame (no tiles, no ROI)
-            mask = mask_to_frame(1.0 / (1.0 + np.exp(-out[1][k, 0])), geo)
-            anomaly = float(mask_to_frame(out[2][k, 0], geo).max()) if len(out) > 2 else None
-            decision = decide(probs[k], classes, thresholds, float(mask.max()), anomaly)
-            if decision.verdict == ACCEPT:
-                mask = np.zeros_like(mask)
-            counts.append(len(find_regions(mask, decision.defect_class, thresholds)))
-            verdicts.append(decision.verdict.encode())
-            pngs.append(cv2.imencode(".png", mask_pixels(mask, thresholds.mask))[1].tobytes())
-            peaks.append(-1.0 if anomaly is None else anomaly)
-        column = lambda v, t: np.array(v, dtype=t).reshape(-1, 1)
-        return {"probs": probs, "verdict": column(verdicts, object), "mask_png": column(pngs, object),
-                "anomaly": column(peaks, np.float32), "regions": column(counts, np.int32)}
+    def instance() -> Callable:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads // instances)  # as the service's OnnxModel, no spinning
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
+        @batch
+        def infer(image: np.ndarray) -> dict[str, np.ndarray]:
+            prepared = [prepare(bytes(b)) for b in image[:, 0]]
+            out = session.run(None, {"image": np.stack([x for x, _ in prepared])})
+            exp = np.exp(out[0] - out[0].max(axis=1, keepdims=True))
+            probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+            verdicts, pngs, peaks, counts = [], [], [], []
+            for k, (_, geo) in enumerate(prepared):  # as Predictor.finish for a whole frame (no tiles, no ROI)
+                mask = mask_to_frame(1.0 / (1.0 + np.exp(-out[1][k, 0])), geo)
+                anomaly = float(mask_to_frame(out[2][k, 0], geo).max()) if len(out) > 2 else None
+                decision = decide(probs[k], classes, thresholds, float(mask.max()), anomaly)
+                if decision.verdict == ACCEPT:
+                    mask = np.zeros_like(mask)
+                counts.append(len(find_regions(mask, decision.defect_class, thresholds)))
+                verdicts.append(decision.verdict.encode())
+                pngs.append(cv2.imencode(".png", mask_pixels(mask, thresholds.mask))[1].tobytes())
+                peaks.append(-1.0 if anomaly is None else anomaly)
+            column = lambda v, t: np.array(v, dtype=t).reshape(-1, 1)
+            return {"probs": probs, "verdict": column(verdicts, object), "mask_png": column(pngs, object),
+                    "anomaly": column(peaks, np.float32), "regions": column(counts, np.int32)}
+
+        return infer
+
+    infer = [instance() for _ in range(instances)]  # a list: Triton's instance group of that many
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leaves the `with`: PyTriton stops tritonserver
     config = TritonConfig(grpc_port=ports[0], http_port=ports[1], metrics_port=ports[2], log_verbose=0)
     outputs = {"probs": (np.float32, -1), "verdict": (np.bytes_, 1), "mask_png": (np.bytes_, 1),
@@ -127,7 +134,7 @@ def start_triton(args: argparse.Namespace, setup: dict[str, Any], workspace: Pat
         s.close()
     log = workspace / "peer.log"
     cmd = [python, __file__, "--serve-triton", setup["onnx"], setup["threads"], args.max_batch, args.delay_us, *ports,
-           workspace / "pytriton"]
+           workspace / "pytriton", args.triton_instances]
     with open(log, "w") as out:
         proc = subprocess.Popen(list(map(str, cmd)), stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
@@ -267,6 +274,8 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
     alike = args.inspector_backend == "onnx"
     title = "same ONNX export, frames and clients" if alike else \
         f"this service on its `{args.inspector_backend}` export, Triton on the ONNX export; same frames and clients"
+    if args.triton_instances > 1:
+        title += f"; Triton with an instance group of {args.triton_instances}"
     return "\n".join([
         f"## This service vs NVIDIA Triton (PyTriton): {title}", "",
         f"- command: `{invocation()}`", f"- machine: {machine()}; device: cpu", f"- date: {utc_now()}",
@@ -275,15 +284,18 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
         f"- one server at a time, {args.rounds} round(s), the order alternating; per round and load a warm-up, then "
         f"{setup['seconds']:g} s of closed loops (send a frame, wait for the answer), a thread and gRPC channel each",
         f"- inspector: `inspector serve --backend {args.inspector_backend} --max-batch {args.max_batch}` (batcher wait "
-        "2 ms), unary `Inspect` with `return_mask`: decode, letterbox, the model, verdict, regions, mask PNG at frame "
+        f"2 ms; when frames queue up, {setup['threads']} lanes of one thread each, the default on the CPU), unary `Inspect` with `return_mask`: decode, letterbox, the model, verdict, regions, mask PNG at frame "
         "size",
         *([] if alike else [f"- **not like for like**: each server as it comes with this bundle, the service on its "
                             f"`{args.inspector_backend}` export (behind the INT8 accuracy guard where INT8), Triton on "
                             "the fp32 ONNX export a plant would hand it; the like-for-like comparison is the "
                             "`peers` section"]),
         f"- triton: PyTriton ({pins}), a `@batch` callable, `max_batch_size={args.max_batch}`, `DynamicBatcher("
-        f"max_queue_delay_microseconds={args.delay_us})`, ONNX Runtime with the service's {setup['threads']} "
-        "threads; the same work with inspector's functions (JPEGs decoded at the reduced scale the letterbox allows, as "
+        f"max_queue_delay_microseconds={args.delay_us})`, "
+        + (f"ONNX Runtime with the service's {setup['threads']} threads" if args.triton_instances == 1 else
+           f"an instance group of {args.triton_instances} callables, each with an ONNX Runtime session of "
+           f"{max(1, setup['threads'] // args.triton_instances)} thread(s) (the service's {setup['threads']} shared)")
+        + "; the same work with inspector's functions (JPEGs decoded at the reduced scale the letterbox allows, as "
         "the service), but a batch's decode, preprocessing and postprocessing "
         "on one thread (the service: worker threads beside its batcher). Answers probabilities, verdict, mask PNG, "
         "anomaly peak, the number of regions (the service: also the regions, thresholds, timings); called with "
@@ -295,6 +307,13 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
         *([f"- other processes used {others:.2f} cores on average while measuring: frames/s and latencies are "
            "theirs as much as the servers'; server CPU per frame is each server's own cost"] if others > 0.2 else []),
         f"- run time: {time.monotonic() - setup['started']:.0f} s", "", *rows])
+
+
+def section(args: argparse.Namespace) -> str:
+    """The RESULTS.md section: ``peers`` for the defaults, else named after what differs."""
+    backend = "" if args.inspector_backend == "onnx" else f"_{args.inspector_backend}"
+    instances = "" if args.triton_instances == 1 else f"_triton{args.triton_instances}"
+    return f"peers{backend}{instances}"
 
 
 def main() -> None:
@@ -309,6 +328,10 @@ def main() -> None:
     parser.add_argument("--inspector-backend", default="onnx", choices=BACKENDS,
                         help="the service's backend (Triton always runs the ONNX export); other than onnx, results go "
                              "to the section peers_<backend>")
+    parser.add_argument("--triton-instances", type=int, default=1,
+                        help="Triton's instance group: that many callables, each with an ONNX Runtime session of its "
+                             "share of the threads (2 on 2 cores: Triton's counterpart of the service's lanes); other "
+                             "than 1, results go to the section peers_triton<N>")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s, 8 frames, nothing written")
     args = parser.parse_args()
     if not (PEERS / ".installed").exists():
@@ -332,12 +355,12 @@ def main() -> None:
     text = report(args, raw, answers, setup)
     print(text)
     if not args.quick:
-        write_results(text, "peers" if args.inspector_backend == "onnx" else f"peers_{args.inspector_backend}")
+        write_results(text, section(args))
 
 
 if __name__ == "__main__":
     if SERVING_TRITON:
         a = sys.argv[2:]
-        serve_triton(Path(a[0]), int(a[1]), int(a[2]), int(a[3]), [int(p) for p in a[4:7]], Path(a[7]))
+        serve_triton(Path(a[0]), int(a[1]), int(a[2]), int(a[3]), [int(p) for p in a[4:7]], Path(a[7]), int(a[8]))
     else:
         main()

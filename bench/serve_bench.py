@@ -281,7 +281,8 @@ def main() -> None:
         f"- served: `{args.model}` ({source.name}/{source.version}, {source.meta.backbone}, "
         f"{source.spec.height}x{source.spec.width} px input, anomaly head: {'yes' if source.meta.anomaly else 'no'})",
         "- in-process: decode + preprocess + model + postprocess through `Predictor`, one thread of calls; service:",
-        "  `inspector serve` in its own process, an asyncio gRPC client, each stream a camera that sends a frame and",
+        "  `inspector serve` in its own process (its defaults: on the CPU, 2 lanes while frames queue up), an asyncio",
+        "  gRPC client, each stream a camera that sends a frame and",
         "  waits for its answer (or keeps 2 frames ahead). Ratios are to the in-process batched throughput of the",
         "  same backend. Each round runs the in-process rows, then the service's, on one server process; rows give",
         "  each figure's median over the rounds, and the targets' ratios are taken within each round (median, range).",

@@ -187,8 +187,8 @@ class ServeConfig:
     tile_overlap: float = 0.125  # least overlap of neighbouring tiles, fraction of their side
     roi: tuple[int, int, int, int] | None = None  # region of interest x, y, width, height in frame px
     max_batch: int = 8  # frames per forward pass
-    lanes: int | None = None  # forward passes at once on the CPU, one thread each, while frames queue up; None: torch's
-    #   threads (the CPU budget) on the CPU, 1 on a GPU; 1: one pass at a time on all the threads
+    lanes: int | None = None  # forward passes side by side on the CPU while frames queue up, each on its share of the
+    #   threads; None: 2 on the CPU (1 on a GPU or with one thread); 1: one pass at a time on all the threads
     max_delay_ms: float = 2.0  # how long the batcher waits to fill a batch after its first frame (while others are
     #   being decoded; a frame with none behind it runs at once)
     max_in_flight: int = 64  # frames accepted and not yet answered, over all calls; beyond: RESOURCE_EXHAUSTED

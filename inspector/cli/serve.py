@@ -70,9 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", dest="max_batch", type=POSITIVE, help="frames per forward pass (default 8)")
     p.add_argument("--max-delay-ms", dest="max_delay_ms", type=NON_NEGATIVE, help="batch fill wait while more frames are being decoded (default 2)")
     p.add_argument("--lanes", type=POSITIVE,
-                   help="forward passes at once on the CPU, one thread each, when frames queue up (default: torch's "
-                        "threads, the CPU budget; 1: one pass at a time on all of them). A lone frame always runs on "
-                        "all of them")
+                   help="forward passes side by side on the CPU when frames queue up, each on its share of the "
+                        "threads (default 2; 1: one pass at a time on all of them). A lone frame always runs on all "
+                        "of them")
     p.add_argument("--max-in-flight", dest="max_in_flight", type=POSITIVE, help="overload bound (default 64)")
     p.add_argument("--max-streams", dest="max_streams", type=POSITIVE,
                    help="streams open at once (default 1024); one more is refused with RESOURCE_EXHAUSTED")

@@ -19,7 +19,7 @@ import torch
 
 from inspector.artifacts.bundle import Bundle, BundleMeta, load_bundle
 from inspector.config import ANOMALY_CLASS, GOOD_CLASS, PreprocessSpec, Thresholds
-from inspector.model.cpu import one_thread_here
+from inspector.model.cpu import threads_here
 from inspector.model.devices import resolve_device
 from inspector.errors import UsageError
 from inspector.inference.cuda_graphs import CudaGraphs
@@ -126,8 +126,9 @@ class Predictor:
 
             self.model = load_export(bundle, backend, self.device)
         self._forward: Callable[[torch.Tensor], list[torch.Tensor]] = self._probabilities
-        self.lanes = 1  # passes that may run at once, one CPU thread each (open_lanes)
+        self.lanes = 1  # passes that may run at once, each on its share of the CPU threads (open_lanes)
         self._lane_model: Callable | None = None
+        self._lane_threads = 1
         if cuda_graphs:
             if self.device.type != "cuda":
                 raise UsageError(f"CUDA graphs need a CUDA device; this predictor runs on {self.device}")
@@ -187,11 +188,12 @@ class Predictor:
         return [(win, *preprocess(image[win.y : win.y + win.h, win.x : win.x + win.w], self.spec)) for win in windows]
 
     def open_lanes(self, n: int) -> int:
-        """Readies :meth:`infer` with ``lane=True``: up to ``n`` passes at once, from as many threads, each on one
-        CPU thread (an ONNX Runtime session of one thread, OpenVINO streams, PyTorch set to one thread on the calling
-        thread). On 2 cores two such passes give 1.3x the frames/s of one pass on both, and keep it while frames
-        are decoded beside them (bench/RESULTS.md). Returns the lanes open: 1 (none) off the CPU, or for an export
-        whose runtime has none (OpenVINO on another device)."""
+        """Readies :meth:`infer` with ``lane=True``: up to ``n`` passes at once, from as many threads, each on its
+        share of the CPU threads (torch's count when called: one each with 2 lanes on 2 threads): an ONNX Runtime
+        session of that many threads, OpenVINO streams, PyTorch set to that many on the calling thread. Passes on
+        few threads wait less for each other's threads, and frames decoded beside them slow them less
+        (``bench/lanes_bench.py``). Returns the lanes open: 1 (none) off the CPU, or for an export whose runtime has
+        none (OpenVINO on another device)."""
         if n < 2 or self.device.type != "cpu":
             return self.lanes
         if isinstance(self.model, torch.nn.Module):
@@ -199,13 +201,14 @@ class Predictor:
         else:
             self._lane_model = getattr(self.model, "lanes", lambda n: None)(n)
         self.lanes = n if self._lane_model is not None else 1
+        self._lane_threads = max(1, torch.get_num_threads() // n)
         return self.lanes
 
     @torch.inference_mode()
     def infer(self, batch: np.ndarray, lane: bool = False) -> Outputs:
         """``(b, 3, H, W)`` -> class probabilities, defect probabilities and anomaly maps of each part.
 
-        ``lane``: run on one CPU thread, beside passes on other threads (:meth:`open_lanes` first).
+        ``lane``: run on a lane's share of the CPU threads, beside passes on other threads (:meth:`open_lanes` first).
         """
         n = len(batch)
         x = torch.from_numpy(batch)
@@ -213,7 +216,7 @@ class Predictor:
         if lane:
             if self._lane_model is None:
                 raise UsageError("no lanes are open on this predictor: call open_lanes first")
-            one_thread_here()
+            threads_here(self._lane_threads)
             forward = partial(self._probabilities, model=self._lane_model)
         elif self.device.type == "cuda":
             if (rows := cuda_rows(n)) > n:  # blank rows: one of a few shapes, each warmed at start
@@ -234,7 +237,7 @@ class Predictor:
         sizes = sorted({cuda_rows(n) for n in range(1, max_batch + 1)}) if self.device.type == "cuda" else [2]
         for size in sizes:
             self.predict([frame] * size)
-        if self._lane_model is not None:  # on a thread of its own: a thread that ran a lane keeps one torch thread
+        if self._lane_model is not None:  # on a thread of its own: a thread that ran a lane keeps the lane's torch threads
             warm = threading.Thread(target=self.infer, args=(self.prepare([frame]).batch, True), name="warm-lane")
             warm.start()
             warm.join()

@@ -59,7 +59,8 @@ class OnnxModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = self.threads
         # idle threads sleep instead of spinning: in the service, decoding and postprocessing run beside each pass
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
@@ -76,9 +77,9 @@ class OnnxModel:
         return self
 
     def lanes(self, n: int) -> OnnxModel | None:
-        """A session of one thread that ``n`` threads call at once (a session runs concurrent calls); None on
-        CUDA."""
-        return None if self.device.type == "cuda" else OnnxModel(self.path, self.device, threads=1)
+        """A session of ``1/n`` of the threads that ``n`` threads call at once (a session runs concurrent calls); None
+        on CUDA."""
+        return None if self.device.type == "cuda" else OnnxModel(self.path, self.device, max(1, self.threads // n))
 
 
 class OpenVinoModel:
@@ -105,9 +106,10 @@ class OpenVinoModel:
             raise UsageError(f"OpenVINO device {self.ov_device!r} is not on this machine; available: "
                              f"{', '.join(available)} (or AUTO); set ${OPENVINO_DEVICE_ENV}")
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT"}
+        self.threads = threads or torch.get_num_threads()
         if self.ov_device == "CPU":
             config |= {
-                "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+                "INFERENCE_NUM_THREADS": self.threads,
                 "NUM_STREAMS": streams,
                 "INFERENCE_PRECISION_HINT": "f32",  # OpenVINO may pick bf16 on CPUs with it; parity is in fp32
                 "ENABLE_CPU_PINNING": False,  # threads pinned to cores would fight the decode threads for them
@@ -128,11 +130,11 @@ class OpenVinoModel:
         return self
 
     def lanes(self, n: int) -> OpenVinoModel | None:
-        """The model compiled again as ``n`` streams of one thread each, for ``n`` calling threads at once; None
-        on a device other than the CPU."""
+        """The model compiled again as ``n`` streams sharing its threads, for ``n`` calling threads at once; None on
+        a device other than the CPU."""
         if self.ov_device != "CPU":
             return None
-        return OpenVinoModel(self.path, self.device, self.ov_device, threads=n, streams=n)
+        return OpenVinoModel(self.path, self.device, self.ov_device, threads=self.threads, streams=n)
 
 
 def _torchscript(path: Path, device: torch.device) -> Callable:

@@ -101,20 +101,20 @@ _thread = threading.local()
 _setting = threading.Lock()  # one thread at a time changes torch's counts
 
 
-def one_thread_here() -> None:
-    """Makes torch's CPU operators use one thread when called from the calling thread, every other thread's
-    count unchanged: each of several threads then runs a forward pass of its own on one core (the service's
-    batcher lanes).
+def threads_here(n: int) -> None:
+    """Makes torch's CPU operators use ``n`` threads when called from the calling thread, every other thread's
+    count unchanged: several threads then each run a forward pass of their own on their share of the cores (the
+    service's batcher lanes).
 
     With OpenMP, ``torch.set_num_threads`` sets the calling thread's count, and also the count threads started
     later take; a short-lived thread sets the latter back.
     """
-    if getattr(_thread, "single", False):
+    if getattr(_thread, "threads", None) == n:
         return
     with _setting:
-        budget = torch.get_num_threads()
-        torch.set_num_threads(1)
+        budget = torch.get_num_threads() if getattr(_thread, "threads", None) is None else _thread.budget
+        torch.set_num_threads(n)
         restore = threading.Thread(target=torch.set_num_threads, args=(budget,), name="torch-threads")
         restore.start()
         restore.join()
-    _thread.single = True
+    _thread.threads, _thread.budget = n, budget

@@ -9,11 +9,11 @@ in between) are never mixed in one pass. A job whose caller gave up (its future 
 caches is kept per thread (PyTorch's cuDNN execution plans).
 
 With ``lanes`` (CPU predictors, :meth:`Predictor.open_lanes`), a batch formed while other frames are in flight goes
-to one of ``lanes`` threads that each run a pass on one CPU thread, side by side, instead of one pass at a time on
-all of them: passes of one thread need no hand-over between threads, so two of them on 2 cores give 1.3x the
-frames/s of one pass on both, and frames decoded beside them slow them less. Those frames are shared among the
-lanes (4 cameras on 2 lanes: 2 frames a pass). A frame alone in the service still runs on all the threads, at the
-lowest latency; such a pass never runs beside a lane's.
+to one of ``lanes`` threads that each run a pass on their share of the CPU threads, side by side, instead of one
+pass at a time on all of them: passes on few threads wait less for each other's threads, and frames decoded beside
+them slow them less (``bench/lanes_bench.py``). The parts in flight are shared among the lanes (4 cameras on 2
+lanes: 2 frames a pass; a lone frame cut into 6 tiles: 3 tiles a lane). A whole frame alone in the service still
+runs on all the threads, at the lowest latency; such a pass never runs beside a lane's.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Job:
     deadline: float | None  # time.monotonic() limit, None = no deadline
     future: Future = field(default_factory=Future)  # -> BatchResult
     queued_at: float = field(default_factory=time.monotonic)
+    parts: int = 1  # parts its frame was cut into (tiles), each a job, queued together
 
 
 @dataclass
@@ -85,9 +86,10 @@ class MicroBatcher:
         on_batch: Optional callback ``(batch_size, infer_seconds)`` after each pass (for metrics).
         coming: How many frames are being prepared now, on their way to :meth:`submit`; the batcher waits for more
             only while this is positive. None: always wait up to ``max_delay``.
-        lanes: Passes that may run at once, one CPU thread each, for predictors with lanes open; 1: one at a time.
+        lanes: Passes that may run at once, for predictors with lanes open; 1: one at a time.
         in_flight: How many frames the service holds now (being prepared, waiting, in a pass or postprocessed):
-            with lanes, what decides between a lane and all the threads, and how many frames a lane's pass takes.
+            with lanes, what decides between a lane and all the threads, and how many parts a lane's pass takes
+            (each frame counted as cut like the pass's first: tiles are parts).
     """
 
     def __init__(self, max_batch: int = 8, max_delay: float = 0.002, on_batch=None,
@@ -133,16 +135,20 @@ class MicroBatcher:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
-    def _limit(self) -> int:
-        """Most frames for the next pass: ``max_batch``; with lanes, the frames in flight shared among them."""
+    def _parts(self, job: Job) -> int:
+        """Parts in flight, counting each frame as cut like ``job``'s."""
+        return self.in_flight() * job.parts
+
+    def _limit(self, first: Job) -> int:
+        """Most parts for the next pass: ``max_batch``; with lanes, the parts in flight shared among them."""
         if self.lanes == 1:
             return self.max_batch
-        return max(1, min(self.max_batch, -(-self.in_flight() // self.lanes)))
+        return max(1, min(self.max_batch, -(-self._parts(first) // self.lanes)))
 
     def _collect(self, first: Job) -> tuple[list[Job], list[Call], bool]:
         jobs, calls, stop = [first], [], False
         until = time.monotonic() + self.max_delay
-        limit = self._limit()
+        limit = self._limit(first)
         while len(jobs) < limit:
             wait = max(0.0, until - time.monotonic()) if self.coming() > 0 else 0.0  # nothing coming: run now
             try:
@@ -169,17 +175,8 @@ class MicroBatcher:
                 first.run()
                 continue
             jobs, calls, stop = self._collect(first)
-            now = time.monotonic()
-            live = []
-            for job in jobs:
-                if not job.future.set_running_or_notify_cancel():
-                    continue  # the caller gave up (cancelled call, deadline): nobody waits for this part
-                if job.deadline is not None and now > job.deadline:
-                    job.future.set_exception(DeadlineExpired("deadline passed before the frame reached the model"))
-                else:
-                    live.append(job)
-            for predictor in {id(j.predictor): j.predictor for j in live}.values():
-                self._dispatch(predictor, [j for j in live if j.predictor is predictor])
+            for predictor in {id(j.predictor): j.predictor for j in jobs}.values():
+                self._dispatch(predictor, [j for j in jobs if j.predictor is predictor])
             for call in calls:
                 self._wait_lanes()
                 call.run()
@@ -188,16 +185,34 @@ class MicroBatcher:
         for lane in self._lanes:
             lane.join()
 
+    @staticmethod
+    def _live(jobs: list[Job]) -> list[Job]:
+        """The jobs someone still waits for, marked running; an expired one is answered :class:`DeadlineExpired`."""
+        now, live = time.monotonic(), []
+        for job in jobs:
+            if not job.future.set_running_or_notify_cancel():
+                continue  # the caller gave up (cancelled call, deadline): nobody waits for this part
+            if job.deadline is not None and now > job.deadline:
+                job.future.set_exception(DeadlineExpired("deadline passed before the frame reached the model"))
+            else:
+                live.append(job)
+        return live
+
     def _dispatch(self, predictor: Predictor, jobs: list[Job]) -> None:
-        """Runs the pass here on all the threads, or hands it to a lane (waiting for one to be free) when the
-        predictor has lanes and other frames are in flight."""
-        if self.lanes > 1 and predictor.lanes > 1 and (self._busy or self.in_flight() > len(jobs)):
+        """Runs the pass here on all the threads, or hands it to a lane when the predictor has lanes and other parts
+        are in flight (other frames, or the other tiles of this one). It waits for a free lane, or for all the lanes
+        to be idle, before it looks at which jobs are still wanted: a caller may give up meanwhile."""
+        lane = self.lanes > 1 and predictor.lanes > 1 and (self._busy or self._parts(jobs[0]) > len(jobs))
+        with self._idle:  # only this thread takes a lane: once true, the condition holds until the pass starts
+            self._idle.wait_for(lambda: self._busy < self.lanes if lane else self._busy == 0)
+        jobs = self._live(jobs)
+        if not jobs:
+            return
+        if lane:
             with self._idle:
-                self._idle.wait_for(lambda: self._busy < self.lanes)
                 self._busy += 1
             self._handoff.put((predictor, jobs))
         else:
-            self._wait_lanes()
             self._infer(predictor, jobs)
 
     def _wait_lanes(self) -> None:

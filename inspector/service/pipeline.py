@@ -221,7 +221,9 @@ class Pipeline:
     def submit(self, decoded: Decoded, deadline: float | None) -> list[Future]:
         """Queues the frame's parts for the model; each future gives a :class:`BatchResult`."""
         try:
-            return [self.batcher.submit(Job(tensor, decoded.predictor, deadline)) for tensor in decoded.parts.batch]
+            parts = len(decoded.parts.batch)
+            return [self.batcher.submit(Job(tensor, decoded.predictor, deadline, parts=parts))
+                    for tensor in decoded.parts.batch]
         except BatcherClosed as err:
             raise Rejected(Kind.UNAVAILABLE, "shutting_down", str(err)) from err
 

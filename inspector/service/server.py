@@ -228,11 +228,15 @@ def _metrics_host(cfg: ServeConfig) -> str:
     return cfg.metrics_host or cfg.host.strip("[]")
 
 
+DEFAULT_LANES = 2  # on the CPU: on 2 cores, a thread each; on more, each half the threads (bench/lanes_bench.py)
+
+
 def lanes(cfg: ServeConfig) -> int:
-    """``cfg.lanes``, or by default: torch's threads (the process's CPU budget) on the CPU, 1 on a GPU."""
+    """``cfg.lanes``, or by default: :data:`DEFAULT_LANES` on the CPU where torch has that many threads, else 1."""
     if cfg.lanes is not None:
         return cfg.lanes
-    return torch.get_num_threads() if resolve_device(cfg.device).type == "cpu" else 1
+    cpu = resolve_device(cfg.device).type == "cpu"
+    return DEFAULT_LANES if cpu and torch.get_num_threads() >= DEFAULT_LANES else 1
 
 
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,

@@ -102,3 +102,25 @@ def test_a_lane_pass_needs_lanes_opened(exported, batch):
     assert predictor.open_lanes(1) == 1 and predictor.lanes == 1
     with pytest.raises(UsageError, match="no lanes are open on this predictor: call open_lanes first"):
         predictor.infer(batch, lane=True)
+
+
+def test_lanes_share_a_larger_budget(exported):
+    """On more cores each lane gets its share: 4 threads, 2 lanes -> sessions of 2 threads; OpenVINO's streams share
+    the model's threads (as many as it may have: OpenVINO caps them at the machine's cores)."""
+    from inspector.inference.runtimes import OnnxModel, OpenVinoModel
+
+    cpu = torch.device("cpu")
+    onnx = OnnxModel(exported / "export" / "model.onnx", cpu, threads=4).lanes(2)
+    assert onnx.session.get_session_options().intra_op_num_threads == 2
+    whole = OpenVinoModel(exported / "export" / "model.xml", cpu, threads=4)
+    lanes = whole.lanes(2)
+    assert lanes.compiled.get_property("NUM_STREAMS") == 2 and lanes.threads == 4
+    assert lanes.compiled.get_property("INFERENCE_NUM_THREADS") == whole.compiled.get_property("INFERENCE_NUM_THREADS")
+
+
+def test_the_service_opens_two_lanes_on_the_cpu_unless_told():
+    from inspector.config import ServeConfig
+    from inspector.service.server import lanes
+
+    assert lanes(ServeConfig(device="cpu")) == 2 and lanes(ServeConfig(device="cpu", lanes=1)) == 1
+    assert lanes(ServeConfig(device="cpu", lanes=3)) == 3

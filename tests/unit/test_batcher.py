@@ -139,6 +139,7 @@ class Laned:
 
     def __init__(self, meet: bool = False) -> None:
         self.passes: list[tuple[int, bool, str, int]] = []
+        self.values: list[float] = []  # the jobs run, by their value
         self.meet = threading.Barrier(2, timeout=10) if meet else None
         self.release = threading.Event()  # lane passes end once it is set
         self.release.set()
@@ -148,6 +149,7 @@ class Laned:
     def infer(self, batch: np.ndarray, lane: bool = False) -> Outputs:
         with self._lock:
             self.passes.append((len(batch), lane, threading.current_thread().name, self.busy))
+            self.values += [float(v) for v in batch[:, 0, 0, 0]]
             self.busy += lane
         if lane:
             if self.meet:
@@ -209,3 +211,35 @@ def test_closing_answers_what_the_lanes_hold():
     futures = [b.submit(job(predictor, float(i))) for i in range(2)]
     b.close()
     assert all(f.done() and f.result().batch_size == 1 for f in futures)
+
+
+def test_a_lone_frame_cut_into_tiles_shares_its_tiles_among_the_lanes():
+    predictor, gate = Laned(meet=True), threading.Event()
+    b = MicroBatcher(max_batch=8, max_delay=0.0, coming=lambda: 0, lanes=2, in_flight=lambda: 1)
+    try:
+        b.call(gate.wait)  # the batcher waits while the frame's 6 tiles are queued
+        tiles = [Job(np.full((1, 2, 2), float(i), np.float32), predictor, None, parts=6) for i in range(6)]
+        futures = [b.submit(tile) for tile in tiles]
+        gate.set()
+        assert [f.result(10).batch_size for f in futures] == [3] * 6
+    finally:
+        b.close()
+    assert sorted(p[:2] for p in predictor.passes) == [(3, True), (3, True)]  # side by side: they met inside
+
+
+def test_a_frame_cancelled_while_it_waits_for_a_lane_is_never_run():
+    predictor = Laned()
+    predictor.release.clear()
+    b = MicroBatcher(max_batch=1, max_delay=0.0, coming=lambda: 0, lanes=2, in_flight=lambda: 3)
+    try:
+        held = [b.submit(job(predictor, float(i))) for i in range(2)]
+        wait_until(lambda: predictor.busy == 2)  # both lanes busy: the next frame waits for one
+        waiting = b.submit(job(predictor, 2.0))
+        wait_until(lambda: b.depth() == 0)  # taken from the queue, waiting for a lane
+        assert waiting.cancel()  # the caller gives up: still possible, it is not running
+        predictor.release.set()
+        assert [f.result(10).batch_size for f in held] == [1, 1]
+        assert b.submit(job(predictor, 3.0)).result(10).batch_size == 1
+    finally:
+        b.close()
+    assert sorted(predictor.values) == [0.0, 1.0, 3.0]  # never the cancelled frame

@@ -102,3 +102,28 @@ def test_bundles_without_train_hardware_still_load():
     hardware = {"device": "cpu", "precision": "bf16", "cpu": _cpu().as_dict()}
     again = BundleMeta.from_dict({**raw, "train_hardware": hardware})
     assert again.train_hardware == hardware and BundleMeta.from_dict(again.to_dict()) == again
+
+
+def test_threads_here_sets_the_calling_threads_count_only():
+    import threading
+
+    import torch
+
+    from inspector.model.cpu import threads_here
+
+    budget, seen = torch.get_num_threads(), {}
+
+    def lane() -> None:
+        threads_here(3)
+        seen["lane"] = torch.get_num_threads()
+        threads_here(1)  # a later predictor with other lanes: the count changes again, the default stays
+        seen["again"] = torch.get_num_threads()
+
+    def fresh() -> None:
+        seen["fresh"] = torch.get_num_threads()
+
+    for target in (lane, fresh):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    assert seen == {"lane": 3, "again": 1, "fresh": budget} and torch.get_num_threads() == budget
