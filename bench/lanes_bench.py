@@ -124,7 +124,8 @@ def main() -> None:
                          f"{d / best['beside decoding']:.2f} |")
     p = next(iter(predictors.values()))
     text = "\n".join([
-        "## Lanes in process: one pass on all the threads against passes side by side on their share of the threads", "",
+        "## Lanes in process: one pass on all the threads against passes side by side on their share of the threads",
+        "",
         f"- command: `{invocation()}`", f"- machine: {machine()}; torch threads {torch.get_num_threads()}",
         f"- date: {utc_now()}",
         f"- model: `{args.model}` ({p.bundle.meta.backbone}, {p.spec.height}x{p.spec.width} px input, anomaly head: "

@@ -284,8 +284,9 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
         f"- one server at a time, {args.rounds} round(s), the order alternating; per round and load a warm-up, then "
         f"{setup['seconds']:g} s of closed loops (send a frame, wait for the answer), a thread and gRPC channel each",
         f"- inspector: `inspector serve --backend {args.inspector_backend} --max-batch {args.max_batch}` (batcher wait "
-        f"2 ms; when frames queue up, {setup['threads']} lanes of one thread each, the default on the CPU), unary `Inspect` with `return_mask`: decode, letterbox, the model, verdict, regions, mask PNG at frame "
-        "size",
+        f"2 ms; when frames queue up, 2 lanes, each on its share of the {setup['threads']} threads: the default on "
+        "the CPU), unary `Inspect` with `return_mask`: decode, letterbox, the model, verdict, regions, mask PNG at "
+        "frame size",
         *([] if alike else [f"- **not like for like**: each server as it comes with this bundle, the service on its "
                             f"`{args.inspector_backend}` export (behind the INT8 accuracy guard where INT8), Triton on "
                             "the fp32 ONNX export a plant would hand it; the like-for-like comparison is the "

@@ -237,7 +237,7 @@ class Predictor:
         sizes = sorted({cuda_rows(n) for n in range(1, max_batch + 1)}) if self.device.type == "cuda" else [2]
         for size in sizes:
             self.predict([frame] * size)
-        if self._lane_model is not None:  # on a thread of its own: a thread that ran a lane keeps the lane's torch threads
+        if self._lane_model is not None:  # on a thread of its own: a thread that ran a lane keeps its torch threads
             warm = threading.Thread(target=self.infer, args=(self.prepare([frame]).batch, True), name="warm-lane")
             warm.start()
             warm.join()

@@ -22,7 +22,8 @@ FRAMES = ["scratch/scratch_0001.png", "good/good_0002.png", "crack/crack_0000.pn
 @pytest.fixture(scope="module")
 def exported(tiny_bundle, tmp_path_factory) -> Path:
     """A copy of the tiny bundle (with its anomaly head) with ONNX and OpenVINO exports."""
-    bundle = shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("lanes") / "b", ignore=shutil.ignore_patterns("export"))
+    folder = tmp_path_factory.mktemp("lanes") / "b"
+    bundle = shutil.copytree(tiny_bundle, folder, ignore=shutil.ignore_patterns("export"))
     for fmt in ("onnx", "openvino"):
         export_model(bundle, fmt)
     return bundle

@@ -180,7 +180,8 @@ def test_a_lone_frame_runs_on_all_threads_and_frames_in_flight_share_two_lanes_s
     wide, *lanes = predictor.passes
     assert wide == (1, False, "batcher", 0)
     assert sum(size for size, *_ in lanes) == 4 and all(size <= 2 for size, *_ in lanes)
-    assert {lane for _, lane, *_ in lanes} == {True} and {t for *_, t, _ in lanes} <= {"batcher-lane-0", "batcher-lane-1"}
+    assert {lane for _, lane, *_ in lanes} == {True}
+    assert {t for *_, t, _ in lanes} <= {"batcher-lane-0", "batcher-lane-1"}
     assert sorted(float(r.outputs.probs[0, 0]) for r in results) == [1.0, 2.0, 3.0, 4.0]
 
 
