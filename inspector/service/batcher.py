@@ -231,8 +231,7 @@ class MicroBatcher:
     def _infer(self, predictor: Predictor, jobs: list[Job], lane: bool = False) -> None:
         start = time.monotonic()
         try:
-            batch = np.stack([j.tensor for j in jobs])
-            outputs = predictor.infer(batch, lane=True) if lane else predictor.infer(batch)
+            outputs = predictor.infer(np.stack([j.tensor for j in jobs]), lane=lane)
         except Exception as err:  # noqa: BLE001 - every waiting caller must hear about it
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:

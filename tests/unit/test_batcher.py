@@ -19,7 +19,7 @@ class FakePredictor:
         self.entered, self.release = threading.Event(), threading.Event()
         self.fail = fail
 
-    def infer(self, batch: np.ndarray) -> Outputs:
+    def infer(self, batch: np.ndarray, lane: bool = False) -> Outputs:
         self.batches.append(batch)
         self.entered.set()
         assert self.release.wait(10)
@@ -86,7 +86,7 @@ class Passes:
     def __init__(self) -> None:
         self.sizes: list[int] = []
 
-    def infer(self, batch: np.ndarray) -> Outputs:
+    def infer(self, batch: np.ndarray, lane: bool = False) -> Outputs:
         self.sizes.append(len(batch))
         return Outputs(batch[:, 0, 0, :2].copy(), np.zeros((len(batch), 2, 2), np.float32))
 
