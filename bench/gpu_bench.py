@@ -219,6 +219,8 @@ def ort_network(provider: str, onnx_path: str, height: int, width: int, batch: i
         providers = [(name, trt), "CUDAExecutionProvider"]
     else:
         providers = [name] if provider == "cpu" else [name, "CPUExecutionProvider"]
+    if provider != "cpu" and hasattr(ort, "preload_dlls"):  # CUDA and cuDNN as torch loaded them (onnxruntime-gpu)
+        ort.preload_dlls()
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # as runtimes.OnnxModel
     try:  # no silent fallback to the next provider: a provider that does not load is what this row reports
