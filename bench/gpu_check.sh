@@ -40,9 +40,12 @@
 #    onnxruntime 1.30.0, CPU only, which this one shadows from /tmp/site: both are the `onnxruntime` module). Its
 #    CUDA EP is built for CUDA 13 (libcudart.so.13, libcublas.so.13, cuDNN 9: what torch cu130 loads; not CUDA 12),
 #    its TensorRT EP for TensorRT 10 (libnvinfer.so.10). Its wheel is 256 MB, over the 64 MiB one call carries:
-#    without it both ONNX Runtime rows say "not available" and the rest runs. To bring it anyway: `split -b 60M` it
-#    into folders of their own (ignored by git), carry one per call while the machine stays warm, `cat` the pieces
-#    in /tmp there and install from that: five calls of transfer, device time, before the bench.
+#    without it both ONNX Runtime rows say "not available" and the rest runs. To bring it anyway (planned, not yet
+#    run there), in four calls while the machine stays warm (unpacked: 350 MB, 284 the CUDA EP library):
+#    `xz -9` that library alone (186 MB, 2.5 min on 2 cores) and `split -n 3` it; tar + `xz -9` the rest (13 MB).
+#    Carry the rest beside the model and .whl in the first call (which can run --service), one piece in each of the
+#    next three, each copied to /tmp there; then `cat` the pieces | `xz -d` into the unpacked rest, put that folder
+#    first on PYTHONPATH (it shadows the machine's onnxruntime) and run the bench.
 #  - TensorRT: ORT 1.31.1 loads TensorRT 10 only, i.e. tensorrt-cu13-libs 10.x (10.16.1.11; the 11.x wheels bring
 #    libnvinfer.so.11), far over what a call carries: in practice the TensorRT row says "not available". Where
 #    `tensorrt_libs` imports, this script puts its folder on LD_LIBRARY_PATH for the TensorRT EP.
