@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import weakref
 from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,14 +126,15 @@ class Predictor:
             from inspector.inference.runtimes import load_export
 
             self.model = load_export(bundle, backend, self.device)
-        self._forward: Callable[[torch.Tensor], list[torch.Tensor]] = self._probabilities
+        self._graphs: CudaGraphs | None = None
         self.lanes = 1  # passes that may run at once, each on its share of the CPU threads (open_lanes)
         self._lane_model: Callable | None = None
         self._lane_threads = 1
         if cuda_graphs:
             if self.device.type != "cuda":
                 raise UsageError(f"CUDA graphs need a CUDA device; this predictor runs on {self.device}")
-            self._forward = CudaGraphs(self._probabilities)
+            method = weakref.WeakMethod(self._probabilities)  # no cycle: a replaced predictor is freed at once
+            self._graphs = CudaGraphs(lambda x: method()(x))
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto", fp16: bool = True, backend: str = "eager",
@@ -212,7 +214,7 @@ class Predictor:
         """
         n = len(batch)
         x = torch.from_numpy(batch)
-        forward = self._forward
+        forward = self._probabilities if self._graphs is None else self._graphs
         if lane:
             if self._lane_model is None:
                 raise UsageError("no lanes are open on this predictor: call open_lanes first")

@@ -22,6 +22,7 @@ from inspector.config import Thresholds
 from inspector.inference.drift import DriftMonitor
 from inspector.inference.options import InferenceOptions
 from inspector.inference.predictor import Predictor
+from inspector.memory import settle_heap
 from inspector.artifacts.store import (ACTIVE_FILE, PROMOTE_HINT, StoreError, active_version, clean_stale, previous_version,
                              promote, rollback, version_dir)
 
@@ -55,6 +56,9 @@ class ModelManager:
         cuda_graphs: Each version's network replayed as CUDA graphs (``Predictor(cuda_graphs=True)``).
         warm_on: Runs a version's warm-up (a function) where its forward passes will run; None: on the loading thread.
         lanes: Lanes each version opens (:meth:`Predictor.open_lanes`; the batcher's).
+        settle: After the first load, freeze the process's heap (:func:`~inspector.memory.settle_heap`), so that
+            Python's full collections mid-stream walk only what is newer; for a serving process (``inspector serve``).
+            Only then: a later swap would freeze the frames in flight with it, and the old model they hold.
         on_swap: Called with ``"success"`` and the new predictor, or ``"failure"`` and None, after each swap.
     """
 
@@ -62,7 +66,7 @@ class ModelManager:
                  on_swap: Callable[[str, Predictor | None], None] | None = None, backend: str = "eager",
                  options: InferenceOptions = InferenceOptions(), max_batch: int = 8,
                  cuda_graphs: bool = False, warm_on: Callable[[Callable[[], None]], object] | None = None,
-                 lanes: int = 1) -> None:
+                 lanes: int = 1, settle: bool = False) -> None:
         if (model_dir is None) == (bundle is None):
             raise ValueError("serve either a model of a store or one bundle")
         self.model_dir = Path(model_dir) if model_dir else None
@@ -73,6 +77,7 @@ class ModelManager:
         self.max_batch = max_batch
         self.cuda_graphs = cuda_graphs
         self.lanes = lanes
+        self.settle = settle
         self.warm_on = warm_on or (lambda warm: warm())
         self.on_swap = on_swap or (lambda result, predictor: None)
         self._current: Predictor | None = None
@@ -115,6 +120,8 @@ class ModelManager:
                 if self.model_dir is not None:  # a store version must be what its folder says
                     check_identity(predictor.bundle, self.model_dir.name, path.name)
                 before_switch()
+                if self.settle and self._current is None:  # before serving: no frame's objects are frozen with it
+                    log.info("heap settled after loading %s: %d objects frozen", predictor.version, settle_heap())
             except Exception:
                 self.on_swap("failure", None)
                 raise

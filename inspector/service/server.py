@@ -240,7 +240,8 @@ def lanes(cfg: ServeConfig) -> int:
 
 
 def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None = None,
-                 limits: FrameLimits | None = None, metrics: Metrics | None = None) -> InspectionServer:
+                 limits: FrameLimits | None = None, metrics: Metrics | None = None,
+                 settle_heap: bool = False) -> InspectionServer:
     """Starts serving on ``cfg.host:cfg.grpc_port`` at once; the model loads in the background (health tells).
 
     Metrics go to ``metrics`` (a fresh registry by default), served over HTTP unless ``cfg.metrics_port`` is None.
@@ -249,6 +250,8 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     PyTorch keeps cuDNN's execution plans per thread: with CUDA graphs (:func:`uses_cuda_graphs`) replays need none,
     and the loading thread warms; without them the model is warmed on the batcher's thread, which would otherwise
     stall seconds at each new batch shape mid-stream (2.8-5 s on an H200). No effect on the CPU.
+    ``settle_heap``: freeze the heap after the first model load (``ModelManager(settle=True)``), for a process
+    that serves and nothing else (:func:`serve`).
     """
     graphs = uses_cuda_graphs(cfg)
     torch.backends.cudnn.benchmark = True  # here, not in the predictor: a process-wide flag set where serving starts
@@ -270,7 +273,7 @@ def start_server(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path |
     models = ModelManager(model_dir=model_dir, bundle=bundle, device=cfg.device, backend=cfg.backend,
                           on_swap=on_swap, options=options, max_batch=cfg.max_batch, cuda_graphs=graphs,
                           warm_on=(lambda warm: batcher.call(warm).result()) if on_batcher else None,
-                          lanes=lanes(cfg))
+                          lanes=lanes(cfg), settle=settle_heap)
     batcher = MicroBatcher(cfg.max_batch, cfg.max_delay_ms / 1000.0,
                            on_batch=lambda size, seconds: metrics.batch_frames.observe(size),
                            coming=lambda: pipeline.stages["prepare"], lanes=models.lanes,
@@ -316,7 +319,7 @@ def serve(cfg: ServeConfig, model_dir: Path | None = None, bundle: Path | None =
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before listening: an early SIGTERM drains too
         signal.signal(sig, lambda *_: done.set())
-    running = start_server(cfg, model_dir, bundle)
+    running = start_server(cfg, model_dir, bundle, settle_heap=True)
     log.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm); metrics on http://%s:%s/metrics",
              cfg.host, running.port, _metrics_host(cfg), running.metrics_port)
     if running.health_port is not None:
