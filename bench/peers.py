@@ -9,7 +9,9 @@ callable behind Triton's dynamic batcher (the service's max batch and wait) that
 with inspector.imaging and inspector.inference.postprocess (both torch-free) and an onnxruntime session with the
 service's thread count. The same client code calls both: closed loops of unary gRPC calls from 1, 4 and 8 threads;
 Triton through the KServe v2 ``ModelInfer`` (the project's generated stubs, as bench/oip_bench.py). Writes the
-``peers`` section of bench/RESULTS.md (not with ``--quick``).
+``peers`` section of bench/RESULTS.md (not with ``--quick``). ``--inspector-backend`` and ``--triton-export`` put
+each server on another export (e.g. each runtime's guarded INT8: ``openvino-int8`` against ``onnx-int8``), in a
+section named after them.
 """
 
 from __future__ import annotations
@@ -247,12 +249,16 @@ def run_side(side: str, args: argparse.Namespace, setup: dict[str, Any], frames:
             stop_group(proc)
 
 
-def onnx_export(model: str) -> tuple[Path, str]:
-    """The bundle's recorded ONNX export (its checksums verified), exported first when it has none."""
+def onnx_export(model: str, fmt: str) -> tuple[Path, str]:
+    """The bundle's recorded ``onnx`` or ``onnx-int8`` export (its checksums verified); the fp32 one is exported
+    first when it has none, the INT8 one must have passed ``inspector export --int8``'s accuracy guard already."""
     bundle = load_bundle(model)
-    if "onnx" not in read_record(bundle.path / EXPORT_DIR).get("formats", {}):
-        export_model(bundle.path, "onnx")
-    return verified_file(bundle, "onnx").resolve(), f"{bundle.name}/{bundle.version}"
+    if fmt not in read_record(bundle.path / EXPORT_DIR).get("formats", {}):
+        if fmt != "onnx":
+            sys.exit(f"{bundle.path} has no {fmt} export: run `inspector export --model {model} --format onnx "
+                     "--int8` first (it writes one only when its accuracy guard passes)")
+        export_model(bundle.path, fmt)
+    return verified_file(bundle, fmt).resolve(), f"{bundle.name}/{bundle.version}"
 
 
 def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
@@ -271,11 +277,7 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
     rows += [f"| {c} | {side} | {r['frames']} | {r['fps']:.1f} | {r['fps'] / figures['inspector'][c]['fps']:.2f} | "
              f"{r['p50']:.1f} | {r['p99']:.1f} | {r['cpu_ms']:.1f} | {r['client_ms']:.2f} | {r['others']:.2f} |"
              for c in LOADS for side, r in ((s, figures[s][c]) for s in ("inspector", "triton"))]
-    alike = args.inspector_backend == "onnx"
-    title = "same ONNX export, frames and clients" if alike else \
-        f"this service on its `{args.inspector_backend}` export, Triton on the ONNX export; same frames and clients"
-    if args.triton_instances > 1:
-        title += f"; Triton with an instance group of {args.triton_instances}"
+    title, caveat = comparison(args)
     return "\n".join([
         f"## This service vs NVIDIA Triton (PyTriton): {title}", "",
         f"- command: `{invocation()}`", f"- machine: {machine()}; device: cpu", f"- date: {utc_now()}",
@@ -287,10 +289,7 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
         f"2 ms; when frames queue up, 2 lanes, each on its share of the {setup['threads']} threads: the default on "
         "the CPU), unary `Inspect` with `return_mask`: decode, letterbox, the model, verdict, regions, mask PNG at "
         "frame size",
-        *([] if alike else [f"- **not like for like**: each server as it comes with this bundle, the service on its "
-                            f"`{args.inspector_backend}` export (behind the INT8 accuracy guard where INT8), Triton on "
-                            "the fp32 ONNX export a plant would hand it; the like-for-like comparison is the "
-                            "`peers` section"]),
+        *caveat,
         f"- triton: PyTriton ({pins}), a `@batch` callable, `max_batch_size={args.max_batch}`, `DynamicBatcher("
         f"max_queue_delay_microseconds={args.delay_us})`, "
         + (f"ONNX Runtime with the service's {setup['threads']} threads" if args.triton_instances == 1 else
@@ -310,11 +309,31 @@ def report(args: argparse.Namespace, raw: dict[str, dict[int, dict[str, Any]]],
         f"- run time: {time.monotonic() - setup['started']:.0f} s", "", *rows])
 
 
+def comparison(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The section's title, and the line that says what is not alike (none when both serve the same file)."""
+    ours, theirs = args.inspector_backend, args.triton_export
+    title = f"same `{ours}` export, frames and clients" if ours == theirs else \
+        f"this service on its `{ours}` export, Triton on the `{theirs}` export; same frames and clients"
+    if args.triton_instances > 1:
+        title += f"; Triton with an instance group of {args.triton_instances}"
+    if ours == theirs:
+        return title, []
+    if ours.endswith("-int8") and theirs.endswith("-int8"):
+        return title, [f"- **each runtime's own INT8**: the same bundle quantized by each server's runtime, both "
+                       f"behind `inspector export --int8`'s accuracy guard: the service on `{ours}`, Triton's ONNX "
+                       f"Runtime on `{theirs}` (ONNX Runtime's static quantization, the INT8 its ONNX backend runs); "
+                       "the same file on both sides is the `peers` section"]
+    return title, [f"- **not like for like**: each server as it comes with this bundle, the service on its `{ours}` "
+                   "export (behind the INT8 accuracy guard where INT8), Triton on the fp32 ONNX export a plant would "
+                   "hand it; the like-for-like comparison is the `peers` section"]
+
+
 def section(args: argparse.Namespace) -> str:
     """The RESULTS.md section: ``peers`` for the defaults, else named after what differs."""
     backend = "" if args.inspector_backend == "onnx" else f"_{args.inspector_backend}"
     instances = "" if args.triton_instances == 1 else f"_triton{args.triton_instances}"
-    return f"peers{backend}{instances}"
+    export = "" if args.triton_export == "onnx" else f"_triton-{args.triton_export}"
+    return f"peers{backend}{instances}{export}"
 
 
 def main() -> None:
@@ -329,6 +348,10 @@ def main() -> None:
     parser.add_argument("--inspector-backend", default="onnx", choices=BACKENDS,
                         help="the service's backend (Triton always runs the ONNX export); other than onnx, results go "
                              "to the section peers_<backend>")
+    parser.add_argument("--triton-export", default="onnx", choices=("onnx", "onnx-int8"),
+                        help="the export Triton's ONNX Runtime serves: the fp32 one, or the guarded INT8 one of "
+                             "`inspector export --format onnx --int8`; other than onnx, results go to the section "
+                             "peers_<backend>_triton-onnx-int8")
     parser.add_argument("--triton-instances", type=int, default=1,
                         help="Triton's instance group: that many callables, each with an ONNX Runtime session of its "
                              "share of the threads (2 on 2 cores: Triton's counterpart of the service's lanes); other "
@@ -342,7 +365,7 @@ def main() -> None:
     seconds, n, args.rounds = (3.0, 8, 1) if args.quick else (args.seconds, args.frames, args.rounds)
     setup: dict[str, Any] = {"started": time.monotonic(), "seconds": seconds, "threads": torch.get_num_threads()}
     frames, setup["frames"] = sized_frames(n, (512, 512))
-    setup["onnx"], setup["served"] = onnx_export(args.model)
+    setup["onnx"], setup["served"] = onnx_export(args.model, args.triton_export)
     classes = json.loads((setup["onnx"].parent / "export.json").read_text())["classes"]
     sides, answers = ("inspector", "triton"), {}
     raw = {s: {c: {"latencies": [], "wall": 0.0, "server": 0.0, "own": 0.0, "others": 0.0} for c in LOADS}
