@@ -323,9 +323,10 @@ def comparison(args: argparse.Namespace) -> tuple[str, list[str]]:
                        f"behind `inspector export --int8`'s accuracy guard: the service on `{ours}`, Triton's ONNX "
                        f"Runtime on `{theirs}` (ONNX Runtime's static quantization, the INT8 its ONNX backend runs); "
                        "the same file on both sides is the `peers` section"]
+    triton = "the fp32 ONNX export a plant would hand it" if theirs == "onnx" else f"the `{theirs}` export"
     return title, [f"- **not like for like**: each server as it comes with this bundle, the service on its `{ours}` "
-                   "export (behind the INT8 accuracy guard where INT8), Triton on the fp32 ONNX export a plant would "
-                   "hand it; the like-for-like comparison is the `peers` section"]
+                   f"export, Triton on {triton} (INT8 ones behind the accuracy guard); the like-for-like comparison "
+                   "is the `peers` section"]
 
 
 def section(args: argparse.Namespace) -> str:
@@ -346,8 +347,8 @@ def main() -> None:
     parser.add_argument("--delay-us", type=int, default=2000, help="Triton's batcher wait (the service's: 2 ms)")
     parser.add_argument("--triton-timeout", type=float, default=180.0, help="seconds Triton may take to be ready")
     parser.add_argument("--inspector-backend", default="onnx", choices=BACKENDS,
-                        help="the service's backend (Triton always runs the ONNX export); other than onnx, results go "
-                             "to the section peers_<backend>")
+                        help="the service's backend (Triton runs --triton-export); other than onnx, results go to "
+                             "the section peers_<backend>")
     parser.add_argument("--triton-export", default="onnx", choices=("onnx", "onnx-int8"),
                         help="the export Triton's ONNX Runtime serves: the fp32 one, or the guarded INT8 one of "
                              "`inspector export --format onnx --int8`; other than onnx, results go to the section "
