@@ -47,3 +47,15 @@ def add_version():
         return reseal(target)
 
     return add
+
+
+@pytest.fixture()
+def line_store(tiny_bundle, tmp_path, add_version) -> Path:
+    """``<tmp>/store/line/{v1,v2}``: the tiny bundle as two versions of a store's model ``line``, v1 active."""
+    from inspector.artifacts.store import promote
+
+    model_dir = tmp_path / "store" / "line"
+    for version in ("v1", "v2"):
+        add_version(tiny_bundle, model_dir, version)
+    promote(model_dir, "v1")
+    return model_dir
